@@ -1,0 +1,229 @@
+"""Masked scaled dot-product attention: one API over two backends.
+
+`scaled_dot_product_attention` validates its inputs once, then dispatches to the
+C kernel (core._kernel, built by build_kernels.py) or to the NumPy fallback; both
+compute softmax(q k^T * scale + mask) v with a numerically stable softmax.
+`attention_backward` does the same for the gradients (used by training).
+
+Shapes: q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv] -> out [..., Lq, Dv],
+weights [..., Lq, Lk]. `causal=True` lets query i see keys j <= i + (Lk - Lq)
+(bottom-right aligned, so one new query against a KV cache sees every key).
+`mask` is boolean, True = may attend, combined with `causal` by AND. A row with no
+allowed key gives zeros, never NaN.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import numpy as np
+
+try:
+    from core import _kernel
+except ImportError:  # built without a C compiler: the NumPy fallback serves
+    _kernel = None
+    warnings.warn(
+        "Glassbox's C attention kernel is not built, so the slower NumPy fallback is used. "
+        "Install a C compiler (Debian/Ubuntu: apt install build-essential; macOS: xcode-select --install) "
+        "and reinstall with `pip install -e .` (or run `python build_kernels.py`).",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+BACKENDS = ("c", "numpy")
+_ERROR_MESSAGES = {
+    1: "a required pointer was NULL",
+    2: "a size was not positive",
+    3: "out of memory for a work buffer",
+    4: "a worker thread could not be started",
+}
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends this install can run: ("c", "numpy") when the kernel is built."""
+    return BACKENDS if _kernel is not None else ("numpy",)
+
+
+def default_backend() -> str:
+    """C when built, else NumPy; GLASSBOX_BACKEND=numpy (or c) in the environment overrides."""
+    forced = os.environ.get("GLASSBOX_BACKEND", "").strip().lower()
+    if forced:
+        return _check_backend(forced)
+    return "c" if _kernel is not None else "numpy"
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown attention backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "c" and _kernel is None:
+        raise RuntimeError(
+            "the C attention kernel is not built: install a C compiler and run `pip install -e .` "
+            "(or `python build_kernels.py` in the project root), or use backend='numpy'"
+        )
+    return backend
+
+
+def _check_dtypes(*arrays: np.ndarray) -> np.dtype:
+    dtypes = {array.dtype for array in arrays}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
+        names = ", ".join(str(array.dtype) for array in arrays)
+        raise TypeError(f"attention needs float32 or float64 arrays of one dtype, got {names}")
+    return next(iter(dtypes))
+
+
+def _check_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+    shapes = f"q {q.shape}, k {k.shape}, v {v.shape}"
+    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
+        raise ValueError(f"q, k and v need at least 2 dims (..., L, D); got {shapes}")
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        raise ValueError(f"q, k and v need the same leading dims; got {shapes}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k need the same last dim D; got {shapes}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v need the same number of keys Lk; got {shapes}")
+    if q.shape[-1] == 0:
+        raise ValueError(f"the query/key width D must be at least 1; got {shapes}")
+
+
+def _broadcast_mask(mask, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The user's boolean mask as a [..., Lq, Lk] broadcast view (no copy), or None."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"mask must be boolean (True = may attend), got {mask.dtype}")
+    try:
+        return np.broadcast_to(mask, shape)
+    except ValueError:
+        raise ValueError(f"mask of shape {mask.shape} does not broadcast to the scores' shape {shape}") from None
+
+
+def causal_mask(lq: int, lk: int) -> np.ndarray:
+    """[Lq, Lk] booleans: query i may see key j when j <= i + (Lk - Lq) (bottom-right aligned)."""
+    return np.tri(lq, lk, k=lk - lq, dtype=bool)
+
+
+def _numpy_forward(q, k, v, mask, causal, scale, return_weights):
+    allowed = mask
+    if causal:
+        past = causal_mask(q.shape[-2], k.shape[-2])  # [Lq, Lk]
+        allowed = past if mask is None else mask & past
+    scores = np.matmul(q, np.swapaxes(k, -1, -2))  # [..., Lq, D] @ [..., D, Lk] -> [..., Lq, Lk]
+    scores *= scale
+    if allowed is not None:
+        np.copyto(scores, -np.inf, where=~allowed)
+    row_max = scores.max(axis=-1, keepdims=True)  # [..., Lq, 1]
+    row_max[~np.isfinite(row_max)] = 0  # fully masked row: exp(-inf) = 0 below, no NaN
+    np.subtract(scores, row_max, out=scores)
+    weights = np.exp(scores, out=scores)
+    row_sum = weights.sum(axis=-1, keepdims=True)  # [..., Lq, 1]
+    row_sum[row_sum == 0] = 1
+    weights /= row_sum
+    out = np.matmul(weights, v)  # [..., Lq, Lk] @ [..., Lk, Dv] -> [..., Lq, Dv]
+    return out, weights
+
+
+def _pointer(array: np.ndarray | None):
+    """A cffi pointer to a C-contiguous float array's data (NULL for None)."""
+    ffi = _kernel.ffi
+    if array is None:
+        return ffi.NULL
+    return ffi.cast("float *" if array.dtype == np.float32 else "double *", array.ctypes.data)
+
+
+def _c_forward(q, k, v, mask, causal, scale, return_weights):
+    lead, (lq, d), (lk, dv) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
+    batch = math.prod(lead)
+    q3 = np.ascontiguousarray(q).reshape(batch, lq, d)
+    k3 = np.ascontiguousarray(k).reshape(batch, lk, d)
+    v3 = np.ascontiguousarray(v).reshape(batch, lk, dv)
+    out = np.empty((batch, lq, dv), dtype=q.dtype)
+    weights = np.empty((batch, lq, lk), dtype=q.dtype) if return_weights else None
+    ffi, lib = _kernel.ffi, _kernel.lib
+    forward = lib.gb_attention_forward_f32 if q.dtype == np.float32 else lib.gb_attention_forward_f64
+    mask_ptr, mask_strides = ffi.NULL, (0, 0, 0)
+    if mask is not None:
+        mask3 = mask.reshape(batch, lq, lk)  # stays a strided view when the broadcast allows
+        mask_ptr = ffi.cast("const uint8_t *", mask3.ctypes.data)
+        mask_strides = mask3.strides  # bytes == elements for one-byte booleans
+    status = forward(
+        _pointer(out), _pointer(weights), _pointer(q3), _pointer(k3), _pointer(v3),
+        mask_ptr, *mask_strides, int(causal), float(scale), batch, lq, lk, d, dv,
+    )
+    _raise_for_status(status)
+    out = out.reshape(*lead, lq, dv)
+    return out, (weights.reshape(*lead, lq, lk) if return_weights else None)
+
+
+def _raise_for_status(status: int) -> None:
+    if status != 0:
+        raise RuntimeError(f"C attention kernel failed: {_ERROR_MESSAGES.get(status, f'error code {status}')}")
+
+
+def scaled_dot_product_attention(q, k, v, *, causal=False, mask=None, scale=None,
+                                 return_weights=False, backend=None):
+    """softmax(q k^T * scale, masked) v; returns out, or (out, weights) with return_weights."""
+    backend = default_backend() if backend is None else _check_backend(backend)
+    q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
+    _check_dtypes(q, k, v)
+    _check_shapes(q, k, v)
+    lq, lk = q.shape[-2], k.shape[-2]
+    scores_shape = (*q.shape[:-2], lq, lk)
+    mask = _broadcast_mask(mask, scores_shape)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
+    if 0 in scores_shape or v.shape[-1] == 0 or lk == 0:
+        out = np.zeros((*q.shape[:-1], v.shape[-1]), dtype=q.dtype)
+        weights = np.zeros(scores_shape, dtype=q.dtype)
+    elif backend == "c":
+        out, weights = _c_forward(q, k, v, mask, causal, scale, return_weights)
+    else:
+        out, weights = _numpy_forward(q, k, v, mask, causal, scale, return_weights)
+    return (out, weights) if return_weights else out
+
+
+def _numpy_backward(d_out, q, k, v, weights, scale):
+    d_v = np.matmul(np.swapaxes(weights, -1, -2), d_out)  # [..., Lk, Lq] @ [..., Lq, Dv] -> [..., Lk, Dv]
+    d_weights = np.matmul(d_out, np.swapaxes(v, -1, -2))  # [..., Lq, Dv] @ [..., Dv, Lk] -> [..., Lq, Lk]
+    row_dot = (d_weights * weights).sum(axis=-1, keepdims=True)  # [..., Lq, 1]
+    d_scores = weights * (d_weights - row_dot) * scale  # softmax backward, then the scale
+    d_q = np.matmul(d_scores, k)  # [..., Lq, Lk] @ [..., Lk, D] -> [..., Lq, D]
+    d_k = np.matmul(np.swapaxes(d_scores, -1, -2), q)  # [..., Lk, Lq] @ [..., Lq, D] -> [..., Lk, D]
+    return d_q, d_k, d_v
+
+
+def _c_backward(d_out, q, k, v, weights, scale):
+    lead, (lq, d), (lk, dv) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
+    batch = math.prod(lead)
+    inputs = [np.ascontiguousarray(array) for array in (d_out, q, k, v, weights)]
+    d_q, d_k, d_v = (np.empty_like(array) for array in inputs[1:4])
+    lib = _kernel.lib
+    backward = lib.gb_attention_backward_f32 if q.dtype == np.float32 else lib.gb_attention_backward_f64
+    status = backward(_pointer(d_q), _pointer(d_k), _pointer(d_v), *map(_pointer, inputs),
+                      float(scale), batch, lq, lk, d, dv)
+    _raise_for_status(status)
+    return d_q, d_k, d_v
+
+
+def attention_backward(d_out, q, k, v, weights, *, scale=None, backend=None):
+    """Gradients (d_q, d_k, d_v) of attention given d_out [..., Lq, Dv] and the forward's weights.
+
+    Masking and causality need no arguments here: masked entries of `weights` are zero.
+    """
+    backend = default_backend() if backend is None else _check_backend(backend)
+    d_out, q, k, v, weights = (np.asarray(array) for array in (d_out, q, k, v, weights))
+    _check_dtypes(d_out, q, k, v, weights)
+    _check_shapes(q, k, v)
+    scores_shape = (*q.shape[:-2], q.shape[-2], k.shape[-2])
+    out_shape = (*q.shape[:-1], v.shape[-1])
+    if weights.shape != scores_shape or d_out.shape != out_shape:
+        raise ValueError(f"attention_backward needs weights {scores_shape} and d_out {out_shape}; "
+                         f"got weights {weights.shape}, d_out {d_out.shape}")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if 0 in scores_shape or v.shape[-1] == 0:
+        return np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+    if backend == "c":
+        return _c_backward(d_out, q, k, v, weights, scale)
+    return _numpy_backward(d_out, q, k, v, weights, scale)

@@ -1,0 +1,55 @@
+/* Glassbox attention kernels: masked scaled dot-product attention with a
+ * numerically stable softmax, forward and backward, float32 and float64.
+ *
+ * Legend for the sizes (llm.c style: outputs first, sizes last):
+ *   B  = number of independent attention problems (batch * heads, flattened)
+ *   Lq = query positions, Lk = key/value positions
+ *   D  = query/key width, Dv = value width
+ * All arrays are C-contiguous: q [B, Lq, D], k [B, Lk, D], v [B, Lk, Dv],
+ * out [B, Lq, Dv], weights [B, Lq, Lk].
+ *
+ * mask (may be NULL) holds one byte per (b, i, j), nonzero = may attend; it is
+ * addressed as mask[b*mask_sb + i*mask_sq + j*mask_sk] so that a broadcast mask
+ * (stride 0) needs no copy. causal != 0 lets query i see keys j <= i + (Lk - Lq).
+ * A row with no allowed key yields zeros in out (and weights).
+ *
+ * Return codes: GB_OK, or one of the GB_ERR_* values below; on error no output
+ * has been written beyond what the caller passed in.
+ */
+#ifndef GLASSBOX_ATTENTION_H
+#define GLASSBOX_ATTENTION_H
+
+#include <stdint.h>
+
+#define GB_OK 0
+#define GB_ERR_NULL 1      /* a required pointer is NULL */
+#define GB_ERR_SIZE 2      /* a size is not positive */
+#define GB_ERR_NOMEM 3     /* a work buffer could not be allocated */
+#define GB_ERR_THREAD 4    /* a worker thread could not be started */
+
+/* weights may be NULL: then no Lq x Lk buffer is ever allocated. */
+int gb_attention_forward_f32(float *out, float *weights,
+                             const float *q, const float *k, const float *v,
+                             const uint8_t *mask, int64_t mask_sb, int64_t mask_sq, int64_t mask_sk,
+                             int causal, double scale,
+                             int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv);
+int gb_attention_forward_f64(double *out, double *weights,
+                             const double *q, const double *k, const double *v,
+                             const uint8_t *mask, int64_t mask_sb, int64_t mask_sq, int64_t mask_sk,
+                             int causal, double scale,
+                             int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv);
+
+/* Backward pass given the forward's attention weights [B, Lq, Lk] (masked
+ * entries are zero there, so the mask needs no second look):
+ *   dv = W^T dout,  dW = dout v^T,  dS = W * (dW - rowsum(dW * W)),
+ *   dq = scale * dS k,  dk = scale * dS^T q. */
+int gb_attention_backward_f32(float *dq, float *dk, float *dv,
+                              const float *dout, const float *q, const float *k, const float *v,
+                              const float *weights, double scale,
+                              int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv);
+int gb_attention_backward_f64(double *dq, double *dk, double *dv,
+                              const double *dout, const double *q, const double *k, const double *v,
+                              const double *weights, double scale,
+                              int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv);
+
+#endif
