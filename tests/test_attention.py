@@ -1,0 +1,253 @@
+"""core.attention: both backends against the float64 reference and each other, bad input, threads."""
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import TOLERANCE, assert_matches_reference, reference_attention
+from core import attention
+from core.attention import (attention_backward, available_backends, default_backend,
+                            scaled_dot_product_attention)
+
+HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def random_qkv(rng, lead, lq, lk, d, dv, dtype, magnitude=1.0):
+    q = (rng.standard_normal((*lead, lq, d)) * magnitude).astype(dtype)  # [..., Lq, D]
+    k = (rng.standard_normal((*lead, lk, d)) * magnitude).astype(dtype)  # [..., Lk, D]
+    v = rng.standard_normal((*lead, lk, dv)).astype(dtype)  # [..., Lk, Dv]
+    return q, k, v
+
+
+@st.composite
+def attention_problems(draw):
+    """Random shapes (1 and odd sizes included), dtype, causal, mask, and a few layouts."""
+    lead = tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=2)))
+    lq, lk = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    d, dv = draw(st.integers(1, 17)), draw(st.integers(1, 7))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    q, k, v = random_qkv(rng, lead, lq, lk, d, dv, dtype, magnitude=draw(st.sampled_from([0.1, 1.0, 3.0])))
+    causal = draw(st.booleans())
+    mask = None
+    mask_kind = draw(st.sampled_from(["none", "full", "2d", "per_first_dim", "rows_off"]))
+    if mask_kind == "full":
+        mask = rng.random((*lead, lq, lk)) < 0.7
+    elif mask_kind == "2d":
+        mask = rng.random((lq, lk)) < 0.7
+    elif mask_kind == "per_first_dim" and lead:  # broadcast over every leading dim but the first
+        mask = rng.random((lead[0], *(1,) * (len(lead) - 1), lq, lk)) < 0.7
+    elif mask_kind == "rows_off":
+        mask = np.ones((lq, lk), dtype=bool)
+        mask[rng.integers(0, lq)] = False
+    return q, k, v, dict(causal=causal, mask=mask)
+
+
+@HYPOTHESIS
+@given(problem=attention_problems())
+def test_every_backend_matches_reference(problem):
+    q, k, v, options = problem
+    for backend in available_backends():
+        assert_matches_reference(q, k, v, backend, **options)
+
+
+@pytest.mark.skipif("c" not in available_backends(), reason="C kernel not built")
+@HYPOTHESIS
+@given(problem=attention_problems())
+def test_backends_agree_with_each_other(problem):
+    q, k, v, options = problem
+    c_out, c_weights = scaled_dot_product_attention(q, k, v, backend="c", return_weights=True, **options)
+    np_out, np_weights = scaled_dot_product_attention(q, k, v, backend="numpy", return_weights=True, **options)
+    tolerance = TOLERANCE[np.dtype(q.dtype)] * 10
+    np.testing.assert_allclose(c_out, np_out, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(c_weights, np_weights, rtol=0, atol=tolerance)
+
+
+def test_known_values_by_hand(backend):
+    # two keys, scores 0 and ln(3) after scaling: weights 1/4 and 3/4
+    q = np.array([[1.0, 0.0]])
+    k = np.array([[0.0, 0.0], [np.log(3) * np.sqrt(2), 0.0]])
+    v = np.array([[4.0, 0.0], [0.0, 8.0]])
+    out, weights = scaled_dot_product_attention(q, k, v, return_weights=True, backend=backend)
+    np.testing.assert_allclose(weights, [[0.25, 0.75]], atol=1e-12)
+    np.testing.assert_allclose(out, [[1.0, 6.0]], atol=1e-12)
+
+
+def test_causal_is_bottom_right_aligned(backend):
+    rng = np.random.default_rng(1)
+    q, k, v = random_qkv(rng, (2,), 3, 5, 4, 4, np.float64)
+    _, weights = scaled_dot_product_attention(q, k, v, causal=True, return_weights=True, backend=backend)
+    # query i sees keys j <= i + 2: the last query sees all 5 keys, the first only 3
+    assert (weights[:, 0, 3:] == 0).all() and (weights[:, 0, :3] > 0).all()
+    assert (weights[:, 2] > 0).all()
+
+
+def test_decoding_one_query_sees_the_whole_cache(backend):
+    rng = np.random.default_rng(2)
+    q, k, v = random_qkv(rng, (4,), 1, 7, 8, 8, np.float32)
+    causal = scaled_dot_product_attention(q, k, v, causal=True, backend=backend)
+    full = scaled_dot_product_attention(q, k, v, causal=False, backend=backend)
+    np.testing.assert_array_equal(causal, full)
+
+
+def test_fully_masked_rows_are_zero_without_warnings(backend):
+    rng = np.random.default_rng(3)
+    q, k, v = random_qkv(rng, (2,), 4, 4, 4, 3, np.float32)
+    mask = np.ones((4, 4), dtype=bool)
+    mask[1] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, weights = scaled_dot_product_attention(q, k, v, mask=mask, return_weights=True, backend=backend)
+    assert (out[:, 1] == 0).all() and (weights[:, 1] == 0).all()
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(weights[:, [0, 2, 3]].sum(-1), 1, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_magnitude_scores_stay_finite_and_correct(backend, dtype):
+    rng = np.random.default_rng(4)
+    q, k, v = random_qkv(rng, (3,), 6, 6, 4, 4, dtype, magnitude=100.0)  # scores ~ 1e4
+    assert_matches_reference(q, k, v, backend, causal=True)
+
+
+def test_non_contiguous_views(backend):
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((3, 10, 16))
+    q = base[:, ::2, :8]  # strided rows and columns
+    k = np.swapaxes(rng.standard_normal((3, 8, 5)), 1, 2)  # [3, 5, 8], transposed view
+    v = base[::1, 2:7, 8:]  # offset view
+    assert not (q.flags.c_contiguous or k.flags.c_contiguous or v.flags.c_contiguous)
+    assert_matches_reference(q, k, v, backend, causal=True)
+
+
+def test_explicit_scale(backend):
+    rng = np.random.default_rng(6)
+    q, k, v = random_qkv(rng, (), 3, 4, 5, 2, np.float64)
+    assert_matches_reference(q, k, v, backend, scale=0.37)
+    assert_matches_reference(q, k, v, backend, scale=1.0)
+
+
+def test_empty_query_gives_empty_result(backend):
+    q = np.zeros((2, 0, 4), np.float32)
+    k = np.zeros((2, 3, 4), np.float32)
+    v = np.zeros((2, 3, 5), np.float32)
+    out, weights = scaled_dot_product_attention(q, k, v, return_weights=True, backend=backend)
+    assert out.shape == (2, 0, 5) and weights.shape == (2, 0, 3) and out.dtype == np.float32
+
+
+def test_no_keys_gives_zeros(backend):
+    q = np.ones((2, 3, 4))
+    out = scaled_dot_product_attention(q, np.zeros((2, 0, 4)), np.zeros((2, 0, 5)), backend=backend)
+    assert out.shape == (2, 3, 5) and (out == 0).all()
+
+
+@pytest.mark.parametrize(
+    "q_shape, k_shape, v_shape, message",
+    [
+        ((4,), (4, 4), (4, 4), "at least 2 dims"),
+        ((2, 3, 4), (3, 3, 4), (3, 3, 4), "same leading dims"),
+        ((3, 4), (3, 5), (3, 4), "same last dim D"),
+        ((3, 4), (5, 4), (6, 4), "same number of keys Lk"),
+        ((3, 0), (5, 0), (5, 4), "at least 1"),
+    ],
+)
+def test_bad_shapes_raise_value_error_with_shapes(backend, q_shape, k_shape, v_shape, message):
+    q, k, v = np.zeros(q_shape), np.zeros(k_shape), np.zeros(v_shape)
+    with pytest.raises(ValueError, match=message) as error:
+        scaled_dot_product_attention(q, k, v, backend=backend)
+    assert str(q_shape) in str(error.value) and str(k_shape) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "dtypes", [(np.float32, np.float64, np.float32), (np.int64,) * 3, (np.float16,) * 3, (np.complex128,) * 3]
+)
+def test_wrong_dtypes_raise_type_error_naming_them(backend, dtypes):
+    q, k, v = (np.ones((2, 4), dtype=dtype) for dtype in dtypes)
+    with pytest.raises(TypeError, match=np.dtype(dtypes[0]).name):
+        scaled_dot_product_attention(q, k, v, backend=backend)
+
+
+def test_mask_that_does_not_broadcast(backend):
+    q = k = v = np.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match=r"\(2, 2\).*\(2, 3, 3\)"):
+        scaled_dot_product_attention(q, k, v, mask=np.ones((2, 2), bool), backend=backend)
+
+
+def test_non_boolean_mask_is_refused(backend):
+    q = k = v = np.zeros((3, 4))
+    with pytest.raises(TypeError, match="boolean"):
+        scaled_dot_product_attention(q, k, v, mask=np.ones((3, 3)), backend=backend)
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="unknown attention backend"):
+        scaled_dot_product_attention(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), backend="cuda")
+
+
+def test_c_backend_missing_raises_runtime_error_saying_how_to_build(monkeypatch):
+    monkeypatch.setattr(attention, "_kernel", None)
+    assert available_backends() == ("numpy",)
+    with pytest.raises(RuntimeError, match="build_kernels.py"):
+        scaled_dot_product_attention(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), backend="c")
+    monkeypatch.delenv("GLASSBOX_BACKEND", raising=False)
+    assert default_backend() == "numpy"
+
+
+def test_environment_forces_numpy(monkeypatch):
+    monkeypatch.setenv("GLASSBOX_BACKEND", "numpy")
+    assert default_backend() == "numpy"
+    monkeypatch.setenv("GLASSBOX_BACKEND", "fortran")
+    with pytest.raises(ValueError, match="fortran"):
+        default_backend()
+
+
+@pytest.mark.skipif("c" not in available_backends(), reason="C kernel not built")
+def test_default_backend_is_c_when_built(monkeypatch):
+    monkeypatch.delenv("GLASSBOX_BACKEND", raising=False)
+    assert default_backend() == "c"
+
+
+@pytest.mark.skipif("c" not in available_backends(), reason="C kernel not built")
+def test_two_threads_calling_the_kernel_at_once():
+    rng = np.random.default_rng(7)
+    problems = [random_qkv(rng, (4,), 64, 64, 32, 32, np.float32) for _ in range(2)]
+    expected = [reference_attention(*problem, causal=True)[0] for problem in problems]
+    results, barrier = {}, threading.Barrier(2)
+
+    def work(index):
+        barrier.wait()
+        for _ in range(20):
+            results[index] = scaled_dot_product_attention(*problems[index], causal=True, backend="c")
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(2):
+        np.testing.assert_allclose(results[index], expected[index], atol=1e-5)
+
+
+def test_backward_bad_shapes(backend):
+    q = k = v = np.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match="weights"):
+        attention_backward(np.zeros((2, 3, 4)), q, k, v, np.zeros((2, 3, 2)), backend=backend)
+
+
+@pytest.mark.skipif("c" not in available_backends(), reason="C kernel not built")
+def test_kernel_validates_pointers_and_sizes():
+    ffi, lib = attention._kernel.ffi, attention._kernel.lib
+    buffer = ffi.new("float[16]")
+    null_output = lib.gb_attention_forward_f32(ffi.NULL, ffi.NULL, buffer, buffer, buffer,
+                                               ffi.NULL, 0, 0, 0, 0, 1.0, 1, 2, 2, 2, 2)
+    zero_size = lib.gb_attention_forward_f32(buffer, ffi.NULL, buffer, buffer, buffer,
+                                             ffi.NULL, 0, 0, 0, 0, 1.0, 1, 0, 2, 2, 2)
+    negative_size = lib.gb_attention_backward_f64(*[ffi.new("double[16]")] * 8, 1.0, 1, 2, -2, 2, 2)
+    assert (null_output, zero_size, negative_size) == (lib.GB_ERR_NULL, lib.GB_ERR_SIZE, lib.GB_ERR_SIZE)
+    with pytest.raises(RuntimeError, match="size was not positive"):
+        attention._raise_for_status(lib.GB_ERR_SIZE)
