@@ -39,6 +39,17 @@ int gb_attention_forward_f64(double *out, double *weights,
                              int causal, double scale,
                              int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv);
 
+/* The forward kernel's code path for the next call on this CPU: "avx2+fma", or
+ * "portable" (plain C: other CPUs, or GLASSBOX_SIMD=portable in the environment). */
+const char *gb_forward_code_path(void);
+/* Threads a large forward call uses: GLASSBOX_NUM_THREADS when a positive
+ * integer, else the online cores (small calls use fewer, tiny ones just one). */
+int gb_forward_thread_count(void);
+/* out[i] = exp(x[i]) with the exp the forward's softmax uses on the current code
+ * path (exposed so that tests can measure its error in ULP). */
+int gb_exp_f32(float *out, const float *x, int64_t n);
+int gb_exp_f64(double *out, const double *x, int64_t n);
+
 /* Backward pass given the forward's attention weights [B, Lq, Lk] (masked
  * entries are zero there, so the mask needs no second look):
  *   dv = W^T dout,  dW = dout v^T,  dS = W * (dW - rowsum(dW * W)),

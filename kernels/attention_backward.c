@@ -1,17 +1,107 @@
 /* Backward attention kernel (for training): gradients of q, k, v from the
- * gradient of the output and the forward's weights, float32 and float64. */
+ * gradient of the output and the forward's weights, float32 and float64 from one
+ * body (attention_backward_impl.h), in two code paths chosen per call:
+ *  - "avx2": 256-bit tiles, compiled through a target attribute and used only when
+ *    the CPU has AVX2 (__builtin_cpu_supports), so the build runs on any x86-64;
+ *  - "portable": 128-bit tiles (SSE2 on x86-64, NEON on ARM), everywhere else or
+ *    when GLASSBOX_SIMD=portable.
+ * Both sum every element in the same order, so they give the same bits.
+ * The B independent problems are tasks for the forward's fork-join runner
+ * (attention_parallel.h: GLASSBOX_NUM_THREADS, default all cores), used only when
+ * the work is large enough to pay for the threads. Each task owns one whole
+ * problem, so the result does not depend on the thread count either. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "attention.h"
+#include "attention_parallel.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define GB_BACKWARD_AVX2 1
+#endif
+
+#define ROWS 4  /* query rows per block (the impl's tiles hold 4) */
+#define COLS (2 * VBYTES / (int)sizeof(REAL))
+/* multiply-adds one thread should get at least: below this, starting it costs more than it saves */
+#define MIN_WORK_PER_THREAD (1 << 17)
+
+/* How many threads to share B problems of `work_per_problem` multiply-adds among. */
+static int64_t backward_thread_count(int64_t B, int64_t work_per_problem)
+{
+    int64_t count = gb_configured_threads();
+    int64_t by_work = B * work_per_problem / MIN_WORK_PER_THREAD;
+    if (count > by_work) count = by_work;
+    return count < 1 ? 1 : count;
+}
 
 #define REAL float
+#define VBYTES 16
+#define TARGET
 #define FN(name) name##_f32
 #include "attention_backward_impl.h"
-#undef REAL
+#undef VBYTES
+#undef TARGET
 #undef FN
+#ifdef GB_BACKWARD_AVX2
+#define VBYTES 32
+#define TARGET __attribute__((target("avx2")))
+#define FN(name) name##_f32_avx2
+#include "attention_backward_impl.h"
+#undef VBYTES
+#undef TARGET
+#undef FN
+#endif
+#undef REAL
 
 #define REAL double
+#define VBYTES 16
+#define TARGET
 #define FN(name) name##_f64
 #include "attention_backward_impl.h"
-#undef REAL
+#undef VBYTES
+#undef TARGET
 #undef FN
+#ifdef GB_BACKWARD_AVX2
+#define VBYTES 32
+#define TARGET __attribute__((target("avx2")))
+#define FN(name) name##_f64_avx2
+#include "attention_backward_impl.h"
+#undef VBYTES
+#undef TARGET
+#undef FN
+#endif
+#undef REAL
+
+/* 1 when the AVX2 path is used: the CPU has it and GLASSBOX_SIMD is not "portable". */
+static int backward_uses_avx2(void)
+{
+#ifdef GB_BACKWARD_AVX2
+    const char *forced = getenv("GLASSBOX_SIMD");
+    if (forced && strcmp(forced, "portable") == 0) return 0;
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+int gb_attention_backward_f32(float *dq, float *dk, float *dv,
+                              const float *dout, const float *q, const float *k, const float *v,
+                              const float *weights, double scale,
+                              int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
+{
+#ifdef GB_BACKWARD_AVX2
+    if (backward_uses_avx2()) return backward_f32_avx2(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
+#endif
+    return backward_f32(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
+}
+
+int gb_attention_backward_f64(double *dq, double *dk, double *dv,
+                              const double *dout, const double *q, const double *k, const double *v,
+                              const double *weights, double scale,
+                              int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
+{
+#ifdef GB_BACKWARD_AVX2
+    if (backward_uses_avx2()) return backward_f64_avx2(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
+#endif
+    return backward_f64(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
+}

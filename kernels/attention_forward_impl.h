@@ -1,6 +1,35 @@
 /* Body of the forward kernel, included once per element type by attention.c with
- * REAL (float or double) and FN(name) (adds the _f32 / _f64 suffix) defined.
- * Sizes: see attention.h. One row of Lk scores per call is the only work buffer. */
+ * REAL (float or double) and FN(name) (adds the _f32 / _f64 suffix) defined, after
+ * the block functions (attention_blocks_*_impl.h). Sizes: see attention.h.
+ *
+ * Work is cut into tasks of (problem b, block of query rows), run on threads:
+ *  - tile path (Lq >= TILE_MIN_ROWS), FlashAttention style: a block of BLOCK_Q
+ *    queries (transposed once into q_t [D, BLOCK_Q]) meets the keys BLOCK_K at a
+ *    time: scores_t [BLOCK_K, BLOCK_Q] from a register-blocked micro-kernel, causal
+ *    and user masks as -inf, then
+ *      without weights: an online softmax (running max and sum per query; the
+ *      accumulator is rescaled when the max grows) and acc [BLOCK_Q, Dv] +=
+ *      probabilities x V after every key block; work memory per thread is
+ *      O(BLOCK_Q * (BLOCK_K + D + Dv)), never Lq x Lk;
+ *      with weights: the scores go into the block's weight rows (its own output),
+ *      which are normalised there and multiplied by V in one pass.
+ *    Key blocks wholly above the causal diagonal are never visited, and inside the
+ *    diagonal block the micro-kernels stop at each tile's last visible key.
+ *  - row path (a few query rows, as in decoding): one query row at a time: scores
+ *    of its visible keys, max, exp, normalise, weighted sum of value rows; the
+ *    scores live in the weights row itself, or in one [Lk] buffer. */
+
+typedef struct {
+    REAL *out, *weights;
+    const REAL *q, *k, *v;
+    const uint8_t *mask;
+    int64_t mask_sb, mask_sq, mask_sk;
+    int causal;
+    REAL scale;
+    int64_t Lq, Lk, D, Dv;
+    int64_t rows_per_task, tasks_per_problem;
+    const FN(blocks) *blocks;
+} FN(forward_job);
 
 static int FN(check_forward)(const REAL *out, const REAL *q, const REAL *k, const REAL *v,
                              int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
@@ -10,6 +39,211 @@ static int FN(check_forward)(const REAL *out, const REAL *q, const REAL *k, cons
     return GB_OK;
 }
 
+static const FN(blocks) *FN(select_blocks)(void)
+{
+#ifdef GB_X86_64
+    if (gb_use_avx2()) return &FN(blocks_avx2);
+#endif
+    return &FN(blocks_portable);
+}
+
+/* Keys j < the result pass query i's causal test (all Lk keys when not causal). */
+static inline int64_t FN(visible_keys)(const FN(forward_job) *job, int64_t i)
+{
+    if (!job->causal) return job->Lk;
+    const int64_t visible = i + (job->Lk - job->Lq) + 1;  /* bottom-right alignment */
+    return visible < 0 ? 0 : visible > job->Lk ? job->Lk : visible;
+}
+
+/* Task t covers problem *b, query rows [*i0, *i0 + *rows). Blocks are cut from the
+ * last row backwards, so the one partial block holds the first rows (the lightest
+ * when causal), and within a problem the heaviest blocks come first (load balance). */
+static void FN(task_rows)(const FN(forward_job) *job, int64_t task, int64_t *b, int64_t *i0, int64_t *rows)
+{
+    *b = task / job->tasks_per_problem;
+    const int64_t end = job->Lq - (task % job->tasks_per_problem) * job->rows_per_task;
+    *i0 = end > job->rows_per_task ? end - job->rows_per_task : 0;
+    *rows = end - *i0;
+}
+
+/* ---- row path ---- */
+
+/* weights_row [Lk] = softmax of its scores over the `visible` first keys (masked ones are
+ * -inf), 0 elsewhere; returns 1 if any key was allowed, else 0 (the whole row is then 0). */
+static REAL FN(normalise_row)(const FN(forward_job) *job, REAL *weights_row, int64_t visible)
+{
+    const REAL row_max = job->blocks->row_max(weights_row, visible);
+    int64_t zero_from = visible;
+    if (row_max == -INFINITY) {  /* no key allowed: zeros, never NaN */
+        zero_from = 0;
+    } else {
+        const REAL total = job->blocks->exp_shifted(weights_row, visible, row_max);
+        for (int64_t j = 0; j < visible; j++) weights_row[j] /= total;
+    }
+    for (int64_t j = zero_from; j < job->Lk; j++) weights_row[j] = 0;
+    return zero_from > 0;
+}
+
+/* out row and weights row [Lk] (the caller's weights row, or a work buffer) of query i of problem b. */
+static void FN(attend_row)(const FN(forward_job) *job, int64_t b, int64_t i, REAL *weights_row, REAL *out_row)
+{
+    const int64_t visible = FN(visible_keys)(job, i);
+    const REAL *q_row = job->q + (b * job->Lq + i) * job->D;
+    job->blocks->dots(weights_row, q_row, job->k + b * job->Lk * job->D, visible, job->D, job->scale);
+    if (job->mask) {
+        const uint8_t *allowed = job->mask + b * job->mask_sb + i * job->mask_sq;
+        for (int64_t j = 0; j < visible; j++)
+            if (!allowed[j * job->mask_sk]) weights_row[j] = -INFINITY;
+    }
+    FN(normalise_row)(job, weights_row, visible);
+    job->blocks->weighted_sum(out_row, weights_row, job->v + b * job->Lk * job->Dv, visible, job->Dv);
+}
+
+static void FN(row_task)(void *context, int64_t task, void *work)
+{
+    const FN(forward_job) *job = context;
+    int64_t b, i0, rows;
+    FN(task_rows)(job, task, &b, &i0, &rows);
+    for (int64_t i = i0; i < i0 + rows; i++) {
+        REAL *weights_row = job->weights ? job->weights + (b * job->Lq + i) * job->Lk : work;
+        FN(attend_row)(job, b, i, weights_row, job->out + (b * job->Lq + i) * job->Dv);
+    }
+}
+
+/* ---- tile paths ---- */
+
+/* scores_t[c, r] = -inf where key j0 + c is past query i0 + r's causal limit (r < rows). */
+static void FN(mask_causal)(const FN(forward_job) *job, REAL *scores_t, int64_t i0, int64_t rows, int64_t j0,
+                            int64_t n_keys)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t first_hidden = i0 + r + (job->Lk - job->Lq) + 1 - j0;
+        for (int64_t c = first_hidden < 0 ? 0 : first_hidden; c < n_keys; c++) scores_t[c * BLOCK_Q + r] = -INFINITY;
+    }
+}
+
+/* scores_t[c, r] = -inf where the user's mask forbids (query i0 + r, key j0 + c); rows < rows only. */
+static void FN(mask_block)(const FN(forward_job) *job, REAL *scores_t, int64_t b, int64_t i0, int64_t rows,
+                           int64_t j0, int64_t n_keys)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *allowed = job->mask + b * job->mask_sb + (i0 + r) * job->mask_sq + j0 * job->mask_sk;
+        for (int64_t c = 0; c < n_keys; c++)
+            if (!allowed[c * job->mask_sk]) scores_t[c * BLOCK_Q + r] = -INFINITY;
+    }
+}
+
+/* One tile task's work buffer, carved into its arrays. */
+typedef struct {
+    REAL *q_t;       /* [D, BLOCK_Q]: the block's queries, transposed (zero past the last row) */
+    REAL *scores_t;  /* [BLOCK_K, BLOCK_Q]: scores, then probabilities, key-major */
+    REAL *acc;       /* [BLOCK_Q, padded_width(Dv)]: sum of probabilities x values */
+    REAL *row_max, *row_sum, *rescale;  /* [BLOCK_Q] each */
+} FN(tile_space);
+
+/* Work elements one tile task needs (the arrays of tile_space). */
+static int64_t FN(tile_work)(int64_t D, int64_t Dv)
+{
+    return D * BLOCK_Q + BLOCK_K * BLOCK_Q + BLOCK_Q * padded_width(Dv) + 3 * BLOCK_Q;
+}
+
+/* Carves the work buffer and sets it up for the query rows [i0, i0 + rows) of problem b:
+ * q_t packed, maxima -inf, sums 0, accumulator 0. Entries past `rows` that a block
+ * function's tile rounding touches stay finite and are never written out. */
+static FN(tile_space) FN(start_tile)(const FN(forward_job) *job, void *work, int64_t b, int64_t i0, int64_t rows)
+{
+    const int64_t D = job->D, acc_size = BLOCK_Q * padded_width(job->Dv);
+    FN(tile_space) space;
+    space.q_t = work;
+    space.scores_t = space.q_t + D * BLOCK_Q;
+    space.acc = space.scores_t + BLOCK_K * BLOCK_Q;
+    space.row_max = space.acc + acc_size;
+    space.row_sum = space.row_max + BLOCK_Q;
+    space.rescale = space.row_sum + BLOCK_Q;
+    job->blocks->transpose(space.q_t, BLOCK_Q, job->q + (b * job->Lq + i0) * D, D, D, rows);  /* [rows, D] -> [D, rows] */
+    if (rows < BLOCK_Q)
+        for (int64_t e = 0; e < D; e++)
+            for (int64_t r = rows; r < BLOCK_Q; r++) space.q_t[e * BLOCK_Q + r] = 0;
+    for (int64_t r = 0; r < BLOCK_Q; r++) space.row_max[r] = -INFINITY, space.row_sum[r] = 0, space.rescale[r] = 0;
+    for (int64_t x = 0; x < BLOCK_K * BLOCK_Q; x++) space.scores_t[x] = 0;
+    for (int64_t x = 0; x < acc_size; x++) space.acc[x] = 0;
+    return space;
+}
+
+/* Key c of the block starting at key j0 is visible to row r of the tile at i0 iff c <= diagonal + r. */
+static int64_t FN(tile_diagonal)(const FN(forward_job) *job, int64_t i0, int64_t j0, int64_t n_keys)
+{
+    return job->causal ? i0 + (job->Lk - job->Lq) - j0 : n_keys;
+}
+
+/* space->scores_t = scaled scores of the tile's queries against keys [j0, j0 + n_keys), -inf where masked. */
+static void FN(score_block)(const FN(forward_job) *job, FN(tile_space) *space, int64_t b, int64_t i0,
+                            int64_t rows, int64_t j0, int64_t n_keys)
+{
+    const REAL *k = job->k + (b * job->Lk + j0) * job->D;
+    job->blocks->scores(space->scores_t, space->q_t, k, n_keys, job->D, job->scale, rows,
+                        FN(tile_diagonal)(job, i0, j0, n_keys));
+    if (job->causal && j0 + n_keys > FN(visible_keys)(job, i0)) FN(mask_causal)(job, space->scores_t, i0, rows, j0, n_keys);
+    if (job->mask) FN(mask_block)(job, space->scores_t, b, i0, rows, j0, n_keys);
+}
+
+/* out rows [i0, i0 + rows) = acc rows / row_sum (zeros where row_sum is 0: no key allowed). */
+static void FN(store_rows)(const FN(forward_job) *job, const FN(tile_space) *space, int64_t b, int64_t i0,
+                           int64_t rows)
+{
+    const int64_t Dv = job->Dv, acc_stride = padded_width(Dv);
+    for (int64_t r = 0; r < rows; r++) {
+        REAL *out_row = job->out + (b * job->Lq + i0 + r) * Dv;
+        const REAL *acc_row = space->acc + r * acc_stride;
+        const REAL total = space->row_sum[r];
+        for (int64_t c = 0; c < Dv; c++) out_row[c] = total > 0 ? acc_row[c] / total : 0;
+    }
+}
+
+/* Tile path without weights: online softmax over key blocks. */
+static void FN(tile_task)(void *context, int64_t task, void *work)
+{
+    const FN(forward_job) *job = context;
+    int64_t b, i0, rows;
+    FN(task_rows)(job, task, &b, &i0, &rows);
+    FN(tile_space) space = FN(start_tile)(job, work, b, i0, rows);
+    const REAL *v = job->v + b * job->Lk * job->Dv;
+    const int64_t key_end = FN(visible_keys)(job, i0 + rows - 1);
+    for (int64_t j0 = 0; j0 < key_end; j0 += BLOCK_K) {
+        const int64_t n_keys = key_end - j0 < BLOCK_K ? key_end - j0 : BLOCK_K;
+        FN(score_block)(job, &space, b, i0, rows, j0, n_keys);
+        job->blocks->softmax_update(space.scores_t, space.row_max, space.row_sum, space.rescale, n_keys, rows);
+        job->blocks->accumulate(space.acc, space.scores_t, BLOCK_Q, 1, v + j0 * job->Dv, space.rescale, n_keys,
+                                job->Dv, rows, FN(tile_diagonal)(job, i0, j0, n_keys));
+    }
+    FN(store_rows)(job, &space, b, i0, rows);
+}
+
+/* Tile path with weights: the block's score rows go straight into its weight rows, are
+ * normalised there (still in cache), then one pass of weights x values over all keys. */
+static void FN(weights_task)(void *context, int64_t task, void *work)
+{
+    const FN(forward_job) *job = context;
+    const int64_t Lk = job->Lk;
+    int64_t b, i0, rows;
+    FN(task_rows)(job, task, &b, &i0, &rows);
+    FN(tile_space) space = FN(start_tile)(job, work, b, i0, rows);
+    REAL *weights = job->weights + (b * job->Lq + i0) * Lk;  /* [rows, Lk] */
+    const int64_t key_end = FN(visible_keys)(job, i0 + rows - 1);
+    for (int64_t j0 = 0; j0 < key_end; j0 += BLOCK_K) {
+        const int64_t n_keys = key_end - j0 < BLOCK_K ? key_end - j0 : BLOCK_K;
+        FN(score_block)(job, &space, b, i0, rows, j0, n_keys);
+        job->blocks->transpose(weights + j0, Lk, space.scores_t, BLOCK_Q, rows, n_keys);
+    }
+    for (int64_t r = 0; r < rows; r++)
+        space.row_sum[r] = FN(normalise_row)(job, weights + r * Lk, FN(visible_keys)(job, i0 + r));
+    job->blocks->accumulate(space.acc, weights, 1, Lk, job->v + b * Lk * job->Dv, space.rescale, key_end, job->Dv,
+                            rows, FN(tile_diagonal)(job, i0, 0, key_end));
+    FN(store_rows)(job, &space, b, i0, rows);
+}
+
+/* ---- entry points ---- */
+
 int FN(gb_attention_forward)(REAL *out, REAL *weights,
                              const REAL *q, const REAL *k, const REAL *v,
                              const uint8_t *mask, int64_t mask_sb, int64_t mask_sq, int64_t mask_sk,
@@ -18,45 +252,27 @@ int FN(gb_attention_forward)(REAL *out, REAL *weights,
 {
     int status = FN(check_forward)(out, q, k, v, B, Lq, Lk, D, Dv);
     if (status != GB_OK) return status;
-    REAL *scores = malloc((size_t)Lk * sizeof(REAL));  /* [Lk], one query row */
-    if (!scores) return GB_ERR_NOMEM;
-    const int64_t shift = Lk - Lq;  /* bottom-right causal alignment */
-    for (int64_t b = 0; b < B; b++) {
-        for (int64_t i = 0; i < Lq; i++) {
-            const REAL *q_row = q + (b * Lq + i) * D;
-            REAL *out_row = out + (b * Lq + i) * Dv;
-            REAL *weights_row = weights ? weights + (b * Lq + i) * Lk : NULL;
-            int64_t visible = causal ? i + shift + 1 : Lk;  /* keys j < visible pass the causal test */
-            if (visible > Lk) visible = Lk;
-            REAL row_max = -INFINITY;
-            for (int64_t j = 0; j < Lk; j++) {
-                int allowed = j < visible && (!mask || mask[b * mask_sb + i * mask_sq + j * mask_sk]);
-                if (!allowed) { scores[j] = -INFINITY; continue; }
-                const REAL *k_row = k + (b * Lk + j) * D;
-                REAL dot = 0;
-                for (int64_t d = 0; d < D; d++) dot += q_row[d] * k_row[d];
-                scores[j] = dot * (REAL)scale;
-                if (scores[j] > row_max) row_max = scores[j];
-            }
-            for (int64_t c = 0; c < Dv; c++) out_row[c] = 0;
-            if (row_max == -INFINITY) {  /* no key allowed: zeros, never NaN */
-                if (weights_row) for (int64_t j = 0; j < Lk; j++) weights_row[j] = 0;
-                continue;
-            }
-            REAL total = 0;
-            for (int64_t j = 0; j < Lk; j++) {
-                scores[j] = scores[j] == -INFINITY ? 0 : EXP(scores[j] - row_max);
-                total += scores[j];
-            }
-            for (int64_t j = 0; j < Lk; j++) {
-                REAL weight = scores[j] / total;
-                if (weights_row) weights_row[j] = weight;
-                if (weight == 0) continue;
-                const REAL *v_row = v + (b * Lk + j) * Dv;
-                for (int64_t c = 0; c < Dv; c++) out_row[c] += weight * v_row[c];
-            }
-        }
-    }
-    free(scores);
+    const int use_tiles = Lq >= TILE_MIN_ROWS;
+    FN(forward_job) job = {
+        .out = out, .weights = weights, .q = q, .k = k, .v = v,
+        .mask = mask, .mask_sb = mask_sb, .mask_sq = mask_sq, .mask_sk = mask_sk,
+        .causal = causal, .scale = (REAL)scale, .Lq = Lq, .Lk = Lk, .D = D, .Dv = Dv,
+        .rows_per_task = use_tiles ? BLOCK_Q : ROWS_PER_TASK,
+        .blocks = FN(select_blocks)(),
+    };
+    job.tasks_per_problem = (Lq + job.rows_per_task - 1) / job.rows_per_task;
+    const int64_t n_tasks = B * job.tasks_per_problem;
+    const int64_t threads = gb_threads_for(B, Lq, Lk, D, Dv, causal, n_tasks);
+    if (use_tiles)
+        return gb_run_tasks(weights ? FN(weights_task) : FN(tile_task), &job, n_tasks, threads,
+                            (size_t)FN(tile_work)(D, Dv) * sizeof(REAL));
+    return gb_run_tasks(FN(row_task), &job, n_tasks, threads, (size_t)(weights ? 0 : Lk) * sizeof(REAL));
+}
+
+int FN(gb_exp)(REAL *out, const REAL *x, int64_t n)
+{
+    if (!out || !x) return GB_ERR_NULL;
+    if (n < 0) return GB_ERR_SIZE;
+    FN(select_blocks)()->exp_array(out, x, n);
     return GB_OK;
 }

@@ -1,0 +1,325 @@
+"""Benchmarks of the attention backends: the C kernel, the NumPy fallback and
+PyTorch's CPU attention as a peer (only when PyTorch happens to be installed; it is
+never a dependency).
+
+Pure functions returning plain dicts, shared by `python -m core bench`, the
+pytest-benchmark suite in tests/benchmarks/ and the dashboard's benchmark page:
+    default_cases(quick=False) -> [BenchCase]       the issue's grid of sizes
+    run_case(case, backend, repeats) -> dict        one timing (+ accuracy)
+    run_grid(cases, backends) -> [dict]             every case x backend, with ratios
+    add_speedups(rows) -> rows                      ratios to NumPy and to the peer, per case
+    peer_available() -> bool                        is PyTorch importable?
+    load_benchmark_json(path) -> [dict]             pytest-benchmark's saved JSON, flattened
+FLOP counts are of useful work only: 4 * heads * (visible query-key pairs) * D
+(q k^T and weights v, two FLOPs per multiply-add), so a causal case counts about
+half of the full square.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.attention import available_backends, causal_mask, scaled_dot_product_attention
+
+PEER = "torch"
+TARGET_SAMPLE_SECONDS = 0.02  # calls are repeated in a loop until one sample takes about this long
+SETTLE_SECONDS = 0.15  # after a call, OpenBLAS / OpenMP workers spin about this long, slowing whatever runs next
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One attention problem: `heads` independent [lq, d] x [lk, d] problems, v of width d."""
+
+    group: str
+    heads: int
+    lq: int
+    lk: int
+    d: int = 64
+    dtype: str = "float32"
+    causal: bool = False
+    return_weights: bool = False
+
+    def __post_init__(self):
+        if min(self.heads, self.lq, self.lk, self.d) < 1:
+            raise ValueError(f"benchmark sizes must be positive, got {self}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"benchmark dtype must be float32 or float64, got {self.dtype!r}")
+
+    @property
+    def name(self) -> str:
+        """A short unique label, e.g. 'gpt2 h12 L1024x1024 d64 f32 causal'."""
+        flags = ("causal " if self.causal else "") + ("weights" if self.return_weights else "")
+        return f"{self.group} h{self.heads} L{self.lq}x{self.lk} d{self.d} {self.dtype.replace('float', 'f')} {flags}".strip()
+
+    @property
+    def visible_pairs(self) -> int:
+        """Query-key pairs that pass the causal test, per head."""
+        if not self.causal:
+            return self.lq * self.lk
+        seen = np.clip(np.arange(self.lq) + self.lk - self.lq + 1, 0, self.lk)  # [lq] keys each query sees
+        return int(seen.sum())
+
+    @property
+    def flops(self) -> float:
+        return 4.0 * self.heads * self.visible_pairs * self.d
+
+    @property
+    def bytes_moved(self) -> int:
+        """Bytes the call must read and write at least: q, k, v, out (and weights when returned)."""
+        elements = self.heads * (2 * self.lq * self.d + 2 * self.lk * self.d)
+        if self.return_weights:
+            elements += self.heads * self.lq * self.lk
+        return elements * np.dtype(self.dtype).itemsize
+
+
+def _grid(group, heads, lengths, d, dtypes, causals, weights_options):
+    return [BenchCase(group, heads, length, length, d, dtype, causal, weights)
+            for length in lengths for dtype in dtypes for causal in causals for weights in weights_options]
+
+
+def default_cases(quick: bool = False) -> list[BenchCase]:
+    """The issue's grid: toy, small, GPT-2-like (12 heads, D=64) and decoding sizes.
+
+    Full: both dtypes, causal and not, with and without weights, except L=2048
+    (float32 only, to keep the run to a few minutes). quick: a handful of cases.
+    """
+    if quick:
+        return [
+            BenchCase("toy", 1, 4, 4, 4, causal=True),
+            BenchCase("small", 8, 64, 64, 64, causal=True),
+            BenchCase("gpt2", 12, 256, 256, 64, causal=True),
+            BenchCase("gpt2", 12, 1024, 1024, 64, causal=True),
+            BenchCase("gpt2", 12, 1024, 1024, 64, "float64", causal=True),
+            BenchCase("decode", 12, 1, 4096, 64, causal=True),
+        ]
+    both_dtypes, both, = ("float32", "float64"), (False, True)
+    cases = []
+    cases += _grid("toy", 1, [4], 4, both_dtypes, both, both)
+    cases += _grid("toy", 4, [8], 16, both_dtypes, both, both)
+    cases += _grid("small", 8, [64], 64, both_dtypes, both, both)
+    cases += _grid("gpt2", 12, [256, 1024], 64, both_dtypes, both, both)
+    cases += _grid("gpt2", 12, [2048], 64, ("float32",), both, both)
+    cases += [BenchCase("decode", 12, 1, keys, 64, dtype, causal=True)
+              for keys in (128, 1024, 4096) for dtype in both_dtypes]
+    return cases
+
+
+def parse_size(text: str) -> BenchCase:
+    """'HEADSxLQxLKxD' (e.g. 12x1024x1024x64), optional ':f64', ':causal', ':weights' flags."""
+    sizes, *flags = text.strip().split(":")
+    try:
+        heads, lq, lk, d = (int(part) for part in sizes.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size {text!r} is not HEADSxLQxLKxD (e.g. 12x1024x1024x64[:causal][:weights][:f64])") from None
+    unknown = set(flags) - {"f32", "f64", "causal", "weights"}
+    if unknown:
+        raise ValueError(f"unknown flag(s) {sorted(unknown)} in size {text!r}; use causal, weights, f32 or f64")
+    dtype = "float64" if "f64" in flags else "float32"
+    return BenchCase("custom", heads, lq, lk, d, dtype, "causal" in flags, "weights" in flags)
+
+
+def peer_available() -> bool:
+    """True when PyTorch can be imported (the peer is optional, never required)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def bench_backends() -> tuple[str, ...]:
+    """The project's backends, plus the PyTorch peer when installed."""
+    return available_backends() + ((PEER,) if peer_available() else ())
+
+
+def make_inputs(case: BenchCase, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random q [heads, lq, d], k [heads, lk, d], v [heads, lk, d] of the case's dtype."""
+    rng = np.random.default_rng(seed)
+    shapes = ((case.heads, case.lq, case.d), (case.heads, case.lk, case.d), (case.heads, case.lk, case.d))
+    q, k, v = (rng.standard_normal(shape).astype(case.dtype) for shape in shapes)
+    return q, k, v
+
+
+def reference_output(case: BenchCase, q, k, v) -> np.ndarray:
+    """The float64 result (NumPy backend on float64 copies), to measure each backend's error."""
+    as64 = [np.asarray(array, dtype=np.float64) for array in (q, k, v)]
+    return scaled_dot_product_attention(*as64, causal=case.causal, backend="numpy")
+
+
+def attention_call(case: BenchCase, backend: str, q, k, v):
+    """A no-argument function running the case once on `backend` and returning out as NumPy."""
+    if backend == PEER:
+        return _peer_call(case, q, k, v)
+    if backend not in available_backends():
+        raise ValueError(f"unknown or unavailable backend {backend!r}; choose from {bench_backends()}")
+
+    def call():
+        result = scaled_dot_product_attention(q, k, v, causal=case.causal, return_weights=case.return_weights,
+                                              backend=backend)
+        return result[0] if case.return_weights else result
+
+    return call
+
+
+def _peer_call(case: BenchCase, q, k, v):
+    """PyTorch's fused CPU scaled_dot_product_attention; with weights, torch's matmul-softmax-matmul
+    (its fused call cannot return them). Causal masks are bottom-right aligned like Glassbox's."""
+    if not peer_available():
+        raise ValueError("the PyTorch peer is not installed (pip install torch to compare against it)")
+    import torch
+
+    tq, tk, tv = (torch.from_numpy(array) for array in (q, k, v))
+    mask = None
+    if case.causal and case.lq != case.lk:  # torch's is_causal is top-left aligned: pass ours as a mask
+        mask = torch.from_numpy(causal_mask(case.lq, case.lk))
+    causal_flag = case.causal and mask is None
+    scale = 1.0 / math.sqrt(case.d)
+
+    def fused():
+        with torch.inference_mode():
+            out = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=mask, is_causal=causal_flag)
+        return out.numpy()
+
+    def with_weights():
+        with torch.inference_mode():
+            scores = torch.matmul(tq, tk.transpose(-1, -2)) * scale  # [h, lq, d] @ [h, d, lk] -> [h, lq, lk]
+            if case.causal:
+                allowed = torch.from_numpy(causal_mask(case.lq, case.lk))
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            return torch.matmul(weights, tv).numpy()  # [h, lq, lk] @ [h, lk, d] -> [h, lq, d]
+
+    return with_weights if case.return_weights else fused
+
+
+def time_call(call, repeats: int = 5) -> list[float]:
+    """Seconds per call, `repeats` samples; each sample loops the call enough times to last
+    about TARGET_SAMPLE_SECONDS (one warm-up call first, then a pause so that the worker
+    threads of whatever ran before have gone idle)."""
+    start = time.perf_counter()
+    call()
+    first = time.perf_counter() - start
+    time.sleep(SETTLE_SECONDS)
+    loops = max(1, min(10_000, int(TARGET_SAMPLE_SECONDS / max(first, 1e-7))))
+    samples = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        for _ in range(loops):
+            call()
+        samples.append((time.perf_counter() - start) / loops)
+    return samples
+
+
+def kernel_info() -> dict:
+    """The C kernel's code path and thread count (None where the kernel is not built)."""
+    try:
+        from core import _kernel
+    except ImportError:
+        return {"code_path": None, "threads": None}
+    return {"code_path": _kernel.ffi.string(_kernel.lib.gb_forward_code_path()).decode(),
+            "threads": int(_kernel.lib.gb_forward_thread_count())}
+
+
+def run_case(case: BenchCase, backend: str, repeats: int = 5, *, inputs=None, expected=None) -> dict:
+    """Times one case on one backend: a plain dict with the case's fields, `backend`,
+    `seconds` (median per call), `seconds_min`, `gflops`, `gbytes_per_s` and
+    `max_abs_diff` (against the float64 reference; pass `inputs`/`expected` to reuse them)."""
+    q, k, v = inputs if inputs is not None else make_inputs(case)
+    call = attention_call(case, backend, q, k, v)
+    out = call()
+    if expected is None:
+        expected = reference_output(case, q, k, v)
+    samples = time_call(call, repeats)
+    seconds = float(np.median(samples))
+    return {
+        **asdict(case), "name": case.name, "backend": backend,
+        "seconds": seconds, "seconds_min": float(min(samples)), "repeats": len(samples),
+        "gflops": case.flops / seconds / 1e9, "gbytes_per_s": case.bytes_moved / seconds / 1e9,
+        "max_abs_diff": float(np.abs(out - expected).max()),
+    }
+
+
+def run_grid(cases, backends=None, repeats: int = 5, progress=None) -> list[dict]:
+    """run_case for every case x backend (default: every available one, peer included).
+    Each row gains `speedup_vs_numpy` and `speedup_vs_peer` (that backend's time over this
+    one's: above 1 = faster), or None when that backend was not run. `progress(row)` is
+    called after each row."""
+    backends = tuple(backends) if backends else bench_backends()
+    rows = []
+    for case in cases:
+        inputs = make_inputs(case)
+        expected = reference_output(case, *inputs)
+        case_rows = add_speedups([run_case(case, backend, repeats, inputs=inputs, expected=expected)
+                                  for backend in backends])
+        for row in case_rows:
+            if progress:
+                progress(row)
+        rows += case_rows
+    return rows
+
+
+def add_speedups(rows: list[dict]) -> list[dict]:
+    """Sets `speedup_vs_numpy` and `speedup_vs_peer` on every row (that backend's median time
+    over this row's, for the rows of the same case `name`; None where that backend is missing)."""
+    times = {(row["name"], row["backend"]): row["seconds"] for row in rows}
+    for row in rows:
+        numpy_time, peer_time = times.get((row["name"], "numpy")), times.get((row["name"], PEER))
+        row["speedup_vs_numpy"] = numpy_time / row["seconds"] if numpy_time else None
+        row["speedup_vs_peer"] = peer_time / row["seconds"] if peer_time else None
+    return rows
+
+
+def machine_info() -> dict:
+    """Where the figures come from: CPU, cores, kernel path and threads, library versions."""
+    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, **kernel_info(),
+            "torch": _torch_version()}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _torch_version() -> str | None:
+    if not peer_available():
+        return None
+    import torch
+
+    return torch.__version__
+
+
+def load_benchmark_json(path) -> list[dict]:
+    """pytest-benchmark's saved JSON (`--benchmark-json PATH`) as plain dicts, one per
+    benchmark, shaped like run_case's rows: the case fields and `backend` that
+    tests/benchmarks stores in extra_info, `name` (the case's name, which is the
+    benchmark group), `test` (the pytest id), `seconds` (median), `seconds_min`,
+    `seconds_mean`, `rounds`, `gflops` and `gbytes_per_s` (when the counts were stored) and
+    the speed-ups of add_speedups."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise ValueError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    rows = []
+    for bench in data["benchmarks"]:
+        stats, extra = bench.get("stats", {}), bench.get("extra_info", {})
+        row = {**extra, "name": bench.get("group"), "test": bench.get("name"),
+               "seconds": stats.get("median"), "seconds_min": stats.get("min"),
+               "seconds_mean": stats.get("mean"), "rounds": stats.get("rounds")}
+        if row.get("flops") and row["seconds"]:
+            row["gflops"] = row["flops"] / row["seconds"] / 1e9
+        if row.get("bytes_moved") and row["seconds"]:
+            row["gbytes_per_s"] = row["bytes_moved"] / row["seconds"] / 1e9
+        rows.append(row)
+    return add_speedups(rows) if all("backend" in row for row in rows) else rows

@@ -1,0 +1,74 @@
+"""`python -m core bench`: time the attention backends (C, NumPy, and PyTorch as a
+peer when installed) on the benchmark grid and print one table row per case and
+backend: time, GFLOP/s, GB/s, speed-up over NumPy and over the peer, max abs
+difference from a float64 reference. `--json PATH` saves the rows and the machine;
+`--load PATH` prints the same table from the pytest-benchmark suite's saved JSON."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core import bench
+
+COLUMNS = ("case", "backend", "time", "GFLOP/s", "GB/s", "vs numpy", "vs torch", "max diff")
+WIDTHS = (43, 7, 10, 8, 7, 8, 8, 9)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--quick", action="store_true", help="a handful of cases instead of the whole grid")
+    parser.add_argument("--sizes", nargs="+", metavar="SIZE",
+                        help="custom cases HEADSxLQxLKxD[:causal][:weights][:f64], e.g. 12x1024x1024x64:causal")
+    parser.add_argument("--backends", nargs="+", metavar="NAME",
+                        help=f"backends to run (default: all available, peer included: {', '.join(bench.bench_backends())})")
+    parser.add_argument("--repeats", type=int, default=5, help="timing samples per case and backend (median reported)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also save the rows and machine info as JSON")
+    parser.add_argument("--load", type=Path, metavar="PATH",
+                        help="run nothing: print the table of a saved pytest-benchmark JSON "
+                             "(pytest tests/benchmarks --benchmark-only --benchmark-json PATH)")
+
+
+def format_seconds(seconds: float) -> str:
+    for unit, factor in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= factor:
+            return f"{seconds / factor:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _number(value, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def format_row(row: dict) -> str:
+    cells = (row["name"], row["backend"], format_seconds(row["seconds"]), _number(row.get("gflops"), ".1f"),
+             _number(row.get("gbytes_per_s"), ".1f"), _number(row["speedup_vs_numpy"], ".2f", "x"),
+             _number(row["speedup_vs_peer"], ".2f", "x"), _number(row.get("max_abs_diff"), ".1e"))
+    return "  ".join(cell.ljust(width) for cell, width in zip(cells, WIDTHS))
+
+
+def print_header() -> None:
+    print("# vs numpy / vs torch: that backend's median time over this one's (above 1 = faster)")
+    print("  ".join(column.ljust(width) for column, width in zip(COLUMNS, WIDTHS)))
+
+
+def run(args) -> int:
+    if args.load:
+        print_header()
+        for row in bench.load_benchmark_json(args.load):
+            print(format_row(row))
+        return 0
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
+    cases = [bench.parse_size(text) for text in args.sizes] if args.sizes else bench.default_cases(quick=args.quick)
+    backends = args.backends or bench.bench_backends()
+    unknown = set(backends) - set(bench.bench_backends())
+    if unknown:
+        raise ValueError(f"backend(s) {sorted(unknown)} not available; choose from {bench.bench_backends()}")
+    machine = bench.machine_info()
+    print(f"# {machine['cpu']}, {machine['cores']} cores; C kernel: {machine['code_path']}, "
+          f"{machine['threads']} threads; numpy {machine['numpy']}; torch {machine['torch'] or 'not installed'}")
+    print_header()
+    rows = bench.run_grid(cases, backends, repeats=args.repeats, progress=lambda row: print(format_row(row), flush=True))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+        print(f"saved {len(rows)} rows to {args.json}")
+    return 0

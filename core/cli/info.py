@@ -1,0 +1,41 @@
+"""`python -m core info`: the model's config, parameter count and the attention backend in use."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import core
+from core.attention import available_backends, default_backend
+from core.checkpoint import load_history
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the information as JSON")
+    parser.add_argument("--checkpoint", metavar="DIR", default=None, help="a checkpoint directory (default: the bundled model)")
+
+
+def run(args) -> int:
+    path = Path(core.DEFAULT_CHECKPOINT if args.checkpoint is None else args.checkpoint)
+    model = core.load_checkpoint(path)
+    history = load_history(path)
+    info = {
+        "checkpoint": str(path),
+        "config": model.config.to_hf_dict(eos_token_id=model.tokenizer.eos_id),
+        "d_head": model.config.d_head,
+        "parameters": model.parameter_count,
+        "vocabulary": model.tokenizer.vocab_size,
+        "trained_steps": history[-1].get("step") if history else None,
+        "attention_backend": default_backend(),
+        "available_backends": list(available_backends()),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    config = model.config
+    print(f"checkpoint: {info['checkpoint']}")
+    print(f"model: GPT-2 style, {config.n_layer} layers, {config.n_head} heads of {config.d_head} dims, "
+          f"n_embd {config.n_embd}, context {config.n_positions} tokens, vocabulary {config.vocab_size}")
+    print(f"parameters: {info['parameters']:,}")
+    print("training: " + (f"{info['trained_steps']} steps (history.json)" if history else "no history.json (untrained?)"))
+    print(f"attention backend: {info['attention_backend']} (available: {', '.join(info['available_backends'])})")
+    return 0

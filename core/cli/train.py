@@ -1,0 +1,136 @@
+"""`python -m core train --out DIR`: train a model on the bundled corpus (or --corpus FILE), with a
+text progress bar, and save it as a checkpoint plus history.json.
+
+It starts from a fresh random model (vocabulary built from the corpus, sizes from --n-embd etc.)
+unless `--init default` (the bundled model) or `--init DIR` (a checkpoint) says otherwise.
+The defaults are the recipe of the bundled model, so the same command with the same seed
+gives the same curve and the same weights on the same machine (see README):
+    python -m core train --mode full --steps 1000 --out core/data/default
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import core
+from core.config import GPTConfig
+from core.corpus import load_corpus
+from core.model import Model, init_params
+from core.tokenizer import Tokenizer
+from core.training import MODES, save_trained, train
+
+BAR_WIDTH = 24
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", metavar="DIR", required=True, help="where to save the checkpoint and history.json")
+    parser.add_argument("--mode", choices=MODES, default="full",
+                        help="full: every parameter (default); head: lm_head only, the blocks frozen")
+    parser.add_argument("--steps", type=int, default=1000, help="optimisation steps (default 1000)")
+    parser.add_argument("--init", metavar="default|DIR", default=None,
+                        help="start from the bundled model (default) or a checkpoint DIR (default: a fresh random model)")
+    parser.add_argument("--corpus", metavar="FILE", default=None, help="one sentence a line (default: the bundled corpus)")
+    parser.add_argument("--batch-size", type=int, default=32, help="sentences per step (default 32)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3 full, 1e-2 head)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the init, the batches and dropout (default 0)")
+    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay of weight matrices (default 0.01)")
+    parser.add_argument("--dropout", type=float, default=0.1, help="dropout rate in full mode (default 0.1)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default min(100, steps/10))")
+    parser.add_argument("--eval-every", type=int, default=50, help="evaluate every this many steps (default 50)")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="share of sentences held out for the validation loss (default 0.1; 0 = none)")
+    sizes = parser.add_argument_group("a fresh model's sizes (ignored with --init)")
+    defaults = GPTConfig(vocab_size=3)
+    sizes.add_argument("--n-embd", type=int, default=defaults.n_embd, help=f"default {defaults.n_embd}")
+    sizes.add_argument("--n-layer", type=int, default=defaults.n_layer, help=f"default {defaults.n_layer}")
+    sizes.add_argument("--n-head", type=int, default=defaults.n_head, help=f"default {defaults.n_head}")
+    sizes.add_argument("--n-positions", type=int, default=defaults.n_positions, help=f"default {defaults.n_positions}")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def starting_model(args, sentences: list[str]) -> Model:
+    """The bundled model, a checkpoint, or a fresh random model whose vocabulary is the corpus's."""
+    if args.init == "default":
+        return core.load_default()
+    if args.init is not None:
+        return core.load_checkpoint(args.init)
+    tokenizer = Tokenizer.from_texts(sentences)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=args.n_positions, n_embd=args.n_embd,
+                       n_layer=args.n_layer, n_head=args.n_head)
+    return Model(config, init_params(config, args.seed), tokenizer)
+
+
+class ProgressBar:
+    """One line on stderr, redrawn every step on a terminal; a line per evaluation otherwise."""
+
+    def __init__(self, steps: int, mode: str, stream=None):
+        stream = sys.stderr if stream is None else stream  # looked up now: sys.stderr may be replaced after import
+        self.steps, self.mode, self.stream = steps, mode, stream
+        self.redraw = stream.isatty()
+        self.last_evaluation = ""
+
+    def __call__(self, record: dict, params) -> None:
+        if record["accuracy"] is not None:
+            self.last_evaluation = f"  held-out acc {record['accuracy']:6.1%}"
+            if record["val_loss"] is not None:
+                self.last_evaluation = f"  val {record['val_loss']:.3f}" + self.last_evaluation
+        filled = BAR_WIDTH * record["step"] // self.steps
+        line = (f"train {self.mode} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {record['step']:>{len(str(self.steps))}}"
+                f"/{self.steps}  loss {record['train_loss']:.3f}{self.last_evaluation}"
+                f"  {record['tokens_per_s']:,.0f} tok/s  {record['elapsed_s']:.0f}s"
+                f" (~{record['elapsed_s'] / record['step'] * (self.steps - record['step']):.0f}s left)")
+        if self.redraw:
+            print("\r" + line, end="", file=self.stream, flush=True)
+        elif record["accuracy"] is not None:
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.redraw:
+            print(file=self.stream)
+
+
+def summary(history, seconds: float) -> list[str]:
+    """What the run reached, for the terminal."""
+    records = history.records
+    if not records:
+        return ["no step completed"]
+    speeds = sorted(record["tokens_per_s"] for record in records)
+    lines = [f"{len(records)} steps in {seconds:.1f} s, median {speeds[len(speeds) // 2]:,.0f} tokens/s"]
+    scored = [record for record in history.evaluations() if record["accuracy"] is not None]
+    if scored:
+        final = scored[-1]
+        lines.append(f"held-out accuracy {final['accuracy']:.1%}, held-out perplexity {final['heldout_perplexity']:.3f}")
+        reached = next((record for record in scored if record["accuracy"] >= 0.9), None)
+        if reached:
+            lines.append(f"90% held-out accuracy first measured at step {reached['step']} ({reached['elapsed_s']:.1f} s)")
+    validated = [record for record in history.evaluations() if record["val_loss"] is not None]
+    if validated:
+        lines.append(f"validation loss {validated[-1]['val_loss']:.3f}")
+    return lines
+
+
+def run(args) -> int:
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file; it must be a directory (new or a checkpoint to replace)")
+    sentences = load_corpus() if args.corpus is None else load_corpus(args.corpus)
+    model = starting_model(args, sentences)
+    progress = None if args.quiet else ProgressBar(args.steps, args.mode)
+    began = time.perf_counter()
+    try:
+        history = train(model, sentences, mode=args.mode, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                        seed=args.seed, weight_decay=args.weight_decay, eval_every=args.eval_every,
+                        callback=progress, dropout=args.dropout, warmup_steps=args.warmup,
+                        val_fraction=args.val_fraction)
+    finally:
+        if progress is not None:
+            progress.close()
+    seconds = time.perf_counter() - began
+    path = save_trained(model, history, args.out)
+    for line in summary(history, seconds):
+        print(line)
+    print(f"saved {path} (checkpoint + history.json)")
+    if history.stop_reason:
+        print(f"warning: {history.stop_reason}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,535 @@
+"""The GPT-2-style model in NumPy, read top to bottom like picoGPT.
+
+Parameters are a plain dict keyed by GPT-2's Hugging Face names (`param_shapes`).
+`gpt_forward` is the one forward pass: inference, the trace, interventions, training
+(with dropout) and KV-cache decoding all run it. Shapes: L = sequence length,
+C = n_embd, H = n_head, D = d_head = C / H, V = vocab_size; `..` is an optional batch dim.
+
+When `cache` is a dict, `gpt_forward` fills it with every intermediate under
+TransformerLens's hook names, batch dim kept when ids is 2-D:
+    hook_tokens [.., L]             the token ids (int64; the backward pass needs them for wte)
+    hook_embed [.., L, C]           token embeddings (wte rows)
+    hook_pos_embed [L, C]           position embeddings (wpe rows)
+    hook_embed_dropout [.., L, C]   scaled keep-mask on the embedding sum (only when dropout > 0)
+  per block l (prefix blocks.{l}.):
+    hook_resid_pre [.., L, C]       residual entering the block (after embedding dropout for l = 0)
+    ln1.hook_scale [.., L, 1]       LayerNorm's sqrt(var + eps)  (absent when that LN is skipped)
+    ln1.hook_normalized [.., L, C]  ln_1 output (after its weight and bias)
+    attn.hook_q [.., H, L, D]       head-first (TransformerLens uses [pos, head, d_head])
+    attn.hook_k, attn.hook_v [.., H, Lk, D]   every key/value attended to (with a KV cache:
+                                    the cached ones then the new ones, so Lk = past + L)
+    attn.hook_attn_scores [.., H, L, Lk]  q.k * scale, -inf where the mask hides a key
+    attn.hook_pattern [.., H, L, Lk]      attention weights (from the attention call itself)
+    attn.hook_z [.., H, L, D]       per-head outputs (zeroed for heads an intervention zeroes)
+    hook_attn_out [.., L, C]        after c_proj, before dropout
+    hook_attn_dropout [.., L, C]    scaled keep-mask on attn_out (only when dropout > 0)
+    hook_resid_mid [.., L, C]
+    ln2.hook_scale, ln2.hook_normalized
+    mlp.hook_pre [.., L, 4C]        before the activation;  mlp.hook_post [.., L, 4C] after it
+    hook_mlp_out [.., L, C]         after c_proj, before dropout
+    hook_mlp_dropout [.., L, C]     (only when dropout > 0)
+    hook_resid_post [.., L, C]
+  ln_final.hook_scale [.., L, 1], ln_final.hook_normalized [.., L, C]
+
+`Model` wraps config, params and tokenizer: `forward(ids)`, `run(prompt) -> Trace` (core.trace),
+`generate(prompt, max_new_tokens, sampler) -> Generation` (KV-cache decoding) and `save(path)`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.attention import causal_mask, scaled_dot_product_attention
+from core.config import GPTConfig
+from core.sampling import Sampler
+from core.tokenizer import END_OF_TEXT, Tokenizer
+from core.trace import Trace
+
+INIT_STD = 0.02  # GPT-2's initializer_range
+
+
+# --- parameters -------------------------------------------------------------------------------
+
+def param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter's GPT-2 name and shape, in a fixed order."""
+    C, V = config.n_embd, config.vocab_size
+    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (config.n_positions, C)}
+    for layer in range(config.n_layer):
+        prefix = f"transformer.h.{layer}."
+        shapes.update({
+            prefix + "ln_1.weight": (C,), prefix + "ln_1.bias": (C,),
+            prefix + "attn.c_attn.weight": (C, 3 * C), prefix + "attn.c_attn.bias": (3 * C,),
+            prefix + "attn.c_proj.weight": (C, C), prefix + "attn.c_proj.bias": (C,),
+            prefix + "ln_2.weight": (C,), prefix + "ln_2.bias": (C,),
+            prefix + "mlp.c_fc.weight": (C, 4 * C), prefix + "mlp.c_fc.bias": (4 * C,),
+            prefix + "mlp.c_proj.weight": (4 * C, C), prefix + "mlp.c_proj.bias": (C,),
+        })
+    shapes.update({"transformer.ln_f.weight": (C,), "transformer.ln_f.bias": (C,), "lm_head.weight": (V, C)})
+    return shapes
+
+
+def init_params(config: GPTConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """GPT-2's initialisation in float32: weights ~ N(0, 0.02), residual projections
+    (c_proj) scaled by 1/sqrt(2 * n_layer), biases 0, LayerNorm weights 1."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if name.endswith(".bias"):
+            value = np.zeros(shape)
+        elif ".ln_" in name:
+            value = np.ones(shape)
+        elif name.endswith("c_proj.weight"):
+            value = rng.normal(0.0, INIT_STD / math.sqrt(2 * config.n_layer), shape)
+        else:
+            value = rng.normal(0.0, INIT_STD, shape)
+        params[name] = value.astype(np.float32)
+    return params
+
+
+def check_params(params, config: GPTConfig) -> None:
+    """ValueError/TypeError unless `params` has exactly the right names, shapes, one float
+    dtype (float32 or float64) and only finite values."""
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    expected = param_shapes(config)
+    missing, extra = sorted(expected.keys() - params.keys()), sorted(params.keys() - expected.keys())
+    if missing or extra:
+        raise ValueError(f"parameters do not match the config: missing {missing[:5]}, unexpected {extra[:5]}"
+                         f"{' (and more)' if len(missing) > 5 or len(extra) > 5 else ''}")
+    dtypes = set()
+    for name, shape in expected.items():
+        value = params[name]
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"parameter {name} must be a NumPy array, got {type(value).__name__}")
+        if value.dtype not in (np.float32, np.float64):
+            raise TypeError(f"parameter {name} must be float32 or float64, got {value.dtype}")
+        if value.shape != shape:
+            raise ValueError(f"parameter {name} has shape {value.shape}, the config needs {shape}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"parameter {name} holds NaN or infinite values")
+        dtypes.add(value.dtype)
+    if len(dtypes) > 1:
+        raise TypeError(f"parameters mix dtypes {sorted(map(str, dtypes))}; use one (float32 or float64)")
+
+
+def block_params(params: dict, layer: int) -> dict[str, np.ndarray]:
+    """One block's parameters under short names ("ln_1.weight", "attn.c_attn.bias", ...)."""
+    prefix = f"transformer.h.{layer}."
+    return {name[len(prefix):]: value for name, value in params.items() if name.startswith(prefix)}
+
+
+# --- building blocks -------------------------------------------------------------------------
+
+def layer_norm(x, weight, bias, eps):
+    """LayerNorm over the last axis: (normalised x * weight + bias, sqrt(var + eps))."""
+    centred = x - x.mean(axis=-1, keepdims=True)  # [.., L, C]
+    scale = np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)  # [.., L, 1]
+    return centred / scale * weight + bias, scale  # [.., L, C], [.., L, 1]
+
+
+def gelu(x):
+    """GELU, the tanh approximation GPT-2 uses ("gelu_new")."""
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def relu(x):
+    return np.maximum(x, 0.0)
+
+
+ACTIVATIONS = {"gelu": gelu, "relu": relu}
+
+
+def linear(x, weight, bias):
+    """x @ weight + bias, GPT-2's Conv1D layout: weight [in, out]."""
+    return x @ weight + bias  # [.., L, in] @ [in, out] -> [.., L, out]
+
+
+def split_heads(x, n_head):
+    """[.., L, C] -> [.., H, L, D]."""
+    *lead, length, width = x.shape
+    return np.swapaxes(x.reshape(*lead, length, n_head, width // n_head), -2, -3)
+
+
+def merge_heads(x):
+    """[.., H, L, D] -> [.., L, C]."""
+    *lead, n_head, length, d_head = x.shape
+    return np.swapaxes(x, -2, -3).reshape(*lead, length, n_head * d_head)
+
+
+def masked_scores(q, k, scale, causal):
+    """q.k * scale with -inf where the causal mask hides a key: [.., H, L, Lk] (for display)."""
+    scores = q @ np.swapaxes(k, -1, -2) * scale  # [.., H, L, D] @ [.., H, D, Lk] -> [.., H, L, Lk]
+    if causal:
+        scores = np.where(causal_mask(q.shape[-2], k.shape[-2]), scores, -np.inf)
+    return scores
+
+
+# --- interventions and the KV cache ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Interventions:
+    """"What if" changes to the forward pass; the default changes nothing.
+
+    zero_heads: {(layer, head)} whose output z is replaced by zeros before c_proj.
+    causal: False lets every token attend to every token, later ones too.
+    scale_scores: False drops the 1/sqrt(d_head) factor (scores are plain q.k).
+    skip_ln: {(layer, "ln_1" | "ln_2")} LayerNorms replaced by the identity.
+    skip_residual: {(layer, "attn" | "mlp")} sub-layers whose input is NOT added back
+        (x = attn(ln_1(x)) instead of x + attn(ln_1(x))).
+    activation: "gelu" (GPT-2's tanh approximation) or "relu" in every MLP.
+    """
+
+    zero_heads: frozenset = frozenset()
+    causal: bool = True
+    scale_scores: bool = True
+    skip_ln: frozenset = frozenset()
+    skip_residual: frozenset = frozenset()
+    activation: str = "gelu"
+
+    def __post_init__(self):
+        for name in ("zero_heads", "skip_ln", "skip_residual"):
+            object.__setattr__(self, name, frozenset(getattr(self, name)))
+        for name in ("causal", "scale_scores"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"interventions {name} must be True or False, got {getattr(self, name)!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"interventions activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        _check_pairs(self.zero_heads, "zero_heads", "(layer, head)")
+        _check_pairs(self.skip_ln, "skip_ln", "(layer, 'ln_1' or 'ln_2')", ("ln_1", "ln_2"))
+        _check_pairs(self.skip_residual, "skip_residual", "(layer, 'attn' or 'mlp')", ("attn", "mlp"))
+
+    def check(self, config: GPTConfig) -> None:
+        """ValueError when a layer or head number does not exist in `config`."""
+        for layer, head in self.zero_heads:
+            _check_index(layer, config.n_layer, "zero_heads layer")
+            _check_index(head, config.n_head, "zero_heads head")
+        for layer, _ in self.skip_ln | self.skip_residual:
+            _check_index(layer, config.n_layer, "intervention layer")
+
+
+def _check_pairs(pairs: frozenset, name: str, form: str, parts: tuple[str, ...] | None = None) -> None:
+    """ValueError unless every item is a pair whose second element is one of `parts` (any when None)."""
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and (parts is None or pair[1] in parts)):
+            raise ValueError(f"interventions {name} holds {form} pairs, got {pair!r}")
+
+
+def _check_index(value, count: int, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not 0 <= value < count:
+        raise ValueError(f"{name} {value} does not exist (0..{count - 1})")
+
+
+NO_INTERVENTIONS = Interventions()
+
+
+@dataclass
+class KVCache:
+    """The keys and values of every token processed so far, per layer [.., H, T, D].
+
+    Pass one (empty at first) to `gpt_forward(..., kv_cache=...)`: new tokens take the
+    positions after the cached ones, attend to cached and new keys, and are appended.
+    """
+
+    keys: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[-2] if self.keys else 0
+
+    def extend(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Append one layer's new k, v [.., H, L, D]; return all of them [.., H, T + L, D]."""
+        if layer == len(self.keys):
+            self.keys.append(k)
+            self.values.append(v)
+        else:
+            self.keys[layer] = np.concatenate([self.keys[layer], k], axis=-2)  # [.., H, T + L, D]
+            self.values[layer] = np.concatenate([self.values[layer], v], axis=-2)
+        return self.keys[layer], self.values[layer]
+
+
+# --- the forward pass ------------------------------------------------------------------------
+
+def attention(x, p, config, layer, hooks, interventions, kv_cache):
+    """Multi-head causal self-attention: [.., L, C] -> [.., L, C]."""
+    name = f"blocks.{layer}.attn"
+    qkv = linear(x, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # [.., L, C] -> [.., L, 3C]
+    q, k, v = (split_heads(part, config.n_head) for part in np.split(qkv, 3, axis=-1))  # 3 x [.., H, L, D]
+    if kv_cache is not None:
+        k, v = kv_cache.extend(layer, k, v)  # [.., H, Lk, D] with Lk = past + L
+    scale = 1.0 / math.sqrt(config.d_head) if interventions.scale_scores else 1.0
+    z, weights = scaled_dot_product_attention(
+        q, k, v, causal=interventions.causal, scale=scale, return_weights=True)  # [.., H, L, D], [.., H, L, Lk]
+    zeroed = [head for head in range(config.n_head) if (layer, head) in interventions.zero_heads]
+    if zeroed:
+        z = z.copy()
+        z[..., zeroed, :, :] = 0.0
+    hooks[f"{name}.hook_q"], hooks[f"{name}.hook_k"], hooks[f"{name}.hook_v"] = q, k, v
+    hooks[f"{name}.hook_pattern"], hooks[f"{name}.hook_z"] = weights, z
+    if hooks.recording:
+        hooks[f"{name}.hook_attn_scores"] = masked_scores(q, k, scale, interventions.causal)
+    return linear(merge_heads(z), p["attn.c_proj.weight"], p["attn.c_proj.bias"])  # [.., L, C] @ [C, C] -> [.., L, C]
+
+
+def mlp(x, p, layer, hooks, interventions):
+    """The feed-forward net: [.., L, C] -> [.., L, 4C] -> activation -> [.., L, C]."""
+    pre = linear(x, p["mlp.c_fc.weight"], p["mlp.c_fc.bias"])  # [.., L, C] @ [C, 4C] -> [.., L, 4C]
+    post = ACTIVATIONS[interventions.activation](pre)  # [.., L, 4C]
+    hooks[f"blocks.{layer}.mlp.hook_pre"], hooks[f"blocks.{layer}.mlp.hook_post"] = pre, post
+    return linear(post, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"])  # [.., L, 4C] @ [4C, C] -> [.., L, C]
+
+
+def norm(x, p, which, config, layer, hooks, interventions):
+    """The block's LayerNorm `which` ("ln_1" or "ln_2"), or x itself when skipped."""
+    hook = f"blocks.{layer}.{which.replace('_', '')}"  # ln_1 -> blocks.{l}.ln1
+    if (layer, which) in interventions.skip_ln:
+        out = x
+    else:
+        out, hooks[f"{hook}.hook_scale"] = layer_norm(x, p[f"{which}.weight"], p[f"{which}.bias"],
+                                                      config.layer_norm_epsilon)
+    hooks[f"{hook}.hook_normalized"] = out  # [.., L, C]
+    return out
+
+
+def block(x, p, config, layer, hooks, interventions, dropout, kv_cache):
+    """One pre-LayerNorm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x))."""
+    name = f"blocks.{layer}"
+    hooks[f"{name}.hook_resid_pre"] = x  # [.., L, C]
+    h = norm(x, p, "ln_1", config, layer, hooks, interventions)
+    attn_out = hooks[f"{name}.hook_attn_out"] = attention(h, p, config, layer, hooks, interventions, kv_cache)
+    attn_out = dropout(attn_out, f"{name}.hook_attn_dropout")
+    x = attn_out if (layer, "attn") in interventions.skip_residual else x + attn_out  # [.., L, C]
+    hooks[f"{name}.hook_resid_mid"] = x
+    h = norm(x, p, "ln_2", config, layer, hooks, interventions)
+    mlp_out = hooks[f"{name}.hook_mlp_out"] = mlp(h, p, layer, hooks, interventions)
+    mlp_out = dropout(mlp_out, f"{name}.hook_mlp_dropout")
+    x = mlp_out if (layer, "mlp") in interventions.skip_residual else x + mlp_out  # [.., L, C]
+    hooks[f"{name}.hook_resid_post"] = x
+    return x
+
+
+class _Hooks:
+    """Where the forward pass records intermediates: into the caller's dict, or nowhere."""
+
+    def __init__(self, target: dict | None):
+        self.target, self.recording = target, target is not None
+
+    def __setitem__(self, name, value):
+        if self.recording:
+            self.target[name] = value
+
+
+def make_dropout(rate: float, rng, hooks):
+    """A function (x, hook name) -> x times a fresh scaled keep-mask (stored under the name);
+    the identity when rate is 0."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout must be a number in [0, 1), got {rate!r}")
+    if rate == 0.0:
+        return lambda x, name: x
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("dropout > 0 needs rng, a numpy.random.Generator")
+
+    def dropout(x, name):
+        keep = (rng.random(x.shape) >= rate).astype(x.dtype) / x.dtype.type(1.0 - rate)  # same shape as x
+        hooks[name] = keep
+        return x * keep
+
+    return dropout
+
+
+def check_ids(ids, config: GPTConfig, start: int = 0) -> np.ndarray:
+    """`ids` as an integer array [L] or [B, L] with 1 <= start + L <= n_positions and every id
+    in 0..vocab_size-1; TypeError/ValueError otherwise."""
+    try:
+        array = np.asarray(ids)
+    except ValueError:
+        raise ValueError("token ids must be a rectangular [L] or [B, L] array") from None
+    if array.ndim not in (1, 2):
+        raise ValueError(f"token ids must be [L] or [B, L], got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"token ids must not be empty, got shape {array.shape}")
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"token ids must be integers, got dtype {array.dtype}")
+    if start + array.shape[-1] > config.n_positions:
+        raise ValueError(f"{start + array.shape[-1]} tokens do not fit the context of "
+                         f"{config.n_positions} positions (n_positions)")
+    if array.min() < 0 or array.max() >= config.vocab_size:
+        raise ValueError(f"token ids must be in 0..{config.vocab_size - 1}, got {array.min()}..{array.max()}")
+    return array.astype(np.int64, copy=False)
+
+
+def gpt_forward(params, config, ids, *, cache=None, interventions=None, dropout=0.0, rng=None, kv_cache=None):
+    """The forward pass: ids [L] or [B, L] -> logits [.., L, V] (in the params' dtype).
+
+    cache: a dict to fill with every intermediate (see the module docstring).
+    interventions: an `Interventions`; None runs the plain model.
+    dropout, rng: training only; rate in [0, 1) and a numpy Generator for the keep-masks.
+    kv_cache: a `KVCache`; the ids are then the tokens after the cached ones.
+    """
+    interventions = NO_INTERVENTIONS if interventions is None else interventions
+    interventions.check(config)
+    start = 0 if kv_cache is None else kv_cache.length
+    ids = check_ids(ids, config, start)
+    hooks = _Hooks(cache)
+    drop = make_dropout(dropout, rng, hooks)
+    hooks["hook_tokens"] = ids  # [.., L]
+    token_embed = hooks["hook_embed"] = params["transformer.wte.weight"][ids]  # [.., L] -> [.., L, C]
+    pos_embed = hooks["hook_pos_embed"] = params["transformer.wpe.weight"][start:start + ids.shape[-1]]  # [L, C]
+    x = drop(token_embed + pos_embed, "hook_embed_dropout")  # [.., L, C]
+    for layer in range(config.n_layer):
+        x = block(x, block_params(params, layer), config, layer, hooks, interventions, drop, kv_cache)
+    x, hooks["ln_final.hook_scale"] = layer_norm(x, params["transformer.ln_f.weight"],
+                                                 params["transformer.ln_f.bias"], config.layer_norm_epsilon)
+    hooks["ln_final.hook_normalized"] = x  # [.., L, C]
+    return x @ params["lm_head.weight"].T  # [.., L, C] @ [C, V] -> [.., L, V]
+
+
+# --- the model: prompts in, traces and generations out -----------------------------------------
+
+@dataclass(eq=False)
+class GenerationStep:
+    """One decoding step: the new token, how likely it was, and what the new query saw."""
+
+    token: str
+    token_id: int
+    probability: float  # of this token under `distribution`
+    distribution: np.ndarray  # [V] what the sampler drew from (after temperature, top-k, top-p)
+    logits: np.ndarray  # [V] the model's logits for this position
+    queries: list[np.ndarray]  # per layer [H, D]: the newest token's query vectors
+    keys: list[np.ndarray]  # per layer [H, T, D]: every cached key it was compared with
+    weights: list[np.ndarray]  # per layer [H, T]: its attention weights over those keys
+
+
+@dataclass(eq=False)
+class Generation:
+    """A prompt and its continuation; `stop_reason` is "max_new_tokens", "end_of_text" or
+    "context_full" (the context of n_positions tokens cannot take another token)."""
+
+    prompt_tokens: list[str]
+    prompt_ids: list[int]
+    steps: list[GenerationStep]
+    stop_reason: str
+    notices: list[str]
+
+    @property
+    def new_tokens(self) -> list[str]:
+        """The generated tokens, without a final end-of-text."""
+        return [step.token for step in self.steps if step.token != END_OF_TEXT]
+
+    @property
+    def text(self) -> str:
+        """Prompt and continuation as one string of space-separated tokens."""
+        return " ".join(self.prompt_tokens + self.new_tokens)
+
+
+class Model:
+    """A GPT-2-style model with its tokenizer: prompts in, logits, traces and text out."""
+
+    def __init__(self, config: GPTConfig, params: dict, tokenizer: Tokenizer):
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer must be a Tokenizer, got {type(tokenizer).__name__}")
+        check_params(params, config)
+        if tokenizer.vocab_size != config.vocab_size:
+            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, the config {config.vocab_size}")
+        self.config, self.params, self.tokenizer = config, params, tokenizer
+
+    def __repr__(self):
+        return f"Model({self.config}, {self.parameter_count} parameters)"
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(value.size for value in self.params.values())
+
+    def forward(self, ids) -> np.ndarray:
+        """Logits [L, V] for token ids [L] (at most n_positions of them)."""
+        if np.ndim(ids) != 1:
+            raise ValueError(f"forward takes a 1-D sequence of token ids, got shape {np.shape(ids)}")
+        return gpt_forward(self.params, self.config, ids)
+
+    def encode_prompt(self, text_or_ids) -> tuple[np.ndarray, list[str], list[str]]:
+        """(ids [L], tokens, notices) for a prompt given as text or token ids; a prompt longer
+        than the context keeps its last n_positions tokens, with a notice."""
+        notices = []
+        if isinstance(text_or_ids, str):
+            ids = np.array(self.tokenizer.encode(text_or_ids), dtype=np.int64)
+            if ids.size == 0:
+                raise ValueError("the prompt is empty: type a few words, for example 'the sky is'")
+            unknown = self.tokenizer.unknown_words(text_or_ids)
+            if np.all(ids == self.tokenizer.unk_id):
+                raise ValueError(f"none of the prompt's words are in the model's vocabulary: {', '.join(unknown)}")
+            if unknown:
+                notices.append(f"unknown words shown as <unk>: {', '.join(unknown)}")
+        else:
+            ids = np.asarray(text_or_ids)
+            if ids.ndim != 1:
+                raise ValueError(f"a prompt is text or a 1-D sequence of token ids, got shape {ids.shape}")
+        if ids.shape[0] > self.config.n_positions:
+            notices.append(f"the prompt has {ids.shape[0]} tokens but the context holds {self.config.n_positions}:"
+                           f" only the last {self.config.n_positions} are used")
+            ids = ids[-self.config.n_positions:]
+        ids = check_ids(ids, self.config)
+        return ids, [self.tokenizer.tokens[index] for index in ids], notices
+
+    def run(self, text_or_ids, interventions: Interventions | None = None) -> Trace:
+        """The forward pass over a prompt with every intermediate kept (see core.trace)."""
+        if interventions is not None and not isinstance(interventions, Interventions):
+            raise TypeError(f"interventions must be an Interventions or None, got {type(interventions).__name__}")
+        interventions = NO_INTERVENTIONS if interventions is None else interventions
+        ids, tokens, notices = self.encode_prompt(text_or_ids)
+        cache = {}
+        logits = gpt_forward(self.params, self.config, ids, cache=cache, interventions=interventions)
+        return Trace.from_cache(cache, tokens, ids, logits, self.config, interventions, notices,
+                                self.tokenizer.tokens)
+
+    def generate(self, prompt, max_new_tokens: int = 20, sampler: Sampler | None = None) -> Generation:
+        """Continue `prompt` token by token with a KV cache: each step runs only the newest
+        token's query against the cached keys and values. Greedy when `sampler` is None."""
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)):
+            raise TypeError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        sampler = Sampler(temperature=0.0) if sampler is None else sampler
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"sampler must be a core.sampling.Sampler, got {type(sampler).__name__}")
+        ids, tokens, notices = self.encode_prompt(prompt)
+        kv_cache, steps = KVCache(), []
+        cache = {}
+        logits = gpt_forward(self.params, self.config, ids, cache=cache, kv_cache=kv_cache)  # [L, V]
+        while True:
+            steps.append(self._step(logits[-1], cache, sampler))
+            if steps[-1].token_id == self.tokenizer.eos_id:
+                stop_reason = "end_of_text"
+            elif len(steps) == max_new_tokens:
+                stop_reason = "max_new_tokens"
+            elif kv_cache.length == self.config.n_positions:
+                stop_reason = "context_full"
+            else:
+                cache = {}
+                logits = gpt_forward(self.params, self.config, [steps[-1].token_id], cache=cache,
+                                     kv_cache=kv_cache)  # [1, V]: one new query against the cache
+                continue
+            return Generation(tokens, ids.tolist(), steps, stop_reason, notices)
+
+    def _step(self, logits: np.ndarray, cache: dict, sampler: Sampler) -> GenerationStep:
+        """Choose the next token from the last position's logits [V]; keep what its query saw."""
+        distribution = sampler.distribution(logits)  # [V]
+        token_id = sampler.choose(distribution)
+        layers = range(self.config.n_layer)
+        return GenerationStep(
+            token=self.tokenizer.tokens[token_id], token_id=token_id, probability=float(distribution[token_id]),
+            distribution=distribution, logits=logits,
+            queries=[cache[f"blocks.{layer}.attn.hook_q"][:, -1] for layer in layers],  # [H, D]
+            keys=[cache[f"blocks.{layer}.attn.hook_k"] for layer in layers],  # [H, T, D]
+            weights=[cache[f"blocks.{layer}.attn.hook_pattern"][:, -1] for layer in layers])  # [H, T]
+
+    def save(self, path):
+        """Write this model as a checkpoint directory (see core.checkpoint)."""
+        from core.checkpoint import save_checkpoint  # core.checkpoint imports this module
+
+        return save_checkpoint(self, path)

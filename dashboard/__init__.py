@@ -1,0 +1,1 @@
+"""Glassbox dashboard: the Streamlit app (app.py), its pages, chart builders and session state."""

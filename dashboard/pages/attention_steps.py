@@ -1,0 +1,157 @@
+"""Attention step by step: one head of one layer, small enough to read every number.
+
+Embeddings -> Q, K, V -> raw scores q.k -> scaled -> masked -> stable softmax (subtract the
+row's max, exp, divide) -> weights -> weighted sum of the values; each token's ranked
+"influenced by" list; PCA pictures of the embeddings and of Q and K; the worked arithmetic
+of one weight, with the C kernel's value next to the NumPy fallback's.
+"""
+import numpy as np
+import streamlit as st
+
+from core import explain
+from core.attention import available_backends, scaled_dot_product_attention
+from dashboard import charts, state
+
+
+def step(title: str, note: str, *figures, stacked: bool = False) -> None:
+    """One step: its charts (drawn as one figure) on the left, a plain-language note on the right."""
+    st.markdown(f"#### {title}")
+    left, right = st.columns([3, 1])
+    state.show_chart(charts.side_by_side(figures, stacked=stacked), left)
+    right.info(note)
+
+
+def choose_head(config) -> tuple[int, int]:
+    layer_col, head_col = st.columns(2)
+    layer = layer_col.selectbox("Layer", range(config.n_layer), key="steps_layer")
+    head = head_col.selectbox("Head", range(config.n_head), key="steps_head")
+    return layer, head
+
+
+def embeddings(trace, tokens, layer: int) -> None:
+    token_embed = charts.vectors_heatmap(trace.token_embeddings, tokens, title="Token embeddings [L, d_model]")
+    position_embed = charts.vectors_heatmap(trace.position_embeddings, tokens, title="Position embeddings [L, d_model]")
+    layer_input = charts.vectors_heatmap(trace.layers[layer].ln_1, tokens,
+                                         title=f"Input to layer {layer}'s attention (after ln_1) [L, d_model]")
+    step("1. Embeddings", "Each guest arrives with a short self-description: a row of numbers for the word "
+         "plus a row for its seat (position). The two are added. Before attention, LayerNorm rescales each row "
+         "so no guest shouts louder than the others.", token_embed, position_embed, layer_input, stacked=True)
+
+
+def qkv_tables(tokens, q, k, v) -> None:
+    figures = [charts.vectors_heatmap(array, tokens, title=f"{name} [L, d_head]")
+               for name, array in (("Q (queries)", q), ("K (keys)", k), ("V (values)", v))]
+    step("2. Queries, keys and values", "Three learned projections of each row. The query is the question a guest "
+         "asks ('who here is a colour word?'), the key is the name tag the guest wears, the value is what the guest "
+         "will share with whoever listens. Every head has its own three projections.", *figures, stacked=True)
+
+
+def scores(layer_trace, head: int, labels) -> None:
+    raw = charts.heatmap(layer_trace.raw_scores[head], labels, labels, title="Raw scores q · k", value_title="q · k")
+    scaled = charts.heatmap(layer_trace.scaled_scores[head], labels, labels,
+                            title=f"Scaled: × {layer_trace.scale:.4f} (1/√d_head)", value_title="scaled score")
+    masked = charts.heatmap(layer_trace.masked_scores[head], labels, labels,
+                            title="Masked: future tokens hidden (-inf)", value_title="masked score")
+    step("3. Scores: how well each question matches each name tag", "A dot product is large when a query and a key "
+         "point the same way. Dividing by √d_head keeps the numbers in a range where softmax still spreads its "
+         "attention. The mask hides the tokens that come later: a guest cannot listen to someone who has not "
+         "arrived yet, so those cells become -inf (grey).", raw, scaled, masked)
+
+
+def softmax(stages, model_weights, labels) -> None:
+    shifted = charts.heatmap(stages["shifted"], labels, labels, title="Subtract each row's max",
+                             value_title="score - max")
+    exps = charts.heatmap(stages["exp"], labels, labels, title="exp(score - max)", value_title="exp")
+    sums = charts.bars(labels, stages["sum"][:, 0], title="Row sums of exp", value_title="sum", label_title="query")
+    weights = charts.heatmap(model_weights, labels, labels, title="Divide by the row sum: the weights")
+    difference = float(np.abs(stages["weights"] - model_weights).max())
+    step("4. Softmax, the stable way", "Subtracting the row's largest score first changes nothing in the result "
+         "(it cancels in the division) but keeps exp from overflowing: the largest entry becomes exp(0) = 1. "
+         "Hidden cells give exp(-inf) = 0. Dividing by the row sum makes every row add up to 1: each guest "
+         "splits one unit of attention among the others. (The weights shown are the model's own; these steps, "
+         f"redone in float64, match them to {difference:.1e}.)", shifted, exps, sums, weights)
+
+
+def weighted_sum(head_out, tokens) -> None:
+    out = charts.vectors_heatmap(head_out, tokens, title="Weighted sum of the values [L, d_head]")
+    step("5. Weighted sum of values", "Each guest goes home with a mix of what the others shared, in proportion "
+         "to the attention it paid them. This row is the head's output for that token; the heads' outputs are "
+         "joined and projected back to d_model.", out)
+
+
+def influence(weights, labels) -> None:
+    st.markdown("#### 6. Who influenced whom")
+    ranking = explain.influenced_by(weights)
+    lines = [f"**{labels[query]}** ← " + ", ".join(f"{labels[key]} ({weight:.1%})" for key, weight in ranked)
+             for query, ranked in enumerate(ranking)]
+    st.markdown("\n".join(f"- {line}" for line in lines))
+    st.caption("Each token's keys ranked by attention weight, largest first; keys it cannot see are left out.")
+
+
+def pca_pictures(trace, labels, q, k) -> None:
+    coords, share = explain.pca_2d(trace.embeddings)
+    embed = charts.scatter_2d(coords, labels, ["embedding"] * len(labels), title="Embeddings (token + position)",
+                              share=share)
+    coords, share = explain.pca_2d(np.concatenate([q, k]))
+    qk = charts.scatter_2d(coords, labels + labels, ["query"] * len(labels) + ["key"] * len(labels),
+                           title="Queries and keys of this head", share=share)
+    step("7. A map of the vectors (PCA to 2-D)", "The two directions along which the vectors differ most. "
+         "A query close to a key (in the same direction from the middle) usually means a large score. With a "
+         "few tokens this is a rough picture: the axis titles say how much of the spread it shows.", embed, qk)
+
+
+def worked_weight(q, k, v, labels) -> None:
+    st.markdown("#### 8. The arithmetic of one weight")
+    left, right = st.columns(2)
+    query = left.selectbox("Query token (asking)", range(len(labels)), index=len(labels) - 1,
+                           format_func=labels.__getitem__, key="steps_query")
+    key = right.selectbox("Key token (attended to)", range(len(labels)), format_func=labels.__getitem__,
+                          key="steps_key")
+    worked = explain.weight_arithmetic(q, k, query, key)
+    terms = " + ".join(f"({a:.3f}×{b:.3f})" for a, b in zip(q[query], k[key]))
+    st.markdown(f"q · k = {terms} = **{worked['dot']:.6f}**")
+    if not worked["visible"]:
+        st.warning(f"{labels[key]} comes after {labels[query]}: the mask hides it, so its weight is 0.")
+    else:
+        st.markdown(
+            f"scaled = {worked['dot']:.6f} × {worked['scale']:.6f} = **{worked['scaled']:.6f}**  \n"
+            f"exp(scaled − row max) = exp({worked['scaled']:.6f} − {worked['row_max']:.6f}) = **{worked['exp']:.6f}**  \n"
+            f"weight = {worked['exp']:.6f} / {worked['row_sum']:.6f} (row sum) = **{worked['weight']:.6f}**")
+    kernel_comparison(q, k, v, query, key)
+
+
+def kernel_comparison(q, k, v, query: int, key: int) -> None:
+    """The same weight from each attention backend, and how far apart they are."""
+    values = {}
+    for backend in available_backends():
+        _, weights = scaled_dot_product_attention(q, k, v, causal=True, return_weights=True, backend=backend)
+        values[backend] = float(weights[query, key])
+    cols = st.columns(3)
+    cols[0].metric("C kernel", f"{values['c']:.9f}" if "c" in values else "not built")
+    cols[1].metric("NumPy fallback", f"{values['numpy']:.9f}")
+    if "c" in values:
+        cols[2].metric("difference", f"{abs(values['c'] - values['numpy']):.2e}")
+    st.caption(f"Both backends in {q.dtype} (the model's dtype); the explanation above works in float64.")
+
+
+def main() -> None:
+    prompt = state.current_prompt()
+    if prompt is None:
+        return
+    layer, head = choose_head(state.current_model().config)
+    trace = state.trace(prompt.ids)
+    layer_trace = trace.layers[layer]
+    labels = charts.token_labels(prompt.tokens)
+    q, k, v = (array[head] for array in (layer_trace.q, layer_trace.k, layer_trace.v))  # [L, d_head] each
+    embeddings(trace, prompt.tokens, layer)
+    qkv_tables(prompt.tokens, q, k, v)
+    scores(layer_trace, head, labels)
+    softmax(explain.softmax_stages(layer_trace.masked_scores[head]), layer_trace.weights[head], labels)
+    weighted_sum(layer_trace.head_outputs[head], prompt.tokens)
+    influence(layer_trace.weights[head], labels)
+    pca_pictures(trace, labels, q, k)
+    worked_weight(q, k, v, labels)
+
+
+state.render_page("Attention step by step", main,
+                  "One head, every number: queries are questions, keys are name tags, values are what gets shared.")

@@ -1,0 +1,164 @@
+"""Per-session state of the dashboard: the prompt, the model in use, cached traces, page frame.
+
+One prompt and one model per session, shared by every page:
+- the prompt is the sidebar widget `prompt` (drawn by `sidebar()` in app.py on every run);
+- the model is the bundled default (loaded once per server by `st.cache_resource` and never
+  modified) unless this session trained its own, which lives in `st.session_state` only,
+  so several people can use one server without seeing each other's training;
+- traces (and other results) are kept per session, keyed by (model id, token ids, interventions).
+`render_page` draws a page's title and turns an unexpected exception into a short
+`st.error` so that a learner never sees a traceback.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import altair as alt
+import numpy as np
+import streamlit as st
+
+import core
+from core.attention import default_backend
+
+# Altair validates every chart against the Vega-Lite schema as it is built and again when it is
+# converted (jsonschema: most of a page's redraw time). The chart builders' specs are validated
+# by tests/test_charts.py, so the running app skips both (see `show_chart`). Inputs are at most
+# n_layer x n_head x L x L cells, so Altair's 5000-row guard is not needed either.
+alt.utils.schemapi.disable_debug_mode()
+alt.data_transformers.disable_max_rows()
+
+DEFAULT_PROMPT = "the sky is"
+CACHE_SIZE = 64  # traces and lab results kept per session
+DEFAULT_MODEL_ID = "default"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The prompt as the model sees it: ids and tokens (after truncation) and notices for the learner."""
+
+    text: str
+    ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    notices: tuple[str, ...] = ()
+
+    @property
+    def ids_array(self) -> np.ndarray:
+        return np.asarray(self.ids, dtype=np.int64)
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+@st.cache_resource(show_spinner="Loading the default model...")
+def default_model():
+    """The bundled model: loaded once per server, shared by every user, never modified."""
+    return core.load_default()
+
+
+def current_model():
+    """This session's model: the one it trained, else the default."""
+    return st.session_state.get("trained_model") or default_model()
+
+
+def model_id() -> str:
+    """A key naming the model in use (part of every trace's cache key)."""
+    return st.session_state.get("trained_model_id", DEFAULT_MODEL_ID)
+
+
+def use_trained_model(model, name: str) -> None:
+    """Make `model` this session's model for every page."""
+    st.session_state["trained_model"] = model
+    st.session_state["trained_model_id"] = name
+
+
+def reset_model() -> None:
+    """Go back to the bundled default model."""
+    st.session_state.pop("trained_model", None)
+    st.session_state.pop("trained_model_id", None)
+
+
+# --- the prompt ---------------------------------------------------------------------------------
+
+def prepare_prompt(model, text: str) -> Prompt:
+    """`text` as `model` reads it (core's Model.encode_prompt: unknown words become <unk>, a
+    prompt longer than the context keeps its last tokens); ValueError when nothing is usable."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("the prompt is empty: type a few words in the sidebar, for example 'the sky is'")
+    ids, tokens, notices = model.encode_prompt(text)
+    return Prompt(text=text, ids=tuple(int(i) for i in ids), tokens=tuple(tokens), notices=tuple(notices))
+
+
+def current_prompt(*, show_notices: bool = True) -> Prompt | None:
+    """The session's prompt prepared for the current model; None (after a warning) when unusable."""
+    try:
+        prompt = prepare_prompt(current_model(), st.session_state.get("prompt", DEFAULT_PROMPT))
+    except ValueError as error:
+        message = str(error)
+        st.warning(f"{message[:1].upper()}{message[1:]}. The parts of this page that need a prompt wait until it is fixed.")
+        return None
+    if show_notices:
+        for notice in prompt.notices:
+            st.info(notice[:1].upper() + notice[1:] + ".")
+    return prompt
+
+
+# --- traces -------------------------------------------------------------------------------------
+
+def remembered(kind: str, key: tuple, compute: Callable[[], object]):
+    """`compute()` once per (model id, kind, key) in this session; the most recent results are kept."""
+    key = (model_id(), kind, key)
+    cache = st.session_state.setdefault("remembered", OrderedDict())
+    if key not in cache:
+        cache[key] = compute()
+        while len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
+
+
+def trace(ids, interventions=None):
+    """The current model's trace for token ids, cached by (model id, ids, interventions)."""
+    ids = tuple(int(i) for i in ids)
+    model = current_model()
+    return remembered("trace", (ids, interventions),
+                      lambda: model.run(np.asarray(ids, dtype=np.int64), interventions=interventions))  # ids [L]
+
+
+# --- drawing ------------------------------------------------------------------------------------
+
+def show_chart(chart, container=None) -> None:
+    """Draw an Altair chart (in `container`, default the current place) without re-validating it.
+
+    Streamlit's toolbar on every chart offers "Download as PNG" and the Vega-Lite spec.
+    """
+    (container or st).vega_lite_chart(chart.to_dict(validate=False))
+
+
+# --- page frame ---------------------------------------------------------------------------------
+
+def sidebar() -> None:
+    """The sidebar every page shares: the prompt and which model is in use."""
+    st.session_state.setdefault("prompt", DEFAULT_PROMPT)
+    st.sidebar.text_input("Prompt", key="prompt", help="Shared by every page. Try 'the dog can'.")
+    name = "default (bundled)" if model_id() == DEFAULT_MODEL_ID else f"your trained model ({model_id()})"
+    st.sidebar.caption(f"Model: {name} · attention backend: {backend_name()}")
+
+
+def backend_name() -> str:
+    """The attention backend in use, as a learner reads it."""
+    return {"c": "C kernel", "numpy": "NumPy fallback"}[default_backend()]
+
+
+def render_page(title: str, body: Callable[[], None], intro: str = "") -> None:
+    """Draw a page: its title, an intro, then `body`; an unexpected error becomes a short message."""
+    st.title(title)
+    if intro:
+        st.caption(intro)
+    try:
+        body()
+    except (ValueError, TypeError, OSError, RuntimeError) as error:
+        st.error(f"{error}")
+    except Exception as error:  # noqa: BLE001 - never a traceback in front of a learner
+        st.error(f"Something went wrong on this page ({type(error).__name__}: {error}). "
+                 "Try another prompt or setting; the other pages still work.")

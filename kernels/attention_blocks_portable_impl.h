@@ -1,0 +1,159 @@
+/* The forward kernel's block functions in plain C (any CPU; the compiler
+ * vectorises the inner loops for SSE2 or NEON), and the table type that both
+ * this and the AVX2 version (attention_blocks_avx2_impl.h) fill in. Included once
+ * per element type by attention.c with REAL, FN(name) and EXP defined.
+ * Layouts (see attention_forward_impl.h): q_t [d, BLOCK_Q] (queries of one block,
+ * transposed), scores_t [n_keys, BLOCK_Q] (scores, then probabilities, key-major),
+ * acc [BLOCK_Q, padded_width(dv)], row_max/row_sum/rescale [BLOCK_Q]. */
+
+typedef struct {
+    const char *name;
+    /* scores_t[c, r] = scale * k[c] . q_t[:, r] for c < n_keys and r < rows (rounded up to
+     * the function's tile: q_t is zero there); entries with c > diagonal + r (hidden by the
+     * causal mask, which overwrites them) may be skipped */
+    void (*scores)(REAL *scores_t, const REAL *q_t, const REAL *k, int64_t n_keys, int64_t d, REAL scale,
+                   int64_t rows, int64_t diagonal);
+    /* online softmax over a block of scores (masked ones are -inf), per query r:
+     * new max m' = max(row_max, scores), rescale = exp(row_max - m'),
+     * scores = exp(scores - m'), row_sum = row_sum * rescale + sum(scores), row_max = m'.
+     * While a row has seen no allowed key its max stays -inf and everything stays 0.
+     * Rows r < rows (rounded up to the function's tile). */
+    void (*softmax_update)(REAL *scores_t, REAL *row_max, REAL *row_sum, REAL *rescale, int64_t n_keys,
+                           int64_t rows);
+    /* acc[r, :dv] = acc[r, :dv] * rescale[r] + sum_c probs[c, r] v[c, :dv] for r < rows (the
+     * tile rounding of acc rows is allowed; probs rows past `rows` are never read), where
+     * probs[c, r] = probs[c * key_stride + r * row_stride] and v rows are dv apart;
+     * probabilities with c > diagonal + r are 0 and may be skipped */
+    void (*accumulate)(REAL *acc, const REAL *probs, int64_t key_stride, int64_t row_stride, const REAL *v,
+                       const REAL *rescale, int64_t n_keys, int64_t dv, int64_t rows, int64_t diagonal);
+    /* dst[r * dst_ld + c] = src[c * src_ld + r] for r < rows, c < cols (packing the queries,
+     * storing scores into weight rows) */
+    void (*transpose)(REAL *dst, int64_t dst_ld, const REAL *src, int64_t src_ld, int64_t rows, int64_t cols);
+    /* row path: scores[j] = scale * q_row . k[j] for j < n_keys */
+    void (*dots)(REAL *scores, const REAL *q_row, const REAL *k, int64_t n_keys, int64_t d, REAL scale);
+    REAL (*row_max)(const REAL *x, int64_t n);
+    /* x[j] = exp(x[j] - shift) for j < n (exp(-inf) = 0); returns the sum */
+    REAL (*exp_shifted)(REAL *x, int64_t n, REAL shift);
+    /* out[:dv] = sum_j weights[j] v[j, :dv] for j < n_keys */
+    void (*weighted_sum)(REAL *out, const REAL *weights, const REAL *v, int64_t n_keys, int64_t dv);
+    /* out[i] = exp(x[i]) with the exp the softmax uses */
+    void (*exp_array)(REAL *out, const REAL *x, int64_t n);
+} FN(blocks);
+
+static void FN(scores_portable)(REAL *scores_t, const REAL *q_t, const REAL *k, int64_t n_keys, int64_t d,
+                                REAL scale, int64_t rows, int64_t diagonal)
+{
+    const int64_t keys = visible_in_tile(n_keys, diagonal, rows);
+    for (int64_t c = 0; c < keys; c++) {
+        REAL *row = scores_t + c * BLOCK_Q;  /* [BLOCK_Q] */
+        const REAL *k_row = k + c * d;
+        for (int64_t r = 0; r < rows; r++) row[r] = 0;
+        for (int64_t e = 0; e < d; e++) {
+            const REAL key = k_row[e];
+            const REAL *q_col = q_t + e * BLOCK_Q;
+            for (int64_t r = 0; r < rows; r++) row[r] += key * q_col[r];
+        }
+        for (int64_t r = 0; r < rows; r++) row[r] *= scale;
+    }
+}
+
+static void FN(softmax_update_portable)(REAL *scores_t, REAL *row_max, REAL *row_sum, REAL *rescale,
+                                        int64_t n_keys, int64_t rows)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        REAL new_max = row_max[r];
+        for (int64_t c = 0; c < n_keys; c++) {
+            const REAL s = scores_t[c * BLOCK_Q + r];
+            if (s > new_max) new_max = s;
+        }
+        const REAL shift = new_max == -INFINITY ? 0 : new_max;  /* nothing seen yet: exp(-inf) = 0 */
+        REAL sum = 0;
+        for (int64_t c = 0; c < n_keys; c++) {
+            REAL *s = scores_t + c * BLOCK_Q + r;
+            *s = EXP(*s - shift);
+            sum += *s;
+        }
+        rescale[r] = EXP(row_max[r] - shift);
+        row_sum[r] = row_sum[r] * rescale[r] + sum;
+        row_max[r] = new_max;
+    }
+}
+
+static void FN(accumulate_portable)(REAL *acc, const REAL *probs, int64_t key_stride, int64_t row_stride,
+                                    const REAL *v, const REAL *rescale, int64_t n_keys, int64_t dv,
+                                    int64_t rows, int64_t diagonal)
+{
+    const int64_t acc_stride = padded_width(dv);
+    for (int64_t r = 0; r < rows; r++) {
+        REAL *acc_row = acc + r * acc_stride;
+        const int64_t keys = visible_in_tile(n_keys, diagonal, r + 1);
+        for (int64_t col = 0; col < dv; col++) acc_row[col] *= rescale[r];
+        for (int64_t c = 0; c < keys; c++) {
+            const REAL p = probs[c * key_stride + r * row_stride];
+            const REAL *v_row = v + c * dv;
+            for (int64_t col = 0; col < dv; col++) acc_row[col] += p * v_row[col];
+        }
+    }
+}
+
+static void FN(transpose_portable)(REAL *dst, int64_t dst_ld, const REAL *src, int64_t src_ld, int64_t rows,
+                                   int64_t cols)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) dst[r * dst_ld + c] = src[c * src_ld + r];
+}
+
+static void FN(dots_portable)(REAL *scores, const REAL *q_row, const REAL *k, int64_t n_keys, int64_t d, REAL scale)
+{
+    for (int64_t j = 0; j < n_keys; j++) {
+        const REAL *k_row = k + j * d;
+        REAL dot = 0;
+        for (int64_t e = 0; e < d; e++) dot += q_row[e] * k_row[e];
+        scores[j] = dot * scale;
+    }
+}
+
+static REAL FN(row_max_portable)(const REAL *x, int64_t n)
+{
+    REAL result = -INFINITY;
+    for (int64_t j = 0; j < n; j++) result = x[j] > result ? x[j] : result;
+    return result;
+}
+
+static REAL FN(exp_shifted_portable)(REAL *x, int64_t n, REAL shift)
+{
+    REAL sum = 0;
+    for (int64_t j = 0; j < n; j++) {
+        x[j] = EXP(x[j] - shift);
+        sum += x[j];
+    }
+    return sum;
+}
+
+static void FN(weighted_sum_portable)(REAL *out, const REAL *weights, const REAL *v, int64_t n_keys, int64_t dv)
+{
+    for (int64_t col = 0; col < dv; col++) out[col] = 0;
+    for (int64_t j = 0; j < n_keys; j++) {
+        const REAL w = weights[j];
+        const REAL *v_row = v + j * dv;
+        for (int64_t col = 0; col < dv; col++) out[col] += w * v_row[col];
+    }
+}
+
+static void FN(exp_array_portable)(REAL *out, const REAL *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) out[i] = EXP(x[i]);
+}
+
+static const FN(blocks) FN(blocks_portable) = {
+    .name = "portable",
+    .scores = FN(scores_portable),
+    .softmax_update = FN(softmax_update_portable),
+    .accumulate = FN(accumulate_portable),
+    .transpose = FN(transpose_portable),
+    .dots = FN(dots_portable),
+    .row_max = FN(row_max_portable),
+    .exp_shifted = FN(exp_shifted_portable),
+    .weighted_sum = FN(weighted_sum_portable),
+    .exp_array = FN(exp_array_portable),
+};

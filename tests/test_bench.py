@@ -1,0 +1,106 @@
+"""core.bench and `python -m core bench`: cases, FLOP counts, one timed row per backend,
+ratios, the CLI table and JSON, and reading pytest-benchmark's JSON. Tiny sizes only."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core import bench
+from core.attention import available_backends
+from core.cli import main
+
+
+def test_causal_flops_count_the_visible_half():
+    full = bench.BenchCase("gpt2", 12, 1024, 1024, 64)
+    causal = bench.BenchCase("gpt2", 12, 1024, 1024, 64, causal=True)
+    assert full.flops == 4 * 12 * 1024 * 1024 * 64
+    assert causal.visible_pairs == 1024 * 1025 // 2
+    decode = bench.BenchCase("decode", 12, 1, 4096, 64, causal=True)  # one query sees every cached key
+    assert decode.visible_pairs == 4096
+
+
+def test_default_cases_cover_the_issue_grid():
+    cases = bench.default_cases()
+    names = [case.name for case in cases]
+    assert len(set(names)) == len(names)
+    groups = {case.group for case in cases}
+    assert groups == {"toy", "small", "gpt2", "decode"}
+    assert {case.lq for case in cases if case.group == "gpt2"} == {256, 1024, 2048}
+    assert {case.lk for case in cases if case.group == "decode"} == {128, 1024, 4096}
+    assert {(case.dtype, case.causal, case.return_weights) for case in cases if case.lq == 256} == {
+        (dtype, causal, weights) for dtype in ("float32", "float64") for causal in (False, True)
+        for weights in (False, True)}
+    assert 0 < len(bench.default_cases(quick=True)) < len(cases)
+
+
+def test_parse_size_reads_flags_and_rejects_nonsense():
+    case = bench.parse_size("2x16x32x8:causal:f64:weights")
+    assert (case.heads, case.lq, case.lk, case.d, case.dtype, case.causal, case.return_weights) == (
+        2, 16, 32, 8, "float64", True, True)
+    with pytest.raises(ValueError, match="HEADSxLQxLKxD"):
+        bench.parse_size("12x10")
+    with pytest.raises(ValueError, match="unknown flag"):
+        bench.parse_size("1x4x4x4:fast")
+    with pytest.raises(ValueError, match="positive"):
+        bench.parse_size("0x4x4x4")
+
+
+def test_run_grid_rows_have_times_ratios_and_accuracy():
+    case = bench.BenchCase("toy", 2, 8, 12, 4, causal=True, return_weights=True)
+    rows = bench.run_grid([case], available_backends(), repeats=2)
+    assert [row["backend"] for row in rows] == list(available_backends())
+    for row in rows:
+        assert row["seconds"] > 0 and row["gflops"] > 0 and row["name"] == case.name
+        assert row["max_abs_diff"] < 1e-5
+        assert row["speedup_vs_peer"] is None
+    numpy_row = next(row for row in rows if row["backend"] == "numpy")
+    assert numpy_row["speedup_vs_numpy"] == pytest.approx(1.0)
+    json.dumps(rows)  # plain data, ready for the dashboard
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown or unavailable backend"):
+        bench.attention_call(bench.BenchCase("toy", 1, 4, 4, 4), "cuda", *bench.make_inputs(bench.BenchCase("toy", 1, 4, 4, 4)))
+
+
+def test_cli_prints_a_table_and_saves_json(tmp_path, capsys):
+    out_path = tmp_path / "bench.json"
+    assert main(["bench", "--sizes", "1x4x4x4:causal", "--backends", *available_backends(), "--repeats", "1",
+                 "--json", str(out_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "GFLOP/s" in printed and "custom h1 L4x4 d4 f32 causal" in printed
+    saved = json.loads(out_path.read_text())
+    assert len(saved["rows"]) == len(available_backends()) and "cpu" in saved["machine"]
+
+
+def test_cli_rejects_bad_sizes(capsys):
+    assert main(["bench", "--sizes", "12x10"]) == 2
+    assert "HEADSxLQxLKxD" in capsys.readouterr().err
+
+
+def test_load_benchmark_json_flattens_pytest_benchmark_output(tmp_path):
+    case = bench.BenchCase("toy", 1, 4, 4, 4)
+    saved = {"benchmarks": [{
+        "group": case.name, "name": "test_attention[toy-c]",
+        "extra_info": {"backend": "c", "flops": case.flops, "lq": 4, "group": "toy"},
+        "stats": {"median": 2e-6, "min": 1e-6, "mean": 3e-6, "rounds": 10},
+    }]}
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(saved))
+    [row] = bench.load_benchmark_json(path)
+    assert row["name"] == case.name and row["group"] == "toy" and row["backend"] == "c"
+    assert row["seconds"] == 2e-6 and row["seconds_min"] == 1e-6 and row["rounds"] == 10
+    assert row["gflops"] == pytest.approx(case.flops / 2e-6 / 1e9)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a pytest-benchmark JSON"):
+        bench.load_benchmark_json(path)
+
+
+def test_make_inputs_are_reproducible():
+    case = bench.BenchCase("small", 2, 5, 7, 3, "float64")
+    first, second = bench.make_inputs(case), bench.make_inputs(case)
+    for a, b in zip(first, second):
+        assert a.dtype == np.float64
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,188 @@
+"""The real dashboard in a real browser: `streamlit run dashboard/app.py` on a free local port,
+driven by Playwright with Debian's Chromium (never a browser download).
+
+Every page must show its title and its charts and no exception box; a screenshot of each is saved
+to test-artifacts/screenshots/. The time a page takes to redraw after the prompt changes is
+written to test-artifacts/redraw-times.json. With GLASSBOX_README_SCREENSHOTS=1 the test also
+writes the README's small screenshots to dashboard/screenshots/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts"
+README_SCREENSHOTS = ROOT / "dashboard" / "screenshots"
+PAGES = {  # url path: (title, charts at least)
+    "": ("Overview", 1),
+    "attention_steps": ("Attention step by step", 6),
+    "explorer": ("Attention explorer", 6),
+    "sampling": ("Next token and sampling", 5),
+    "training": ("Training", 3),
+    "benchmark": ("Kernel benchmark", 3),
+}
+README_PAGES = {"": "overview", "attention_steps": "attention", "sampling": "sampling"}
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+TIMEOUT_MS = 90_000
+
+if not CHROMIUM.exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"the dashboard did not answer at {url} within {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+               "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+               "--browser.gatherUsageStats", "false"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def redraw_times():
+    times = {}
+    yield times
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "redraw-times.json").write_text(json.dumps(times, indent=1) + "\n")
+    print("\nredraw after a prompt change (ms):", json.dumps(times))
+
+
+def wait_idle(page) -> None:
+    page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+    page.wait_for_timeout(300)  # a rerun may follow (st.rerun after training)
+    page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+
+
+def open_page(browser, url: str, path: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{url}/{path}")
+    page.wait_for_selector("h1")
+    wait_idle(page)
+    return page
+
+
+def train_a_few_steps(page) -> None:
+    steps = page.get_by_label("Steps", exact=True).and_(page.locator("input"))
+    steps.fill("3")
+    steps.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_selector("text=Every run of this session", timeout=TIMEOUT_MS)
+    wait_idle(page)
+
+
+def change_prompt(page, text: str) -> float:
+    """Type a new prompt; milliseconds from pressing Enter until the script has run again and the
+    browser has drawn the result (script state back to idle, then two animation frames)."""
+    field = page.get_by_label("Prompt", exact=True).and_(page.locator("input"))
+    field.fill(text)
+    page.evaluate("""(field) => {
+        const app = document.querySelector('[data-testid="stApp"]');
+        window.__redraw = undefined;
+        let start = null, running = false;
+        field.addEventListener('keydown', (event) => { if (event.key === 'Enter') start = performance.now(); },
+                               {capture: true, once: true});
+        const watcher = new MutationObserver(() => {
+            const state = app.getAttribute('data-test-script-state');
+            if (state === 'running') running = true;
+            else if (running && state === 'notRunning') {
+                watcher.disconnect();
+                requestAnimationFrame(() => requestAnimationFrame(() => { window.__redraw = performance.now() - start; }));
+            }
+        });
+        watcher.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    }""", field.element_handle())
+    field.press("Enter")
+    page.wait_for_function("window.__redraw !== undefined", timeout=TIMEOUT_MS)
+    assert field.input_value() == text
+    return page.evaluate("window.__redraw")
+
+
+def check_page(page, title: str, charts: int) -> None:
+    assert page.locator("h1").first.inner_text().strip() == title
+    page.wait_for_function(f"document.querySelectorAll('.vega-embed').length >= {charts}", timeout=TIMEOUT_MS)
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_page_renders_and_redraws(server, browser, redraw_times, path):
+    title, charts = PAGES[path]
+    page = open_page(browser, server, path)
+    try:
+        if path == "training":
+            train_a_few_steps(page)
+        check_page(page, title, charts)
+        name = path or "overview"
+        ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "screenshots" / f"{name}.png"), full_page=True)
+        if os.environ.get("GLASSBOX_README_SCREENSHOTS") and path in README_PAGES:
+            README_SCREENSHOTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(README_SCREENSHOTS / f"{README_PAGES[path]}.png"))
+        redraw_times[name] = round(change_prompt(page, "the dog can"), 1)
+        check_page(page, title, 1)
+    finally:
+        page.close()
+
+
+def test_charts_offer_a_png_download(server, browser):
+    page = open_page(browser, server, "")
+    try:
+        chart = page.locator(".vega-embed").first
+        chart.hover()
+        page.get_by_role("button", name="Download as PNG").wait_for(timeout=10_000)
+    finally:
+        page.close()

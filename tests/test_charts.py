@@ -1,0 +1,134 @@
+"""Tests for dashboard.charts: the Vega-Lite specs carry token labels, axis titles and exact tooltips."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dashboard import charts  # noqa: E402
+
+
+def _spec(chart) -> dict:
+    return chart.to_dict()
+
+
+def _data(spec: dict) -> list[dict]:
+    """Every inline row of a spec (Altair moves data into `datasets`)."""
+    return [row for rows in spec.get("datasets", {}).values() for row in rows]
+
+
+def _walk(spec):
+    """Every dict inside a spec."""
+    if isinstance(spec, dict):
+        yield spec
+        for value in spec.values():
+            yield from _walk(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            yield from _walk(value)
+
+
+def _axis_titles(spec) -> set[str]:
+    return {node["title"] for node in _walk(spec) if "field" in node and isinstance(node.get("title"), str)}
+
+
+def test_token_labels_keep_repeated_words_apart():
+    assert charts.token_labels(["the", "cat", "the"]) == ["0 the", "1 cat", "2 the"]
+
+
+def test_heatmap_names_the_axes_and_marks_hidden_cells():
+    weights = np.array([[1.0, -np.inf], [0.25, 0.75]])
+    spec = _spec(charts.heatmap(weights, ["0 a", "1 b"], ["0 a", "1 b"], title="weights"))
+    titles = _axis_titles(spec)
+    assert charts.QUERY_TITLE in titles and charts.KEY_TITLE in titles
+    rows = _data(spec)
+    assert len(rows) == 4
+    hidden = [row for row in rows if row["hidden"]]
+    assert hidden == [{"row": "0 a", "col": "1 b", "value": None, "hidden": True}]
+    assert {row["value"] for row in rows if not row["hidden"]} == {1.0, 0.25, 0.75}
+    json.dumps(spec)  # no NaN or inf left in the spec
+
+
+def test_heatmap_tooltips_show_the_value():
+    spec = _spec(charts.heatmap(np.eye(2), ["a", "b"], ["a", "b"], title="t", value_title="score"))
+    tooltips = [item for node in _walk(spec) if "tooltip" in node for item in node["tooltip"]]
+    assert any(item.get("field") == "value" and item.get("title") == "score" for item in tooltips)
+
+
+def test_heatmap_rejects_mismatched_labels():
+    with pytest.raises(ValueError, match="labels"):
+        charts.heatmap(np.eye(2), ["a"], ["a", "b"], title="t")
+
+
+def test_heatmap_axis_order_follows_the_tokens():
+    labels = charts.token_labels(["z", "a", "m"])
+    spec = _spec(charts.heatmap(np.eye(3), labels, labels, title="t"))
+    sorts = [node["sort"] for node in _walk(spec) if node.get("field") in ("row", "col") and "sort" in node]
+    assert sorts and all(sort == labels for sort in sorts)
+
+
+def test_vectors_heatmap_labels_dimensions():
+    spec = _spec(charts.vectors_heatmap(np.arange(6.0).reshape(2, 3), ["the", "sky"], title="q"))
+    assert {row["col"] for row in _data(spec)} == {"d0", "d1", "d2"}
+    assert {"token", "dimension"} <= _axis_titles(spec)
+
+
+def test_bars_highlight_and_keep_values():
+    spec = _spec(charts.bars(["blue", "green"], [0.9, 0.1], title="next", highlight="blue"))
+    rows = _data(spec)
+    assert [(row["label"], row["value"], row["chosen"]) for row in rows] == [("blue", 0.9, True), ("green", 0.1, False)]
+
+
+def test_grouped_and_stage_bars_hold_every_series():
+    spec = _spec(charts.grouped_bars(["a", "b"], {"observed": [0.5, 0.5], "theoretical": [0.6, 0.4]}, title="t"))
+    assert len(_data(spec)) == 4
+    stages = {"raw": np.array([0.6, 0.4]), "top_k": np.array([1.0, 0.0])}
+    spec = _spec(charts.stage_bars(stages, ["a", "b"], title="stages"))
+    assert {row["stage"] for row in _data(spec)} == {"raw", "top_k"}
+    assert "facet" in spec
+
+
+def test_scatter_2d_titles_carry_the_variance_share():
+    spec = _spec(charts.scatter_2d(np.zeros((2, 2)), ["a", "b"], ["q", "k"], title="pca", share=[0.75, 0.25]))
+    assert "PC 1 (75% of variance)" in _axis_titles(spec)
+
+
+def test_head_grid_has_every_cell_and_the_selection():
+    patterns = np.random.default_rng(0).random((2, 3, 4, 4))
+    spec = _spec(charts.head_grid(patterns, ["a", "b", "c", "d"], selected=(1, 2)))
+    rows = _data(spec)
+    assert len(rows) == 2 * 3 * 16
+    selected = {(row["layer"], row["head"]) for row in rows if row["selected"]}
+    assert selected == {("layer 1", "head 2")}
+    assert sorted(row["weight"] for row in rows) == sorted(patterns.ravel())
+
+
+def test_lines_skip_missing_points_and_draw_the_marker():
+    chart = charts.lines([1, 2, 3], {"train": [3.0, 2.0, 1.0], "validation": [None, 2.5, np.nan]},
+                         title="loss", x_title="step", y_title="loss", marker=2)
+    spec = _spec(chart)
+    rows = _data(spec)
+    assert len([row for row in rows if row.get("series") == "validation"]) == 1
+    assert any(row == {"x": 2} for row in rows)
+    assert {"step", "loss"} <= _axis_titles(spec)
+
+
+def test_lines_log_axes():
+    spec = _spec(charts.lines([16, 32], {"c": [1e-5, 4e-5]}, title="t", x_title="L", y_title="s", log_x=True, log_y=True))
+    scales = [node["scale"] for node in _walk(spec) if node.get("field") in ("x", "y") and "scale" in node]
+    assert scales and all(scale.get("type") == "log" for scale in scales)
+
+
+def test_top_tokens_table_writes_the_tokens():
+    spec = _spec(charts.top_tokens_table(["embeddings", "block 0"], [["a", "b"], ["c", "d"]],
+                                         [[0.5, 0.2], [0.9, 0.05]], title="lens", row_title="after"))
+    assert {row["token"] for row in _data(spec)} == {"a", "b", "c", "d"}
+
+
+def test_pipeline_dot_chains_the_steps():
+    dot = charts.pipeline_dot([("tokens", "split", "[3]"), ("logits", "scores", "[3, 10]")])
+    assert dot.startswith("digraph") and "s0 -> s1" in dot and "[3, 10]" in dot

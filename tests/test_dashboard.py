@@ -1,0 +1,323 @@
+"""Every dashboard page through Streamlit's AppTest: it opens without an exception or error, and
+changing the prompt, layer, head, sampling settings, or training a few steps changes what is shown.
+
+The app is started through a tiny script that runs dashboard/app.py with runpy: AppTest treats a
+main script that has a `pages/` folder beside it as a legacy (v1) multipage app and would run the
+page files on their own, without the shared sidebar that app.py draws.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.ipc
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+APP = ROOT / "dashboard" / "app.py"
+PAGES = ROOT / "dashboard" / "pages"
+LAUNCHER = f"import runpy\nrunpy.run_path({str(APP)!r}, run_name='__main__')"
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app():
+    """A fresh session of the dashboard, run once (on the Overview page)."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_string(LAUNCHER, default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def open_page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(str(PAGES / f"{name}.py")).run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    """No exception box and no error message anywhere on the page."""
+    assert not at.exception, [element.value for element in at.exception]
+    assert not at.error, [element.value for element in at.error]
+
+
+def _views(spec: dict, datasets: dict, data=None):
+    """Every titled view of a spec (concatenated charts hold several), with its data rows."""
+    data = spec.get("data", {}).get("name", data)
+    if "title" in spec:
+        yield dict(spec, rows=datasets.get(data, []))
+    for key in ("hconcat", "vconcat", "concat"):
+        for part in spec.get(key, []):
+            yield from _views(part, datasets, data)
+
+
+def specs(at: AppTest) -> list[dict]:
+    """Every (sub)chart on the page as its Vega-Lite spec, with its data rows under "rows"."""
+    found = []
+    for chart in at.get("vega_lite_chart"):
+        datasets = {dataset.name: pyarrow.ipc.open_stream(dataset.data.data).read_all().to_pylist()
+                    for dataset in chart.proto.datasets}
+        found += _views(json.loads(chart.proto.spec), datasets)
+    return found
+
+
+def titled(at: AppTest, pattern: str) -> dict:
+    """The one chart whose title matches `pattern`."""
+    found = [spec for spec in specs(at) if re.search(pattern, str(spec.get("title", "")))]
+    assert len(found) == 1, [spec.get("title") for spec in specs(at)]
+    return found[0]
+
+
+def rows(spec: dict) -> list[dict]:
+    return spec["rows"]
+
+
+def set_prompt(at: AppTest, text: str) -> AppTest:
+    at.text_input(key="prompt").set_value(text).run()
+    return at
+
+
+def markdown(at: AppTest) -> str:
+    return "\n".join(element.value for element in at.markdown)
+
+
+# --- every page -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("page, title, charts", [
+    ("overview", "Overview", 1), ("attention_steps", "Attention step by step", 10),
+    ("explorer", "Attention explorer", 6), ("sampling", "Next token and sampling", 5),
+    ("training", "Training", 0), ("benchmark", "Kernel benchmark", 3),
+])
+def test_every_page_opens_with_its_title_and_charts(app, page, title, charts):
+    if page != "overview":
+        open_page(app, page)
+    assert [element.value for element in app.title] == [title]
+    assert len(specs(app)) >= charts
+    assert app.text_input(key="prompt").value == "the sky is"
+
+
+def test_the_prompt_is_shared_by_every_page(app):
+    set_prompt(app, "the dog can")
+    open_page(app, "attention_steps")
+    assert app.text_input(key="prompt").value == "the dog can"
+    labels = {row["row"] for row in rows(titled(app, "Raw scores"))}
+    assert labels == {"0 the", "1 dog", "2 can"}
+
+
+# --- overview -------------------------------------------------------------------------------------
+
+def test_overview_follows_the_prompt(app):
+    import core
+
+    before = app.get("graphviz_chart")[0].proto.spec
+    assert "[3]" in before
+    set_prompt(app, "the cow lives on the")
+    assert_clean(app)
+    after = app.get("graphviz_chart")[0].proto.spec
+    assert "[5]" in after and after != before
+    expected = core.load_default().run("the cow lives on the").next_token_probs
+    bars = {row["label"]: row["value"] for row in rows(titled(app, "Top 10 next tokens"))}
+    top = max(bars, key=bars.get)
+    assert app.metric[0].value == top
+    assert bars[top] == pytest.approx(expected.max(), rel=1e-6)
+
+
+def test_overview_model_card_names_the_backend(app):
+    from core.attention import default_backend
+
+    card = app.table[0].value
+    assert {"C kernel": "c", "NumPy fallback": "numpy"}[card.loc[8, "value"]] == default_backend()
+
+
+# --- attention step by step -----------------------------------------------------------------------
+
+def test_attention_steps_follow_layer_and_head(app):
+    open_page(app, "attention_steps")
+    first = rows(titled(app, r"^Q \(queries\)"))
+    app.selectbox(key="steps_head").set_value(2).run()
+    assert_clean(app)
+    other_head = rows(titled(app, r"^Q \(queries\)"))
+    app.selectbox(key="steps_layer").set_value(1).run()
+    other_layer = rows(titled(app, r"^Q \(queries\)"))
+    assert first != other_head != other_layer
+
+
+def test_attention_steps_softmax_rows_sum_to_one(app):
+    open_page(app, "attention_steps")
+    weights = rows(titled(app, "Divide by the row sum"))
+    totals = {}
+    for row in weights:
+        totals[row["row"]] = totals.get(row["row"], 0.0) + (row["value"] or 0.0)
+    assert totals and all(total == pytest.approx(1.0, abs=1e-5) for total in totals.values())
+    masked = rows(titled(app, "Masked"))
+    assert {(row["row"], row["col"]) for row in masked if row["hidden"]} == {("0 the", "1 sky"), ("0 the", "2 is"),
+                                                                             ("1 sky", "2 is")}
+
+
+def test_worked_weight_matches_both_backends(app):
+    import core
+    from core.attention import available_backends
+
+    open_page(app, "attention_steps")
+    app.selectbox(key="steps_query").set_value(2)
+    app.selectbox(key="steps_key").set_value(1).run()
+    assert_clean(app)
+    shown = {metric.label: metric.value for metric in app.metric}
+    weights = core.load_default().run("the sky is").layers[0].weights[0]
+    assert float(shown["NumPy fallback"]) == pytest.approx(weights[2, 1], abs=1e-6)
+    if "c" in available_backends():
+        assert float(shown["C kernel"]) == pytest.approx(weights[2, 1], abs=1e-6)
+        assert float(shown["difference"]) < 1e-5
+    assert "weight =" in markdown(app)
+    app.selectbox(key="steps_query").set_value(0)
+    app.selectbox(key="steps_key").set_value(2).run()
+    assert any("mask hides it" in element.value for element in app.warning)
+
+
+# --- attention explorer ---------------------------------------------------------------------------
+
+def test_explorer_selected_head_and_what_if(app):
+    open_page(app, "explorer")
+    large = titled(app, r"^Layer 0, head 0$")
+    app.selectbox(key="explorer_layer").set_value(1)
+    app.selectbox(key="explorer_head").set_value(3).run()
+    assert_clean(app)
+    assert rows(titled(app, r"^Layer 1, head 3$")) != rows(large)
+    assert float(next(m.value for m in app.metric if m.label == "Total variation")) == 0.0
+    app.toggle(key="whatif_mask").set_value(True).run()
+    assert_clean(app)
+    assert float(next(m.value for m in app.metric if m.label == "Total variation")) > 0.0
+
+
+def test_explorer_logit_lens_has_every_layer(app):
+    open_page(app, "explorer")
+    lens = rows(titled(app, "Top next-token guesses"))
+    assert {row["row"] for row in lens} == {"embeddings", "after block 0", "after block 1"}
+
+
+# --- next token and sampling ----------------------------------------------------------------------
+
+def stage_rows(at: AppTest) -> list[dict]:
+    return rows(titled(at, "The distribution at every stage"))
+
+
+def kept(at: AppTest, stage: str) -> int:
+    return int(next(metric.value for metric in at.metric if metric.label == stage).split()[0])
+
+
+def test_sampling_stages_follow_the_sliders(app):
+    open_page(app, "sampling")
+    plain = stage_rows(app)
+    app.slider(key="temperature").set_value(0.3).run()
+    assert_clean(app)
+    cooler = stage_rows(app)
+    assert plain != cooler
+    vocab = kept(app, "raw softmax")
+    app.number_input(key="top_k").set_value(5).run()
+    assert kept(app, "after top-k") == 5 < vocab
+    app.slider(key="top_p").set_value(0.001).run()
+    assert_clean(app)
+    assert kept(app, "after top-p (renormalised)") == 1
+    assert any("tiny top-p" in element.value for element in app.info)
+
+
+def test_sampling_extreme_settings_explain_themselves(app):
+    open_page(app, "sampling")
+    app.slider(key="temperature").set_value(0.0)
+    app.number_input(key="top_k").set_value(100_000).run()
+    assert_clean(app)
+    notes = " ".join(element.value for element in app.info)
+    assert "greedy" in notes and "keeps every token" in notes
+    assert kept(app, "after temperature") == 1
+
+
+def test_generation_steps_show_the_growing_kv_cache(app):
+    open_page(app, "sampling")
+    app.slider(key="new_tokens").set_value(3).run()
+    last = titled(app, "new query over")
+    assert "5 cached keys" in last["title"]
+    app.slider(key="kv_step").set_value(1).run()
+    assert "3 cached keys" in titled(app, "new query over")["title"]
+
+
+def test_sampling_lab_compares_settings(app):
+    open_page(app, "sampling")
+    summary = app.dataframe[-1].value
+    assert list(summary["setting"]) == ["greedy", "T=0.7", "T=1.5", "top-k 5", "top-p 0.9"]
+    greedy = summary.set_index("setting").loc["greedy"]
+    assert greedy["tokens kept"] == 1 and greedy["mean surprisal (bits)"] == 0.0
+    assert (summary["tokens kept"] >= 1).all()
+
+
+# --- training -------------------------------------------------------------------------------------
+
+def test_training_a_few_steps_changes_the_model(app):
+    open_page(app, "training")
+    assert any("No training yet" in element.value for element in app.info)
+    app.number_input(key="train_steps").set_value(3)
+    app.button(key="train_start").click().run()
+    assert_clean(app)
+    losses = rows(titled(app, "^Loss of every run"))
+    assert sorted({row["x"] for row in losses if row["series"] == "train"}) == [1, 2, 3]
+    labels = [metric.label for metric in app.metric]
+    assert "Held-out accuracy after" in labels
+    assert any("your trained model (run 1" in element.value for element in app.caption)
+    frames = app.select_slider[0]
+    assert list(frames.options) == ["0", "1", "2", "3"]
+    frames.set_value(0).run()
+    assert_clean(app)
+    assert titled(app, r"^Step 0: layer 0") and titled(app, "step 0 marked")
+    app.button(key="train_reset").click().run()
+    assert any("Model: default" in element.value for element in app.caption)
+
+
+def test_training_bad_settings_and_empty_save_directory(app):
+    open_page(app, "training")
+    app.button(key="train_save").click().run()
+    assert_clean(app)
+    assert any("directory" in element.value for element in app.warning)
+
+
+# --- benchmark ------------------------------------------------------------------------------------
+
+def test_benchmark_runs_the_chosen_grid(app):
+    open_page(app, "benchmark")
+    first = app.dataframe[0].value
+    assert set(first["backend"]) >= {"numpy"}
+    app.multiselect[0].set_value([32])
+    app.button[0].click().run()
+    assert_clean(app)
+    names = set(app.dataframe[0].value["name"])
+    assert names == {"dashboard h4 L32x32 d64 f32 causal"}
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", ["overview", "attention_steps", "explorer", "sampling", "training"])
+@pytest.mark.parametrize("prompt, message", [("", "empty"), ("zzz qqq", "vocabulary")])
+def test_unusable_prompts_warn_and_the_page_still_works(app, page, prompt, message):
+    if page != "overview":
+        open_page(app, page)
+    set_prompt(app, prompt)
+    assert_clean(app)
+    assert any(message in element.value for element in app.warning)
+    assert app.title[0].value
+
+
+def test_a_prompt_longer_than_the_context_is_truncated_with_a_notice(app):
+    long_prompt = " ".join(["the sky is blue ."] * 12)
+    set_prompt(app, long_prompt)
+    assert_clean(app)
+    assert any("only the last 32" in element.value for element in app.info)
+    assert "[32]" in app.get("graphviz_chart")[0].proto.spec
+    open_page(app, "explorer")
+    grid = rows(titled(app, "All 2 layers"))
+    assert len(grid) == 2 * 4 * 32 * 32 and np.isfinite([row["weight"] for row in grid]).all()
