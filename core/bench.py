@@ -172,26 +172,22 @@ def _peer_call(case: BenchCase, q, k, v):
         raise ValueError("the PyTorch peer is not installed (pip install torch to compare against it)")
     import torch
 
-    tq, tk, tv = (torch.from_numpy(array) for array in (q, k, v))
-    mask = None
-    if case.causal and case.lq != case.lk:  # torch's is_causal is top-left aligned: pass ours as a mask
-        mask = torch.from_numpy(causal_mask(case.lq, case.lk))
-    causal_flag = case.causal and mask is None
+    tq, tk, tv = (torch.from_numpy(array) for array in (q, k, v))  # no copies; no autograd (no requires_grad)
+    allowed = torch.from_numpy(causal_mask(case.lq, case.lk)) if case.causal else None  # [lq, lk]
+    fused_mask = allowed if case.lq != case.lk else None  # torch's is_causal is top-left aligned: pass ours
+    fused_causal = case.causal and fused_mask is None
     scale = 1.0 / math.sqrt(case.d)
 
     def fused():
-        with torch.inference_mode():
-            out = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=mask, is_causal=causal_flag)
+        out = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=fused_mask, is_causal=fused_causal)
         return out.numpy()
 
     def with_weights():
-        with torch.inference_mode():
-            scores = torch.matmul(tq, tk.transpose(-1, -2)) * scale  # [h, lq, d] @ [h, d, lk] -> [h, lq, lk]
-            if case.causal:
-                allowed = torch.from_numpy(causal_mask(case.lq, case.lk))
-                scores = scores.masked_fill(~allowed, float("-inf"))
-            weights = torch.softmax(scores, dim=-1)
-            return torch.matmul(weights, tv).numpy()  # [h, lq, lk] @ [h, lk, d] -> [h, lq, d]
+        scores = torch.matmul(tq, tk.transpose(-1, -2)) * scale  # [h, lq, d] @ [h, d, lk] -> [h, lq, lk]
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return torch.matmul(weights, tv).numpy()  # [h, lq, lk] @ [h, lk, d] -> [h, lq, d]
 
     return with_weights if case.return_weights else fused
 
@@ -224,26 +220,34 @@ def kernel_info() -> dict:
             "threads": int(_kernel.lib.gb_forward_thread_count())}
 
 
-def run_case(case: BenchCase, backend: str, repeats: int = 5, *, inputs=None, expected=None) -> dict:
+STATISTICS = {"median": np.median, "min": np.min}
+
+
+def run_case(case: BenchCase, backend: str, repeats: int = 5, *, inputs=None, expected=None,
+             statistic: str = "median") -> dict:
     """Times one case on one backend: a plain dict with the case's fields, `backend`,
-    `seconds` (median per call), `seconds_min`, `gflops`, `gbytes_per_s` and
+    `seconds` (per call: the median of the samples, or their minimum with
+    statistic="min", which is fairer on a machine busy with other work), `seconds_median`,
+    `seconds_min`, `statistic`, `gflops` and `gbytes_per_s` (from `seconds`) and
     `max_abs_diff` (against the float64 reference; pass `inputs`/`expected` to reuse them)."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {sorted(STATISTICS)}, got {statistic!r}")
     q, k, v = inputs if inputs is not None else make_inputs(case)
     call = attention_call(case, backend, q, k, v)
     out = call()
     if expected is None:
         expected = reference_output(case, q, k, v)
     samples = time_call(call, repeats)
-    seconds = float(np.median(samples))
+    seconds = float(STATISTICS[statistic](samples))
     return {
-        **asdict(case), "name": case.name, "backend": backend,
-        "seconds": seconds, "seconds_min": float(min(samples)), "repeats": len(samples),
-        "gflops": case.flops / seconds / 1e9, "gbytes_per_s": case.bytes_moved / seconds / 1e9,
+        **asdict(case), "name": case.name, "backend": backend, "statistic": statistic,
+        "seconds": seconds, "seconds_median": float(np.median(samples)), "seconds_min": float(min(samples)),
+        "repeats": len(samples), "gflops": case.flops / seconds / 1e9, "gbytes_per_s": case.bytes_moved / seconds / 1e9,
         "max_abs_diff": float(np.abs(out - expected).max()),
     }
 
 
-def run_grid(cases, backends=None, repeats: int = 5, progress=None) -> list[dict]:
+def run_grid(cases, backends=None, repeats: int = 5, progress=None, statistic: str = "median") -> list[dict]:
     """run_case for every case x backend (default: every available one, peer included).
     Each row gains `speedup_vs_numpy` and `speedup_vs_peer` (that backend's time over this
     one's: above 1 = faster), or None when that backend was not run. `progress(row)` is
@@ -253,8 +257,8 @@ def run_grid(cases, backends=None, repeats: int = 5, progress=None) -> list[dict
     for case in cases:
         inputs = make_inputs(case)
         expected = reference_output(case, *inputs)
-        case_rows = add_speedups([run_case(case, backend, repeats, inputs=inputs, expected=expected)
-                                  for backend in backends])
+        case_rows = add_speedups([run_case(case, backend, repeats, inputs=inputs, expected=expected,
+                                           statistic=statistic) for backend in backends])
         for row in case_rows:
             if progress:
                 progress(row)
@@ -263,7 +267,7 @@ def run_grid(cases, backends=None, repeats: int = 5, progress=None) -> list[dict
 
 
 def add_speedups(rows: list[dict]) -> list[dict]:
-    """Sets `speedup_vs_numpy` and `speedup_vs_peer` on every row (that backend's median time
+    """Sets `speedup_vs_numpy` and `speedup_vs_peer` on every row (that backend's `seconds`
     over this row's, for the rows of the same case `name`; None where that backend is missing)."""
     times = {(row["name"], row["backend"]): row["seconds"] for row in rows}
     for row in rows:
@@ -273,11 +277,20 @@ def add_speedups(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def sgemm_gflops(size: int = 1024, repeats: int = 5) -> float:
+    """The machine's float32 matmul speed through NumPy's BLAS right now (best of `repeats`):
+    a yardstick for the GFLOP/s above, and a check that the cores are not busy elsewhere."""
+    a, b = (np.random.default_rng(seed).standard_normal((size, size), dtype=np.float32) for seed in (1, 2))
+    best = min(time_call(lambda: a @ b, repeats))
+    return 2.0 * size**3 / best / 1e9
+
+
 def machine_info() -> dict:
-    """Where the figures come from: CPU, cores, kernel path and threads, library versions."""
+    """Where the figures come from: CPU, cores, kernel path and threads, library versions,
+    and NumPy's sgemm GFLOP/s measured now."""
     return {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, **kernel_info(),
-            "torch": _torch_version()}
+            "numpy": np.__version__, **kernel_info(), "torch": _torch_version(),
+            "sgemm_gflops": round(sgemm_gflops(), 1)}
 
 
 def _cpu_name() -> str:

@@ -1,11 +1,11 @@
 """The maths the dashboard shows beyond the model's own forward pass.
 
 Pure NumPy (no Streamlit): the stable softmax of rows of scores with every stage kept,
-the worked arithmetic of one attention weight, a 2-D PCA,
-each token's ranked "influenced by" list, per-head summaries (entropy, previous-token
-and first-token attention), the residual stream's norm through the layers, the logit
-lens, the change an intervention makes to the next-token distribution, the statistics
-of the sampling lab, benchmark speed-ups, and the shapes of the pipeline for a prompt.
+the worked arithmetic of one attention weight, a 2-D PCA, each token's ranked
+"influenced by" list, per-head summaries (entropy, previous-token and first-token
+attention), the residual stream's norm through the layers, the logit lens, the change an
+intervention makes to the next-token distribution, the statistics of the sampling lab,
+benchmark speed-ups, and the shapes of the pipeline for a prompt.
 
 Shapes follow the model's trace: one head's q, k, v are [L, d_head]; a layer's
 attention pattern is [n_head, L, L] (rows = the tokens asking (queries), columns = the
@@ -55,10 +55,9 @@ def softmax_stages(scores) -> dict[str, np.ndarray]:
         raise ValueError("softmax needs at least one score in the last axis")
     if np.isnan(scores).any() or np.isposinf(scores).any():
         raise ValueError("scores must be finite numbers or -inf (hidden)")
-    visible = np.isfinite(scores)
-    if not visible.any(axis=-1).all():
+    if not np.isfinite(scores).any(axis=-1).all():
         raise ValueError("every key of a row is hidden: softmax has nothing to share out")
-    row_max = np.where(visible, scores, -np.inf).max(axis=-1, keepdims=True)  # [..., 1]
+    row_max = scores.max(axis=-1, keepdims=True)  # [..., 1], the largest visible score
     shifted = scores - row_max  # [..., Lk], -inf stays -inf
     exps = np.exp(shifted)  # exp(-inf) = 0
     row_sum = exps.sum(axis=-1, keepdims=True)  # [..., 1], at least 1 (the max gives exp(0))
@@ -137,7 +136,7 @@ def head_summaries(pattern) -> dict[str, np.ndarray]:
     `entropy`: mean over query rows of the weights' entropy in bits (0 = looks at one
     token; log2(i+1) = spreads evenly). `previous`: mean weight on the previous token,
     `first`: mean weight on the first token, both over the rows that have a previous
-    token (rows 1..L-1; for L = 1 they are 0 and 1). `self`: mean weight on itself.
+    token (rows 1..L-1; for L = 1 they are 0 and 1).
     """
     pattern = _as_float(pattern, "pattern")
     if pattern.ndim < 2 or pattern.shape[-1] != pattern.shape[-2]:
@@ -149,8 +148,7 @@ def head_summaries(pattern) -> dict[str, np.ndarray]:
         first = pattern[..., 1:, 0].mean(axis=-1)
     else:
         previous, first = np.zeros(pattern.shape[:-2]), pattern[..., 0, 0]
-    own = np.diagonal(pattern, axis1=-2, axis2=-1).mean(axis=-1)
-    return {"entropy": entropy, "previous": previous, "first": first, "self": own}
+    return {"entropy": entropy, "previous": previous, "first": first}
 
 
 def residual_norms(stream) -> np.ndarray:
@@ -198,9 +196,9 @@ def distribution_change(before, after, count: int = 8) -> dict:
     """How an intervention changes the next-token distribution.
 
     before, after [vocab] probabilities. Returns `ids` [count] (the tokens most likely
-    in either), their `before` and `after` probabilities, `change` (after - before),
-    `total_variation` (half the L1 distance: 0 = same, 1 = disjoint) and `kl` (KL(before
-    || after) in bits; inf when after rules out a token before allowed).
+    in either), their `before` and `after` probabilities, `total_variation` (half the L1
+    distance: 0 = same, 1 = disjoint) and `kl` (KL(before || after) in bits; inf when after
+    rules out a token before allowed).
     """
     before, after = _as_float(before, "before"), _as_float(after, "after")
     if before.shape != after.shape or before.ndim != 1:
@@ -209,7 +207,7 @@ def distribution_change(before, after, count: int = 8) -> dict:
     support = before > 0
     with np.errstate(divide="ignore"):
         kl = float((before[support] * np.log2(before[support] / after[support])).sum())
-    return {"ids": ids, "before": before[ids], "after": after[ids], "change": after[ids] - before[ids],
+    return {"ids": ids, "before": before[ids], "after": after[ids],
             "total_variation": float(0.5 * np.abs(before - after).sum()), "kl": kl}
 
 
@@ -267,23 +265,27 @@ def speedups(rows, baseline: str = "numpy") -> list[float | None]:
 
 # --- the pipeline -----------------------------------------------------------------------------
 
-def pipeline_shapes(config, length: int) -> list[tuple[str, str, str]]:
-    """The steps from prompt to next token with this prompt's array shapes: (step, what, shape)."""
+def pipeline_shapes(config, length: int) -> list[tuple[str, str, str, bool]]:
+    """The steps from prompt to next token with this prompt's array shapes:
+    (step, what it does, shape, whether it is inside the repeated transformer block)."""
     if length < 1:
         raise ValueError(f"the prompt needs at least one token, got length {length}")
     L, C, H, D, V = length, config.n_embd, config.n_head, config.d_head, config.vocab_size
     return [
-        ("tokens", "the prompt split into words, each looked up as an id", f"[{L}]"),
-        ("embeddings", "token embedding + position embedding", f"[{L}] -> [{L}, {C}]"),
-        ("ln_1", "LayerNorm before attention (in every block)", f"[{L}, {C}]"),
-        ("q, k, v", "three projections, split into heads", f"[{L}, {C}] -> [{L}, {3 * C}] -> 3 x [{H}, {L}, {D}]"),
-        ("scores", "q . k / sqrt(d_head), future keys masked", f"[{H}, {L}, {D}] x [{H}, {D}, {L}] -> [{H}, {L}, {L}]"),
-        ("weights", "softmax over each row", f"[{H}, {L}, {L}]"),
-        ("head outputs", "weights x values, heads joined again", f"[{H}, {L}, {L}] x [{H}, {L}, {D}] -> [{H}, {L}, {D}] -> [{L}, {C}]"),
-        ("attention out", "c_proj, added to the residual stream", f"[{L}, {C}]"),
-        ("MLP", "LayerNorm, expand, GELU, project back, add", f"[{L}, {C}] -> [{L}, {4 * C}] -> [{L}, {C}]"),
-        ("blocks", f"the block above repeated {config.n_layer} times", f"[{L}, {C}]"),
-        ("ln_f", "final LayerNorm", f"[{L}, {C}]"),
-        ("logits", "lm_head: a score for every word, at every position", f"[{L}, {C}] x [{C}, {V}] -> [{L}, {V}]"),
-        ("next token", "softmax of the last position's logits", f"[{V}]"),
+        ("tokens", "the prompt split into words, each looked up as an id", f"[{L}]", False),
+        ("embeddings", "token embedding + position embedding", f"[{L}] -> [{L}, {C}]", False),
+        ("ln_1", "LayerNorm before attention", f"[{L}, {C}]", True),
+        ("q, k, v", "three projections, split into heads", f"[{L}, {C}] -> [{L}, {3 * C}] -> 3 x [{H}, {L}, {D}]",
+         True),
+        ("scores", "q . k / sqrt(d_head), future keys masked", f"[{H}, {L}, {D}] x [{H}, {D}, {L}] -> [{H}, {L}, {L}]",
+         True),
+        ("weights", "softmax over each row", f"[{H}, {L}, {L}]", True),
+        ("head outputs", "weights x values, heads joined again",
+         f"[{H}, {L}, {L}] x [{H}, {L}, {D}] -> [{H}, {L}, {D}] -> [{L}, {C}]", True),
+        ("attention out", "c_proj, added to the residual stream", f"[{L}, {C}]", True),
+        ("MLP", "LayerNorm, expand, GELU, project back, add", f"[{L}, {C}] -> [{L}, {4 * C}] -> [{L}, {C}]", True),
+        ("ln_f", "final LayerNorm", f"[{L}, {C}]", False),
+        ("logits", "lm_head: a score for every word, at every position", f"[{L}, {C}] x [{C}, {V}] -> [{L}, {V}]",
+         False),
+        ("next token", "softmax of the last position's logits", f"[{V}]", False),
     ]

@@ -1,7 +1,11 @@
 """Glassbox dashboard: `streamlit run dashboard/app.py`.
 
 The entry point: page config, the sidebar shared by every page (prompt, model in use),
-and the navigation between the six pages in dashboard/pages/.
+and the navigation between the six pages, one file each in dashboard/views/.
+
+The folder is not called pages/: Streamlit treats a pages/ folder beside the main script as a
+legacy (v1) multipage app until st.navigation has run once in the process, so a deep link
+opened first after a restart would run the page file alone, without this shared sidebar.
 """
 import sys
 from pathlib import Path
@@ -14,16 +18,16 @@ import streamlit as st  # noqa: E402
 
 from dashboard import state  # noqa: E402
 
-PAGES = Path(__file__).parent / "pages"
+VIEWS = Path(__file__).parent / "views"
 
-st.set_page_config(page_title="Glassbox", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="Glassbox", page_icon=":material/visibility:", layout="wide")
 navigation = st.navigation([
-    st.Page(PAGES / "overview.py", title="Overview", icon="🗺️", default=True),
-    st.Page(PAGES / "attention_steps.py", title="Attention step by step", icon="🔢"),
-    st.Page(PAGES / "explorer.py", title="Attention explorer", icon="🔭"),
-    st.Page(PAGES / "sampling.py", title="Next token and sampling", icon="🎲"),
-    st.Page(PAGES / "training.py", title="Training", icon="🏋️"),
-    st.Page(PAGES / "benchmark.py", title="Kernel benchmark", icon="⏱️"),
+    st.Page(VIEWS / "overview.py", title="Overview", icon=":material/map:", default=True),
+    st.Page(VIEWS / "attention_steps.py", title="Attention step by step", icon=":material/calculate:"),
+    st.Page(VIEWS / "explorer.py", title="Attention explorer", icon=":material/grid_view:"),
+    st.Page(VIEWS / "sampling.py", title="Next token and sampling", icon=":material/casino:"),
+    st.Page(VIEWS / "training.py", title="Training", icon=":material/model_training:"),
+    st.Page(VIEWS / "benchmark.py", title="Kernel benchmark", icon=":material/speed:"),
 ])
 state.sidebar()
 navigation.run()

@@ -16,7 +16,11 @@ import pandas as pd
 
 QUERY_TITLE = "query: token asking"
 KEY_TITLE = "key: token attended to"
-CELL = 26  # pixels per heatmap cell when the matrix is small enough to read
+CELL = 26  # pixels per heatmap cell when the matrix is small enough to write the numbers in
+MIN_CELL = 9
+MAX_SIDE = 330  # a heatmap grows to about this many pixels before its cells shrink
+PAD = alt.AutoSizeParams(type="pad")  # fixed-size charts: axes and legend come on top of the cells
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")  # page-wide charts keep their plot height
 HIDDEN_COLOUR = "#e0e0e0"
 HIGHLIGHT_COLOUR = "#d62728"
 BAR_COLOUR = "#1f77b4"
@@ -43,47 +47,49 @@ def _tip(name: str, kind: str = "quantitative", title: str | None = None) -> alt
 
 
 def _cells(values, rows, cols) -> pd.DataFrame:
-    """A matrix [R, C] as one row per cell; hidden cells (-inf or NaN) get value None."""
+    """A matrix [R, C] as one row per cell; a hidden cell (-inf or NaN) has value None and text "−∞"."""
     values = np.asarray(values, dtype=np.float64)
     if values.shape != (len(rows), len(cols)):
         raise ValueError(f"values of shape {values.shape} do not match {len(rows)} row and {len(cols)} column labels")
-    finite = np.isfinite(values)
+    finite = np.isfinite(values).ravel()
     return pd.DataFrame({
         "row": np.repeat(rows, len(cols)),
         "col": np.tile(cols, len(rows)),
-        "value": [float(x) if ok else None for x, ok in zip(values.ravel(), finite.ravel())],
-        "hidden": ~finite.ravel(),
+        "value": [float(x) if ok else None for x, ok in zip(values.ravel(), finite)],
+        "text": [f"{x:.2f}" if ok else "−∞" for x, ok in zip(values.ravel(), finite)],
+        "hidden": ~finite,
     })
 
 
 def heatmap(values, rows, cols, *, title: str, value_title: str = "weight", row_title: str = QUERY_TITLE,
             col_title: str = KEY_TITLE, diverging: bool = False, text: bool | None = None,
-            cell: int = CELL) -> alt.Chart | alt.LayerChart:
-    """A labelled heatmap of values [R, C]; hidden cells (-inf) are grey and say so.
+            cell: int | None = None) -> alt.LayerChart:
+    """A labelled heatmap of values [R, C]; hidden cells (-inf) stay grey (and read "−∞").
 
     `diverging` centres a red-blue scale on 0 (for signed numbers such as q, k, v);
-    `text` writes each value in its cell (default: when the matrix is small).
+    `text` writes each value in its cell (default: when the matrix is small); `cell` is the
+    side of a cell in pixels (default: as large as readable, smaller for long prompts).
     """
     rows, cols = list(rows), list(cols)
     data = _cells(values, rows, cols)
-    text = len(data) <= 144 if text is None else text
+    cell = cell or max(MIN_CELL, min(CELL, MAX_SIDE // max(len(rows), len(cols))))
+    text = cell >= CELL if text is None else text
     scheme = alt.SchemeParams(name="redblue", extent=[0.85, 0.15]) if diverging else \
         alt.SchemeParams(name="blues", extent=[0.0, 0.75])  # light enough for black numbers on top
     scale = alt.Scale(scheme=scheme, domainMid=0) if diverging else alt.Scale(scheme=scheme)
-    base = alt.Chart().encode(  # data goes on the layer: faster than Altair merging it from the parts
-        x=_nominal(alt.X, "col", col_title, cols, labelAngle=-45),
-        y=_nominal(alt.Y, "row", row_title, rows),
-    )
-    position_tips = [_tip("row", "nominal", row_title), _tip("col", "nominal", col_title)]
-    hidden = base.transform_filter("datum.hidden").mark_rect(color=HIDDEN_COLOUR).encode(
-        tooltip=[*position_tips, _tip("hidden", "nominal", "hidden by the mask")])
-    shown = base.transform_filter("!datum.hidden")
-    layers = [hidden, shown.mark_rect().encode(color=_quantitative(alt.Color, "value", value_title, scale=scale),
-                                                tooltip=[*position_tips, _tip("value", title=value_title)])]
+    x = _nominal(alt.X, "col", col_title, cols, labelAngle=-45)
+    y = _nominal(alt.Y, "row", row_title, rows)
+    tooltip = [_tip("row", "nominal", row_title), _tip("col", "nominal", col_title), _tip("value", title=value_title),
+               _tip("hidden", "nominal", "hidden by the mask")]
+    layers = [alt.Chart().mark_rect().encode(x=x, y=y, tooltip=tooltip,
+                                             color=_quantitative(alt.Color, "value", value_title, scale=scale))]
+    if data["hidden"].any():  # grey underneath: the coloured layer leaves hidden (None) cells out
+        layers.insert(0, alt.Chart().mark_rect(color=HIDDEN_COLOUR).encode(x=x, y=y, tooltip=tooltip))
     if text:
-        layers.append(shown.mark_text(fontSize=10).encode(text=alt.Text(field="value", type="quantitative", format=".2f")))
-    chart = alt.layer(*layers, data=data)
-    return chart.properties(title=title, width=max(cell * len(cols), 120), height=max(cell * len(rows), 60))
+        layers.append(alt.Chart().mark_text(fontSize=10).encode(x=x, y=y, tooltip=tooltip,
+                                                                text=alt.Text(field="text", type="nominal")))
+    return alt.LayerChart(layer=layers, data=data, title=title, width=max(cell * len(cols), 120),
+                          height=max(cell * len(rows), 60), autosize=PAD)
 
 
 def vectors_heatmap(values, tokens, *, title: str, value_title: str = "value") -> alt.Chart | alt.LayerChart:
@@ -92,7 +98,7 @@ def vectors_heatmap(values, tokens, *, title: str, value_title: str = "value") -
     dims = [f"d{i}" for i in range(values.shape[1])]
     return heatmap(values, token_labels(tokens), dims, title=title, value_title=value_title,
                    row_title="token", col_title="dimension", diverging=True, text=values.size <= 96,
-                   cell=CELL if values.shape[1] <= 24 else 12)
+                   cell=CELL if values.size <= 96 else max(MIN_CELL, min(16, 2 * MAX_SIDE // values.shape[1])))
 
 
 def bars(labels, values, *, title: str, value_title: str = "probability", label_title: str = "token",
@@ -107,24 +113,26 @@ def bars(labels, values, *, title: str, value_title: str = "probability", label_
         color=alt.Color(field="chosen", type="nominal", legend=None,
                         scale=alt.Scale(domain=[False, True], range=[BAR_COLOUR, HIGHLIGHT_COLOUR])),
         tooltip=[_tip("label", "nominal", label_title), _tip("value", title=value_title)],
-    ).properties(title=title, height=max(20 * len(data), 60))
+    ).properties(title=title, height=max(20 * len(data), 60), autosize=FIT_WIDTH)
 
 
 def grouped_bars(labels, series: dict[str, np.ndarray], *, title: str, value_title: str = "probability",
-                 label_title: str = "token") -> alt.Chart:
-    """Bars of several series side by side per label (e.g. observed vs theoretical)."""
+                 label_title: str = "token", width: int | None = None) -> alt.Chart:
+    """Bars of several series side by side per label (e.g. observed vs theoretical); `width` in
+    pixels, else as wide as the page."""
     labels, names = list(labels), list(series)
     data = pd.DataFrame([
         {"label": label, "series": name, "value": float(value)}
         for name, values in series.items() for label, value in zip(labels, values)
     ])
-    return alt.Chart(data).mark_bar().encode(
+    size = {"width": width, "height": 200} if width else {"autosize": FIT_WIDTH}
+    return alt.Chart(data, title=title, **size).mark_bar().encode(
         x=_nominal(alt.X, "label", label_title, labels, labelAngle=-45),
         xOffset=alt.XOffset(field="series", type="nominal", sort=names),
         y=_quantitative(alt.Y, "value", value_title),
-        color=alt.Color(field="series", type="nominal", sort=names, title=None),
+        color=alt.Color(field="series", type="nominal", sort=names, title=None, legend=alt.Legend(orient="top")),
         tooltip=[_tip("label", "nominal", label_title), _tip("series", "nominal"), _tip("value", title=value_title)],
-    ).properties(title=title)
+    )
 
 
 def stage_bars(stages: dict[str, np.ndarray], labels, *, title: str) -> alt.FacetChart:
@@ -152,7 +160,8 @@ def scatter_2d(coords, labels, groups, *, title: str, share=None) -> alt.LayerCh
     colour = alt.Color(field="group", type="nominal", title=None)
     base = alt.Chart().encode(x=_quantitative(alt.X, "x", x_title), y=_quantitative(alt.Y, "y", y_title), color=colour)
     points = base.mark_circle(size=90).encode(
-        tooltip=[_tip("label", "nominal"), _tip("group", "nominal"), _tip("x", title=x_title), _tip("y", title=y_title)])
+        tooltip=[_tip("label", "nominal"), _tip("group", "nominal"), _tip("x", title=x_title),
+                 _tip("y", title=y_title)])
     names = base.mark_text(align="left", dx=7, fontSize=11).encode(text=alt.Text(field="label", type="nominal"))
     return alt.layer(points, names, data=data).properties(title=title, height=300)
 
@@ -170,8 +179,8 @@ def head_grid(patterns, tokens, *, selected: tuple[int, int] | None = None) -> a
     cell = max(4, min(12, 120 // length))
     show_labels = length <= 8
     return alt.Chart(data).mark_rect().encode(
-        x=_nominal(alt.X, "col", KEY_TITLE, labels, labels=show_labels, ticks=False),
-        y=_nominal(alt.Y, "row", QUERY_TITLE, labels, labels=show_labels, ticks=False),
+        x=_nominal(alt.X, "col", None, labels, labels=show_labels, ticks=False),  # titles: in the chart's title
+        y=_nominal(alt.Y, "row", None, labels, labels=show_labels, ticks=False),
         color=_quantitative(alt.Color, "weight", "weight", scale=alt.Scale(scheme="blues", domain=[0, 1])),
         stroke=alt.Stroke(field="selected", type="nominal", legend=None,
                           scale=alt.Scale(domain=[False, True], range=["transparent", HIGHLIGHT_COLOUR])),
@@ -195,7 +204,9 @@ def lines(x, series: dict[str, np.ndarray], *, title: str, x_title: str, y_title
             if yv is not None and np.isfinite(yv)]
     data = pd.DataFrame(rows, columns=["x", "series", "y"])
     if x_sort is None:
-        x_channel = _quantitative(alt.X, "x", x_title, scale=alt.Scale(type="log") if log_x else alt.Undefined)
+        whole = all(isinstance(value, (int, np.integer)) for value in x)  # steps, lengths: no ticks at 1.5
+        x_channel = _quantitative(alt.X, "x", x_title, scale=alt.Scale(type="log") if log_x else alt.Undefined,
+                                  axis=alt.Axis(format="d", tickMinStep=1) if whole else alt.Undefined)
         x_tip = _tip("x", title=x_title)
     else:
         x_channel, x_tip = _nominal(alt.X, "x", x_title, x_sort), _tip("x", "nominal", x_title)
@@ -207,7 +218,7 @@ def lines(x, series: dict[str, np.ndarray], *, title: str, x_title: str, y_title
     if marker is not None:
         layers.append(alt.Chart(pd.DataFrame({"x": [marker]})).mark_rule(color=HIGHLIGHT_COLOUR, strokeDash=[4, 3])
                       .encode(x=_quantitative(alt.X, "x", x_title), tooltip=[_tip("x", title=x_title)]))
-    return alt.layer(*layers).properties(title=title, height=280)
+    return alt.layer(*layers).properties(title=title, height=240, autosize=FIT_WIDTH)
 
 
 def top_tokens_table(rows_labels, ranks_tokens, ranks_probs, *, title: str, row_title: str) -> alt.LayerChart:
@@ -219,30 +230,49 @@ def top_tokens_table(rows_labels, ranks_tokens, ranks_probs, *, title: str, row_
         for rank, (token, prob) in enumerate(zip(tokens, probs))
     ])
     ranks = [f"#{rank + 1}" for rank in range(ranks_probs.shape[1])]
-    base = alt.Chart().encode(x=_nominal(alt.X, "rank", "guess", ranks), y=_nominal(alt.Y, "row", row_title, rows_labels))
+    base = alt.Chart().encode(x=_nominal(alt.X, "rank", "guess", ranks),
+                              y=_nominal(alt.Y, "row", row_title, rows_labels))
     cells = base.mark_rect().encode(
         color=_quantitative(alt.Color, "probability", "probability", scale=alt.Scale(scheme="greens", domain=[0, 1])),
-        tooltip=[_tip("row", "nominal", row_title), _tip("rank", "nominal"), _tip("token", "nominal"), _tip("probability")])
+        tooltip=[_tip("row", "nominal", row_title), _tip("rank", "nominal"), _tip("token", "nominal"),
+                 _tip("probability")])
     words = base.mark_text(fontSize=12).encode(text=alt.Text(field="token", type="nominal"))
-    return alt.layer(cells, words, data=data).properties(title=title, width=90 * len(ranks),
-                                                         height=32 * len(rows_labels))
+    return alt.LayerChart(layer=[cells, words], data=data, title=title, width=90 * len(ranks),
+                          height=32 * len(rows_labels), autosize=PAD)
 
 
-def side_by_side(figures, *, stacked: bool = False) -> alt.HConcatChart | alt.VConcatChart:
-    """Several charts drawn as one (one figure draws faster in the browser than several);
-    `stacked` puts them one above the other, for wide charts. Each keeps its own colour scale."""
-    combined = alt.vconcat(*figures) if stacked else alt.hconcat(*figures)
-    return combined.resolve_scale(color="independent")
+def side_by_side(figures, *, columns: int | None = None) -> dict:
+    """Several charts drawn as one figure (the browser draws one figure much faster than several),
+    each with its own colour scale: all in one row, or wrapped after `columns` (1 = stacked).
+
+    Returns the Vega-Lite spec as a dict: Altair's own concatenation deep-copies every part
+    several times, which made a page's redraw about three times slower.
+    """
+    parts, datasets = [], {}
+    for figure in figures:
+        spec = figure.to_dict(validate=False)
+        datasets.update(spec.pop("datasets", {}))
+        for top_level_only in ("$schema", "config", "autosize"):
+            spec.pop(top_level_only, None)
+        parts.append(spec)
+    layout = {"hconcat": parts} if columns is None else {"concat": parts, "columns": columns}
+    return {"$schema": alt.SCHEMA_URL, **layout, "datasets": datasets, "resolve": {"scale": {"color": "independent"}}}
 
 
-def pipeline_dot(steps) -> str:
-    """A Graphviz diagram (DOT source) of the pipeline: one box per (step, what, shape), top to bottom."""
-    lines_ = ['digraph pipeline {', '  rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#eef4fb", '
-              'fontname="Helvetica", fontsize=11];']
-    for index, (step, what, shape) in enumerate(steps):
-        label = f"{step}\\n{what}\\n{shape}".replace('"', "'")
-        lines_.append(f'  s{index} [label="{label}"];')
-        if index:
-            lines_.append(f"  s{index - 1} -> s{index};")
+def pipeline_dot(steps, n_layer: int) -> str:
+    """A Graphviz diagram (DOT source) of the pipeline, top to bottom: one box per (step, what, shape,
+    in_block); the steps inside the transformer block sit in a frame saying how often it repeats."""
+    lines_ = ["digraph pipeline {", '  node [shape=box, style="rounded,filled", fillcolor="#eef4fb", '
+              'fontname="Helvetica", fontsize=10]; edge [arrowsize=0.6];',
+              f'  subgraph cluster_block {{ label="transformer block, x {n_layer} (each adds to the residual stream)"; '
+              'style=dashed; fontname="Helvetica"; fontsize=10;']
+    for index, (step, what, shape, in_block) in enumerate(steps):
+        if in_block:
+            lines_.append(f'    s{index} [label="{step}: {what}\\n{shape}"];')
+    lines_.append("  }")
+    for index, (step, what, shape, in_block) in enumerate(steps):
+        if not in_block:
+            lines_.append(f'  s{index} [label="{step}: {what}\\n{shape}"];')
+    lines_ += [f"  s{index - 1} -> s{index};" for index in range(1, len(steps))]
     lines_.append("}")
     return "\n".join(lines_)

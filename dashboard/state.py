@@ -32,6 +32,7 @@ alt.data_transformers.disable_max_rows()
 DEFAULT_PROMPT = "the sky is"
 CACHE_SIZE = 64  # traces and lab results kept per session
 DEFAULT_MODEL_ID = "default"
+COMPOSED = {"hconcat", "vconcat", "concat", "facet"}  # specs drawn at their own size, not the page's width
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,6 @@ class Prompt:
     ids: tuple[int, ...]
     tokens: tuple[str, ...]
     notices: tuple[str, ...] = ()
-
-    @property
-    def ids_array(self) -> np.ndarray:
-        return np.asarray(self.ids, dtype=np.int64)
 
 
 # --- the model ----------------------------------------------------------------------------------
@@ -89,17 +86,18 @@ def prepare_prompt(model, text: str) -> Prompt:
     return Prompt(text=text, ids=tuple(int(i) for i in ids), tokens=tuple(tokens), notices=tuple(notices))
 
 
-def current_prompt(*, show_notices: bool = True) -> Prompt | None:
-    """The session's prompt prepared for the current model; None (after a warning) when unusable."""
+def current_prompt() -> Prompt | None:
+    """The session's prompt prepared for the current model, its notices (unknown words, truncation)
+    shown; None, after a warning, when there is nothing the model can read."""
     try:
         prompt = prepare_prompt(current_model(), st.session_state.get("prompt", DEFAULT_PROMPT))
     except ValueError as error:
         message = str(error)
-        st.warning(f"{message[:1].upper()}{message[1:]}. The parts of this page that need a prompt wait until it is fixed.")
+        st.warning(f"{message[:1].upper()}{message[1:]}. The parts of this page that need a prompt wait "
+                   "until it is fixed.")
         return None
-    if show_notices:
-        for notice in prompt.notices:
-            st.info(notice[:1].upper() + notice[1:] + ".")
+    for notice in prompt.notices:
+        st.info(notice[:1].upper() + notice[1:] + ".")
     return prompt
 
 
@@ -128,11 +126,11 @@ def trace(ids, interventions=None):
 # --- drawing ------------------------------------------------------------------------------------
 
 def show_chart(chart, container=None) -> None:
-    """Draw an Altair chart (in `container`, default the current place) without re-validating it.
-
-    Streamlit's toolbar on every chart offers "Download as PNG" and the Vega-Lite spec.
-    """
-    (container or st).vega_lite_chart(chart.to_dict(validate=False))
+    """Draw an Altair chart or a Vega-Lite spec dict (in `container`, default the current place)
+    without re-validating it. Streamlit's toolbar on every chart offers "Download as PNG"."""
+    spec = chart if isinstance(chart, dict) else chart.to_dict(validate=False)
+    fixed_size = isinstance(spec.get("width"), (int, float)) or not COMPOSED.isdisjoint(spec)
+    (container or st).vega_lite_chart(spec=spec, width="content" if fixed_size else "stretch")
 
 
 # --- page frame ---------------------------------------------------------------------------------

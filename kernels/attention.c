@@ -23,6 +23,7 @@
 
 #define BLOCK_Q 48        /* queries per tile: a multiple of 16 (2 vectors) and of 6 (micro-tile rows) */
 #define BLOCK_K 48        /* keys per tile */
+#define WEIGHTS_CHUNK 256  /* keys per pass of weights x values on the tile path with weights */
 #define TILE_MIN_ROWS 16  /* fewer query rows (decoding) take the row path */
 #define ROWS_PER_TASK 8   /* query rows per task on the row path */
 #define MIN_FLOPS_PER_THREAD (1 << 22)  /* ~50 us of work: starting and joining a thread costs ~25 us */
@@ -50,15 +51,20 @@ static int gb_use_avx2(void)
 #endif
 }
 
-/* Threads for one call: the configured count, cut so each gets MIN_FLOPS_PER_THREAD of work. */
-static int64_t gb_threads_for(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int causal, int64_t n_tasks)
+/* Threads for one call: the configured count, cut so each gets MIN_FLOPS_PER_THREAD of work.
+ * Work counts the multiply-adds, plus 4 FLOPs per byte of K and V (decoding a few query rows
+ * is memory-bound: there the bytes, not the FLOPs, take the time). */
+static int64_t gb_threads_for(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, int causal,
+                              int64_t elem_size, int64_t n_tasks)
 {
     double mean_keys = (double)Lk;
     if (causal) {  /* query i sees i + Lk - Lq + 1 keys, clipped to [0, Lk] */
         mean_keys = (double)Lk - (double)(Lq - 1) / 2.0;
         if (mean_keys < 1) mean_keys = 1;
     }
-    const double by_work = 2.0 * (double)B * (double)Lq * mean_keys * (double)(D + Dv) / MIN_FLOPS_PER_THREAD;
+    const double flops = 2.0 * (double)B * (double)Lq * mean_keys * (double)(D + Dv);
+    const double bytes = (double)B * (double)Lk * (double)(D + Dv) * (double)elem_size;
+    const double by_work = (flops + 4.0 * bytes) / MIN_FLOPS_PER_THREAD;
     if (by_work < 2) return 1;  /* tiny call: skip even reading the configuration */
     int64_t threads = gb_configured_threads();
     if (by_work < (double)threads) threads = (int64_t)by_work;
@@ -68,7 +74,7 @@ static int64_t gb_threads_for(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int6
 
 #define REAL float
 #define FN(name) name##_f32
-#define EXP expf
+#define EXP2 exp2f
 #include "attention_blocks_portable_impl.h"
 #ifdef GB_X86_64
 #define VEC __m256
@@ -89,7 +95,7 @@ static int64_t gb_threads_for(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int6
 #define VMAX _mm256_max_ps
 #define VEQ(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
 #define VANDNOT _mm256_andnot_ps
-#define VEXP gb_exp_ps
+#define VEXP2 gb_exp2_ps
 #define VSTORESUMS4 gb_store_sums4_ps
 #define VSUMLANES gb_sum_lanes_ps
 #define VMAXLANES gb_max_lanes_ps
@@ -113,7 +119,7 @@ static int64_t gb_threads_for(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int6
 #undef VMAX
 #undef VEQ
 #undef VANDNOT
-#undef VEXP
+#undef VEXP2
 #undef VSTORESUMS4
 #undef VSUMLANES
 #undef VMAXLANES
@@ -122,11 +128,11 @@ static int64_t gb_threads_for(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int6
 #include "attention_forward_impl.h"
 #undef REAL
 #undef FN
-#undef EXP
+#undef EXP2
 
 #define REAL double
 #define FN(name) name##_f64
-#define EXP exp
+#define EXP2 exp2
 #include "attention_blocks_portable_impl.h"
 #ifdef GB_X86_64
 #define VEC __m256d
@@ -147,7 +153,7 @@ static int64_t gb_threads_for(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int6
 #define VMAX _mm256_max_pd
 #define VEQ(a, b) _mm256_cmp_pd(a, b, _CMP_EQ_OQ)
 #define VANDNOT _mm256_andnot_pd
-#define VEXP gb_exp_pd
+#define VEXP2 gb_exp2_pd
 #define VSTORESUMS4 gb_store_sums4_pd
 #define VSUMLANES gb_sum_lanes_pd
 #define VMAXLANES gb_max_lanes_pd

@@ -45,10 +45,11 @@ const char *gb_forward_code_path(void);
 /* Threads a large forward call uses: GLASSBOX_NUM_THREADS when a positive
  * integer, else the online cores (small calls use fewer, tiny ones just one). */
 int gb_forward_thread_count(void);
-/* out[i] = exp(x[i]) with the exp the forward's softmax uses on the current code
- * path (exposed so that tests can measure its error in ULP). */
-int gb_exp_f32(float *out, const float *x, int64_t n);
-int gb_exp_f64(double *out, const double *x, int64_t n);
+/* out[i] = 2^x[i] with the exp2 the forward's softmax uses on the current code
+ * path (it works on scores times log2(e)); exposed so that tests can measure its
+ * error in ULP. */
+int gb_exp2_f32(float *out, const float *x, int64_t n);
+int gb_exp2_f64(double *out, const double *x, int64_t n);
 
 /* Backward pass given the forward's attention weights [B, Lq, Lk] (masked
  * entries are zero there, so the mask needs no second look):

@@ -1,74 +1,67 @@
 /* AVX2 + FMA helpers of the forward kernel (included by attention.c on x86-64 only):
- * the vectorised exp of the softmax, tail masks and 4-way horizontal sums.
+ * the vectorised exp2 of the softmax, tail masks, horizontal sums, small transposes.
  * Every function is compiled for AVX2 + FMA through a target attribute, so the
  * build itself needs no -mavx2 and runs on any x86-64; attention.c calls these
  * only after __builtin_cpu_supports says the CPU has both.
  *
- * exp: x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2 (Cody-Waite: ln2
- * split in a high and a low part, both subtracted with FMA), e^r from a polynomial,
- * times 2^n built in the exponent bits.
- *   float:  Cephes' degree-7 minimax polynomial; accurate on [-87.33, 88.37].
- *   double: Taylor series to r^13 (truncation < 0.05 ULP); accurate on [-708.39, 709.43].
- * Below the range (and at -inf) the result is 0: these would be subnormal
- * (< the smallest normal number), far below anything a softmax weight can show.
- * NaN stays NaN. The measured error is asserted in tests/test_kernel_perf_accuracy.py. */
+ * exp2 (the softmax works on scores in base-2 units, s * log2(e), so it needs
+ * no reduction by ln 2): x = n + r with n = round(x) and |r| <= 1/2 exactly, 2^r
+ * from its Taylor series (coefficients (ln 2)^k / k!), times 2^n added into the
+ * exponent bits.
+ *   float:  degree 7 (truncation < 0.1 ULP); accurate on [-125, 127.4].
+ *   double: degree 13 (truncation < 0.05 ULP); accurate on [-1021, 1023.4].
+ * Below the range (and at -inf) the result is 0: these would be tiny or subnormal,
+ * far below anything a softmax weight can show. NaN stays NaN. The measured error
+ * (about 1 ULP) is asserted in tests/test_kernel_perf_accuracy.py. */
 #include <immintrin.h>
 
 #define GB_AVX2 __attribute__((target("avx2,fma")))
 
-GB_AVX2 static inline __m256 gb_exp_ps(__m256 x)
+GB_AVX2 static inline __m256 gb_exp2_ps(__m256 x)
 {
-    const __m256 lowest = _mm256_set1_ps(-87.3365478515625f);  /* ln(FLT_MIN), rounded up */
-    const __m256 highest = _mm256_set1_ps(88.37626f);           /* keeps n <= 127 */
+    const __m256 lowest = _mm256_set1_ps(-125.0f), highest = _mm256_set1_ps(127.4f);
     const __m256 underflow = _mm256_cmp_ps(x, lowest, _CMP_LT_OQ);
-    x = _mm256_min_ps(highest, _mm256_max_ps(lowest, x));      /* NaN passes through */
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
-    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
-    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    const __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-    return _mm256_andnot_ps(underflow, result);
+    x = _mm256_min_ps(highest, _mm256_max_ps(lowest, x));  /* NaN passes through */
+    const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 r = _mm256_sub_ps(x, n);
+    __m256 p = _mm256_set1_ps(1.5252733804059838e-05f);  /* (ln 2)^7 / 7! */
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.00015403530393381606f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.0013333558146428441f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.009618129107628477f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.055504108664821576f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.2402265069591007f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.6931471805599453f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i scaled = _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23));
+    return _mm256_andnot_ps(underflow, _mm256_castsi256_ps(scaled));
 }
 
-GB_AVX2 static inline __m256d gb_exp_pd(__m256d x)
+GB_AVX2 static inline __m256d gb_exp2_pd(__m256d x)
 {
-    const __m256d lowest = _mm256_set1_pd(-708.3964185322641);  /* ln(DBL_MIN) */
-    const __m256d highest = _mm256_set1_pd(709.43);             /* keeps n <= 1023 */
+    const __m256d lowest = _mm256_set1_pd(-1021.0), highest = _mm256_set1_pd(1023.4);
     const __m256d underflow = _mm256_cmp_pd(x, lowest, _CMP_LT_OQ);
     x = _mm256_min_pd(highest, _mm256_max_pd(lowest, x));
-    const __m256d n = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(1.4426950408889634)),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(6.93147180369123816490e-01), x);
-    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(1.90821492927058770002e-10), r);
-    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);  /* 1/13! */
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 479001600.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 39916800.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 3628800.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 362880.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 40320.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 5040.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 720.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 120.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 24.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0 / 6.0));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.5));
-    p = _mm256_fmadd_pd(p, _mm256_mul_pd(r, r), r);
-    p = _mm256_add_pd(p, _mm256_set1_pd(1.0));
+    const __m256d n = _mm256_round_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256d r = _mm256_sub_pd(x, n);
+    __m256d p = _mm256_set1_pd(1.3691488853904124e-12);  /* (ln 2)^13 / 13! */
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(2.5678435993488196e-11));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(4.44553827187081e-10));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(7.054911620801121e-09));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0178086009239696e-07));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.3215486790144305e-06));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.5252733804059838e-05));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.00015403530393381606));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.0013333558146428441));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.009618129107628477));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.055504108664821576));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.2402265069591007));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.6931471805599453));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
     /* n as int64: adding 1.5 * 2^52 puts it in the low mantissa bits */
     const __m256d magic = _mm256_set1_pd(6755399441055744.0);
     const __m256i n_int = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(n, magic)), _mm256_castpd_si256(magic));
-    const __m256i bits = _mm256_slli_epi64(_mm256_add_epi64(n_int, _mm256_set1_epi64x(1023)), 52);
-    const __m256d result = _mm256_mul_pd(p, _mm256_castsi256_pd(bits));
-    return _mm256_andnot_pd(underflow, result);
+    const __m256i scaled = _mm256_add_epi64(_mm256_castpd_si256(p), _mm256_slli_epi64(n_int, 52));
+    return _mm256_andnot_pd(underflow, _mm256_castsi256_pd(scaled));
 }
 
 /* Lane masks selecting the first `count` lanes (count may be <= 0 or >= the width). */

@@ -55,11 +55,11 @@ GB_AVX2 static void FN(softmax_update_avx2)(REAL *scores_t, REAL *row_max, REAL 
         VEC new_max = old_max;
         for (int64_t c = 0; c < n_keys; c++) new_max = VMAX(new_max, VLOAD(scores_t + c * BLOCK_Q + r0));
         const VEC shift = VANDNOT(VEQ(new_max, minus_inf), new_max);  /* nothing seen yet: 0, not -inf */
-        const VEC factor = VEXP(VSUB(old_max, shift));
+        const VEC factor = VEXP2(VSUB(old_max, shift));
         VEC sum = VZERO;
         for (int64_t c = 0; c < n_keys; c++) {
             REAL *s = scores_t + c * BLOCK_Q + r0;
-            const VEC p = VEXP(VSUB(VLOAD(s), shift));
+            const VEC p = VEXP2(VSUB(VLOAD(s), shift));
             VSTORE(s, p);
             sum = VADD(sum, p);
         }
@@ -183,20 +183,20 @@ GB_AVX2 static REAL FN(row_max_avx2)(const REAL *x, int64_t n)
     return result;
 }
 
-/* x[j] = exp(x[j] - shift) for j < n; returns their sum. */
+/* x[j] = exp2(x[j] - shift) for j < n; returns their sum. */
 GB_AVX2 static REAL FN(exp_shifted_avx2)(REAL *x, int64_t n, REAL shift)
 {
     const VEC shift_v = VSET1(shift);
     VEC sum = VZERO;
     int64_t j = 0;
     for (; j + VLEN <= n; j += VLEN) {
-        const VEC p = VEXP(VSUB(VLOAD(x + j), shift_v));
+        const VEC p = VEXP2(VSUB(VLOAD(x + j), shift_v));
         VSTORE(x + j, p);
         sum = VADD(sum, p);
     }
     if (j < n) {
         const VMASK lanes = VFIRST(n - j);
-        const VEC p = VANDMASK(lanes, VEXP(VSUB(VMASKLOAD(x + j, lanes), shift_v)));
+        const VEC p = VANDMASK(lanes, VEXP2(VSUB(VMASKLOAD(x + j, lanes), shift_v)));
         VMASKSTORE(x + j, lanes, p);
         sum = VADD(sum, p);
     }
@@ -238,12 +238,12 @@ GB_AVX2 static void FN(weighted_sum_avx2)(REAL *out, const REAL *weights, const 
     }
 }
 
-/* out[i] = exp(x[i]) with the kernel's vectorised exp (for measuring its accuracy). */
+/* out[i] = exp2(x[i]) with the kernel's vectorised exp2 (for measuring its accuracy). */
 GB_AVX2 static void FN(exp_array_avx2)(REAL *out, const REAL *x, int64_t n)
 {
     int64_t i = 0;
-    for (; i + VLEN <= n; i += VLEN) VSTORE(out + i, VEXP(VLOAD(x + i)));
-    if (i < n) VMASKSTORE(out + i, VFIRST(n - i), VEXP(VMASKLOAD(x + i, VFIRST(n - i))));
+    for (; i + VLEN <= n; i += VLEN) VSTORE(out + i, VEXP2(VLOAD(x + i)));
+    if (i < n) VMASKSTORE(out + i, VFIRST(n - i), VEXP2(VMASKLOAD(x + i, VFIRST(n - i))));
 }
 
 static const FN(blocks) FN(blocks_avx2) = {

@@ -1,10 +1,12 @@
 /* The forward kernel's block functions in plain C (any CPU; the compiler
  * vectorises the inner loops for SSE2 or NEON), and the table type that both
  * this and the AVX2 version (attention_blocks_avx2_impl.h) fill in. Included once
- * per element type by attention.c with REAL, FN(name) and EXP defined.
+ * per element type by attention.c with REAL, FN(name) and EXP2 (exp2f or exp2) defined.
  * Layouts (see attention_forward_impl.h): q_t [d, BLOCK_Q] (queries of one block,
  * transposed), scores_t [n_keys, BLOCK_Q] (scores, then probabilities, key-major),
- * acc [BLOCK_Q, padded_width(dv)], row_max/row_sum/rescale [BLOCK_Q]. */
+ * acc [BLOCK_Q, padded_width(dv)], row_max/row_sum/rescale [BLOCK_Q].
+ * Scores are in base-2 units (the caller's scale includes log2(e)), so the
+ * softmax's exponential is exp2: 2^(s - max) = e^(scaled score - its max). */
 
 typedef struct {
     const char *name;
@@ -14,8 +16,8 @@ typedef struct {
     void (*scores)(REAL *scores_t, const REAL *q_t, const REAL *k, int64_t n_keys, int64_t d, REAL scale,
                    int64_t rows, int64_t diagonal);
     /* online softmax over a block of scores (masked ones are -inf), per query r:
-     * new max m' = max(row_max, scores), rescale = exp(row_max - m'),
-     * scores = exp(scores - m'), row_sum = row_sum * rescale + sum(scores), row_max = m'.
+     * new max m' = max(row_max, scores), rescale = exp2(row_max - m'),
+     * scores = exp2(scores - m'), row_sum = row_sum * rescale + sum(scores), row_max = m'.
      * While a row has seen no allowed key its max stays -inf and everything stays 0.
      * Rows r < rows (rounded up to the function's tile). */
     void (*softmax_update)(REAL *scores_t, REAL *row_max, REAL *row_sum, REAL *rescale, int64_t n_keys,
@@ -32,11 +34,11 @@ typedef struct {
     /* row path: scores[j] = scale * q_row . k[j] for j < n_keys */
     void (*dots)(REAL *scores, const REAL *q_row, const REAL *k, int64_t n_keys, int64_t d, REAL scale);
     REAL (*row_max)(const REAL *x, int64_t n);
-    /* x[j] = exp(x[j] - shift) for j < n (exp(-inf) = 0); returns the sum */
+    /* x[j] = exp2(x[j] - shift) for j < n (exp2(-inf) = 0); returns the sum */
     REAL (*exp_shifted)(REAL *x, int64_t n, REAL shift);
     /* out[:dv] = sum_j weights[j] v[j, :dv] for j < n_keys */
     void (*weighted_sum)(REAL *out, const REAL *weights, const REAL *v, int64_t n_keys, int64_t dv);
-    /* out[i] = exp(x[i]) with the exp the softmax uses */
+    /* out[i] = exp2(x[i]) with the exp2 the softmax uses */
     void (*exp_array)(REAL *out, const REAL *x, int64_t n);
 } FN(blocks);
 
@@ -66,14 +68,14 @@ static void FN(softmax_update_portable)(REAL *scores_t, REAL *row_max, REAL *row
             const REAL s = scores_t[c * BLOCK_Q + r];
             if (s > new_max) new_max = s;
         }
-        const REAL shift = new_max == -INFINITY ? 0 : new_max;  /* nothing seen yet: exp(-inf) = 0 */
+        const REAL shift = new_max == -INFINITY ? 0 : new_max;  /* nothing seen yet: exp2(-inf) = 0 */
         REAL sum = 0;
         for (int64_t c = 0; c < n_keys; c++) {
             REAL *s = scores_t + c * BLOCK_Q + r;
-            *s = EXP(*s - shift);
+            *s = EXP2(*s - shift);
             sum += *s;
         }
-        rescale[r] = EXP(row_max[r] - shift);
+        rescale[r] = EXP2(row_max[r] - shift);
         row_sum[r] = row_sum[r] * rescale[r] + sum;
         row_max[r] = new_max;
     }
@@ -124,7 +126,7 @@ static REAL FN(exp_shifted_portable)(REAL *x, int64_t n, REAL shift)
 {
     REAL sum = 0;
     for (int64_t j = 0; j < n; j++) {
-        x[j] = EXP(x[j] - shift);
+        x[j] = EXP2(x[j] - shift);
         sum += x[j];
     }
     return sum;
@@ -142,7 +144,7 @@ static void FN(weighted_sum_portable)(REAL *out, const REAL *weights, const REAL
 
 static void FN(exp_array_portable)(REAL *out, const REAL *x, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) out[i] = EXP(x[i]);
+    for (int64_t i = 0; i < n; i++) out[i] = EXP2(x[i]);
 }
 
 static const FN(blocks) FN(blocks_portable) = {

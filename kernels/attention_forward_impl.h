@@ -12,12 +12,13 @@
  *      probabilities x V after every key block; work memory per thread is
  *      O(BLOCK_Q * (BLOCK_K + D + Dv)), never Lq x Lk;
  *      with weights: the scores go into the block's weight rows (its own output),
- *      which are normalised there and multiplied by V in one pass.
+ *      which are normalised there, then multiplied by V in chunks of WEIGHTS_CHUNK keys.
  *    Key blocks wholly above the causal diagonal are never visited, and inside the
  *    diagonal block the micro-kernels stop at each tile's last visible key.
  *  - row path (a few query rows, as in decoding): one query row at a time: scores
- *    of its visible keys, max, exp, normalise, weighted sum of value rows; the
- *    scores live in the weights row itself, or in one [Lk] buffer. */
+ *    of its visible keys, max, exp2, normalise, weighted sum of value rows; the
+ *    scores live in the weights row itself, or in one [Lk] buffer.
+ * Scores are kept in base-2 units (scale * log2(e)), so the softmax uses exp2. */
 
 typedef struct {
     REAL *out, *weights;
@@ -25,7 +26,7 @@ typedef struct {
     const uint8_t *mask;
     int64_t mask_sb, mask_sq, mask_sk;
     int causal;
-    REAL scale;
+    REAL scale;  /* the caller's scale times log2(e): scores in base-2 units, softmax by exp2 */
     int64_t Lq, Lk, D, Dv;
     int64_t rows_per_task, tasks_per_problem;
     const FN(blocks) *blocks;
@@ -77,8 +78,8 @@ static REAL FN(normalise_row)(const FN(forward_job) *job, REAL *weights_row, int
     if (row_max == -INFINITY) {  /* no key allowed: zeros, never NaN */
         zero_from = 0;
     } else {
-        const REAL total = job->blocks->exp_shifted(weights_row, visible, row_max);
-        for (int64_t j = 0; j < visible; j++) weights_row[j] /= total;
+        const REAL inverse_total = 1 / job->blocks->exp_shifted(weights_row, visible, row_max);
+        for (int64_t j = 0; j < visible; j++) weights_row[j] *= inverse_total;
     }
     for (int64_t j = zero_from; j < job->Lk; j++) weights_row[j] = 0;
     return zero_from > 0;
@@ -235,10 +236,16 @@ static void FN(weights_task)(void *context, int64_t task, void *work)
         FN(score_block)(job, &space, b, i0, rows, j0, n_keys);
         job->blocks->transpose(weights + j0, Lk, space.scores_t, BLOCK_Q, rows, n_keys);
     }
-    for (int64_t r = 0; r < rows; r++)
+    for (int64_t r = 0; r < rows; r++) {
         space.row_sum[r] = FN(normalise_row)(job, weights + r * Lk, FN(visible_keys)(job, i0 + r));
-    job->blocks->accumulate(space.acc, weights, 1, Lk, job->v + b * Lk * job->Dv, space.rescale, key_end, job->Dv,
-                            rows, FN(tile_diagonal)(job, i0, 0, key_end));
+        space.rescale[r] = 1;  /* plain sums over the key chunks below */
+    }
+    const REAL *v = job->v + b * Lk * job->Dv;
+    for (int64_t j0 = 0; j0 < key_end; j0 += WEIGHTS_CHUNK) {  /* chunks of V that stay in cache */
+        const int64_t n_keys = key_end - j0 < WEIGHTS_CHUNK ? key_end - j0 : WEIGHTS_CHUNK;
+        job->blocks->accumulate(space.acc, weights + j0, 1, Lk, v + j0 * job->Dv, space.rescale, n_keys, job->Dv,
+                                rows, FN(tile_diagonal)(job, i0, j0, n_keys));
+    }
     FN(store_rows)(job, &space, b, i0, rows);
 }
 
@@ -256,20 +263,20 @@ int FN(gb_attention_forward)(REAL *out, REAL *weights,
     FN(forward_job) job = {
         .out = out, .weights = weights, .q = q, .k = k, .v = v,
         .mask = mask, .mask_sb = mask_sb, .mask_sq = mask_sq, .mask_sk = mask_sk,
-        .causal = causal, .scale = (REAL)scale, .Lq = Lq, .Lk = Lk, .D = D, .Dv = Dv,
+        .causal = causal, .scale = (REAL)(scale * 1.4426950408889634), .Lq = Lq, .Lk = Lk, .D = D, .Dv = Dv,
         .rows_per_task = use_tiles ? BLOCK_Q : ROWS_PER_TASK,
         .blocks = FN(select_blocks)(),
     };
     job.tasks_per_problem = (Lq + job.rows_per_task - 1) / job.rows_per_task;
     const int64_t n_tasks = B * job.tasks_per_problem;
-    const int64_t threads = gb_threads_for(B, Lq, Lk, D, Dv, causal, n_tasks);
+    const int64_t threads = gb_threads_for(B, Lq, Lk, D, Dv, causal, sizeof(REAL), n_tasks);
     if (use_tiles)
         return gb_run_tasks(weights ? FN(weights_task) : FN(tile_task), &job, n_tasks, threads,
                             (size_t)FN(tile_work)(D, Dv) * sizeof(REAL));
     return gb_run_tasks(FN(row_task), &job, n_tasks, threads, (size_t)(weights ? 0 : Lk) * sizeof(REAL));
 }
 
-int FN(gb_exp)(REAL *out, const REAL *x, int64_t n)
+int FN(gb_exp2)(REAL *out, const REAL *x, int64_t n)
 {
     if (!out || !x) return GB_ERR_NULL;
     if (n < 0) return GB_ERR_SIZE;

@@ -60,6 +60,14 @@ def test_run_grid_rows_have_times_ratios_and_accuracy():
     json.dumps(rows)  # plain data, ready for the dashboard
 
 
+def test_run_case_can_report_the_fastest_sample():
+    case = bench.BenchCase("toy", 1, 4, 4, 4)
+    row = bench.run_case(case, "numpy", repeats=3, statistic="min")
+    assert row["statistic"] == "min" and row["seconds"] == row["seconds_min"] <= row["seconds_median"]
+    with pytest.raises(ValueError, match="statistic"):
+        bench.run_case(case, "numpy", statistic="mean")
+
+
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown or unavailable backend"):
         bench.attention_call(bench.BenchCase("toy", 1, 4, 4, 4), "cuda", *bench.make_inputs(bench.BenchCase("toy", 1, 4, 4, 4)))

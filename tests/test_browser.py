@@ -32,11 +32,13 @@ PAGES = {  # url path: (title, charts at least)
     "": ("Overview", 1),
     "attention_steps": ("Attention step by step", 6),
     "explorer": ("Attention explorer", 6),
-    "sampling": ("Next token and sampling", 5),
+    "sampling": ("Next token and sampling", 4),
     "training": ("Training", 3),
     "benchmark": ("Kernel benchmark", 3),
 }
-README_PAGES = {"": "overview", "attention_steps": "attention", "sampling": "sampling"}
+README_PAGES = {  # url path: (file name, heading scrolled to the top of the README screenshot)
+    "": ("overview", None), "attention_steps": ("attention", "3. Scores"), "sampling": ("sampling", "Choosing one token"),
+}
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TIMEOUT_MS = 90_000
 
@@ -141,7 +143,9 @@ def change_prompt(page, text: str) -> float:
             if (state === 'running') running = true;
             else if (running && state === 'notRunning') {
                 watcher.disconnect();
-                requestAnimationFrame(() => requestAnimationFrame(() => { window.__redraw = performance.now() - start; }));
+                requestAnimationFrame(() => requestAnimationFrame(() => {
+                    window.__redraw = performance.now() - start;
+                }));
             }
         });
         watcher.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
@@ -150,6 +154,26 @@ def change_prompt(page, text: str) -> float:
     page.wait_for_function("window.__redraw !== undefined", timeout=TIMEOUT_MS)
     assert field.input_value() == text
     return page.evaluate("window.__redraw")
+
+
+def readme_screenshot(page, name: str, heading: str | None) -> None:
+    """One window's worth of the page, starting at `heading`, for the README."""
+    if heading:
+        page.get_by_role("heading", name=heading).first.evaluate("(element) => element.scrollIntoView()")
+        page.wait_for_timeout(500)
+    README_SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(README_SCREENSHOTS / f"{name}.png"))
+
+
+def whole_page_screenshot(page, path: Path) -> None:
+    """The page from top to bottom (Streamlit scrolls inside its main area, so grow the window)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    viewport = page.viewport_size
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": viewport["width"], "height": min(max(height, viewport["height"]), 12_000)})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path))
+    page.set_viewport_size(viewport)
 
 
 def check_page(page, title: str, charts: int) -> None:
@@ -167,11 +191,9 @@ def test_page_renders_and_redraws(server, browser, redraw_times, path):
             train_a_few_steps(page)
         check_page(page, title, charts)
         name = path or "overview"
-        ARTIFACTS.joinpath("screenshots").mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "screenshots" / f"{name}.png"), full_page=True)
         if os.environ.get("GLASSBOX_README_SCREENSHOTS") and path in README_PAGES:
-            README_SCREENSHOTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(README_SCREENSHOTS / f"{README_PAGES[path]}.png"))
+            readme_screenshot(page, *README_PAGES[path])
+        whole_page_screenshot(page, ARTIFACTS / "screenshots" / f"{name}.png")
         redraw_times[name] = round(change_prompt(page, "the dog can"), 1)
         check_page(page, title, 1)
     finally:

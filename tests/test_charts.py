@@ -48,7 +48,7 @@ def test_heatmap_names_the_axes_and_marks_hidden_cells():
     rows = _data(spec)
     assert len(rows) == 4
     hidden = [row for row in rows if row["hidden"]]
-    assert hidden == [{"row": "0 a", "col": "1 b", "value": None, "hidden": True}]
+    assert hidden == [{"row": "0 a", "col": "1 b", "value": None, "text": "−∞", "hidden": True}]
     assert {row["value"] for row in rows if not row["hidden"]} == {1.0, 0.25, 0.75}
     json.dumps(spec)  # no NaN or inf left in the spec
 
@@ -118,7 +118,8 @@ def test_lines_skip_missing_points_and_draw_the_marker():
 
 
 def test_lines_log_axes():
-    spec = _spec(charts.lines([16, 32], {"c": [1e-5, 4e-5]}, title="t", x_title="L", y_title="s", log_x=True, log_y=True))
+    spec = _spec(charts.lines([16, 32], {"c": [1e-5, 4e-5]}, title="t", x_title="L", y_title="s",
+                              log_x=True, log_y=True))
     scales = [node["scale"] for node in _walk(spec) if node.get("field") in ("x", "y") and "scale" in node]
     assert scales and all(scale.get("type") == "log" for scale in scales)
 
@@ -129,6 +130,23 @@ def test_top_tokens_table_writes_the_tokens():
     assert {row["token"] for row in _data(spec)} == {"a", "b", "c", "d"}
 
 
-def test_pipeline_dot_chains_the_steps():
-    dot = charts.pipeline_dot([("tokens", "split", "[3]"), ("logits", "scores", "[3, 10]")])
-    assert dot.startswith("digraph") and "s0 -> s1" in dot and "[3, 10]" in dot
+def test_side_by_side_is_one_valid_spec_with_every_dataset():
+    import altair as alt
+
+    figures = [charts.heatmap(np.eye(2) * scale, ["a", "b"], ["a", "b"], title=f"t{scale}") for scale in (1, 2)]
+    spec = charts.side_by_side(figures)
+    alt.HConcatChart.from_dict(spec)  # validates against the Vega-Lite schema
+    assert [part["title"] for part in spec["hconcat"]] == ["t1", "t2"]
+    names = [part["data"]["name"] for part in spec["hconcat"]]
+    assert set(names) == set(spec["datasets"]) and len(set(names)) == 2
+    stacked = charts.side_by_side(figures, columns=1)
+    assert stacked["columns"] == 1 and len(stacked["concat"]) == 2
+    alt.ConcatChart.from_dict(stacked)
+
+
+def test_pipeline_dot_chains_the_steps_and_frames_the_block():
+    dot = charts.pipeline_dot([("tokens", "split", "[3]", False), ("ln_1", "norm", "[3, 4]", True),
+                               ("logits", "scores", "[3, 10]", False)], n_layer=2)
+    assert dot.startswith("digraph") and "s0 -> s1" in dot and "s1 -> s2" in dot and "[3, 10]" in dot
+    block = dot[dot.index("cluster_block"):dot.index("  }")]
+    assert "x 2" in block and "s1 [" in block and "s0 [" not in block

@@ -1,10 +1,6 @@
 """Every dashboard page through Streamlit's AppTest: it opens without an exception or error, and
 changing the prompt, layer, head, sampling settings, or training a few steps changes what is shown.
-
-The app is started through a tiny script that runs dashboard/app.py with runpy: AppTest treats a
-main script that has a `pages/` folder beside it as a legacy (v1) multipage app and would run the
-page files on their own, without the shared sidebar that app.py draws.
-"""
+Pages are reached as a user reaches them: dashboard/app.py runs, then AppTest.switch_page."""
 from __future__ import annotations
 
 import json
@@ -21,8 +17,6 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 APP = ROOT / "dashboard" / "app.py"
-PAGES = ROOT / "dashboard" / "pages"
-LAUNCHER = f"import runpy\nrunpy.run_path({str(APP)!r}, run_name='__main__')"
 TIMEOUT = 60
 
 
@@ -31,14 +25,14 @@ def app():
     """A fresh session of the dashboard, run once (on the Overview page)."""
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_string(LAUNCHER, default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.run()
     assert_clean(at)
     return at
 
 
 def open_page(at: AppTest, name: str) -> AppTest:
-    at.switch_page(str(PAGES / f"{name}.py")).run()
+    at.switch_page(f"views/{name}.py").run()
     assert_clean(at)
     return at
 
@@ -124,7 +118,7 @@ def test_overview_follows_the_prompt(app):
     after = app.get("graphviz_chart")[0].proto.spec
     assert "[5]" in after and after != before
     expected = core.load_default().run("the cow lives on the").next_token_probs
-    bars = {row["label"]: row["value"] for row in rows(titled(app, "Top 10 next tokens"))}
+    bars = {row["label"]: row["value"] for row in rows(titled(app, "The 10 most likely next tokens"))}
     top = max(bars, key=bars.get)
     assert app.metric[0].value == top
     assert bars[top] == pytest.approx(expected.max(), rel=1e-6)
@@ -297,6 +291,33 @@ def test_benchmark_runs_the_chosen_grid(app):
     assert_clean(app)
     names = set(app.dataframe[0].value["name"])
     assert names == {"dashboard h4 L32x32 d64 f32 causal"}
+
+
+def benchmark_json(rows: list[tuple[str, int, float]]) -> bytes:
+    """A pytest-benchmark JSON file shaped like tests/benchmarks' output: (backend, L, median seconds)."""
+    case = {"group": "gpt2", "heads": 12, "d": 64, "dtype": "float32", "causal": True, "return_weights": False}
+    return json.dumps({"benchmarks": [
+        {"group": f"gpt2 L{length}", "name": f"test_attention[{backend}-{length}]",
+         "stats": {"median": seconds, "min": seconds, "mean": seconds, "rounds": 5},
+         "extra_info": {**case, "lq": length, "lk": length, "backend": backend, "flops": 4.0 * 12 * length**2 * 64}}
+        for backend, length, seconds in rows]}).encode()
+
+
+def test_benchmark_page_plots_saved_suite_results(app):
+    open_page(app, "benchmark")
+    saved = [("numpy", 256, 4e-3), ("c", 256, 5e-4), ("numpy", 1024, 6e-2), ("c", 1024, 4e-3)]
+    app.get("file_uploader")[0].upload("results.json", benchmark_json(saved), "application/json")
+    app.run()
+    assert_clean(app)
+    times = rows(titled(app, "^Saved suite: time per call"))
+    assert {(row["series"], row["x"], row["y"]) for row in times} == set(saved)
+    speedups = {(row["series"], row["x"]): row["y"] for row in rows(titled(app, "^Saved suite: speed-up over NumPy$"))
+                if row["series"] == "c"}
+    assert speedups == {("c", 256): pytest.approx(8.0), ("c", 1024): pytest.approx(15.0)}
+    app.get("file_uploader")[0].upload("broken.json", b"{not json", "application/json")
+    app.run()
+    assert not app.exception
+    assert any("Could not read" in element.value for element in app.error)
 
 
 # --- bad input ------------------------------------------------------------------------------------

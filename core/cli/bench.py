@@ -20,7 +20,10 @@ def add_arguments(parser) -> None:
                         help="custom cases HEADSxLQxLKxD[:causal][:weights][:f64], e.g. 12x1024x1024x64:causal")
     parser.add_argument("--backends", nargs="+", metavar="NAME",
                         help=f"backends to run (default: all available, peer included: {', '.join(bench.bench_backends())})")
-    parser.add_argument("--repeats", type=int, default=5, help="timing samples per case and backend (median reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="timing samples per case and backend")
+    parser.add_argument("--best", action="store_true",
+                        help="report each backend's fastest sample instead of the median "
+                             "(fairer when other programs share the machine)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also save the rows and machine info as JSON")
     parser.add_argument("--load", type=Path, metavar="PATH",
                         help="run nothing: print the table of a saved pytest-benchmark JSON "
@@ -45,8 +48,8 @@ def format_row(row: dict) -> str:
     return "  ".join(cell.ljust(width) for cell, width in zip(cells, WIDTHS))
 
 
-def print_header() -> None:
-    print("# vs numpy / vs torch: that backend's median time over this one's (above 1 = faster)")
+def print_header(statistic: str = "median") -> None:
+    print(f"# time: {statistic} per call; vs numpy / vs torch: that backend's time over this one's (above 1 = faster)")
     print("  ".join(column.ljust(width) for column, width in zip(COLUMNS, WIDTHS)))
 
 
@@ -65,9 +68,12 @@ def run(args) -> int:
         raise ValueError(f"backend(s) {sorted(unknown)} not available; choose from {bench.bench_backends()}")
     machine = bench.machine_info()
     print(f"# {machine['cpu']}, {machine['cores']} cores; C kernel: {machine['code_path']}, "
-          f"{machine['threads']} threads; numpy {machine['numpy']}; torch {machine['torch'] or 'not installed'}")
-    print_header()
-    rows = bench.run_grid(cases, backends, repeats=args.repeats, progress=lambda row: print(format_row(row), flush=True))
+          f"{machine['threads']} threads; numpy {machine['numpy']}; torch {machine['torch'] or 'not installed'}; "
+          f"NumPy sgemm now: {machine['sgemm_gflops']} GFLOP/s")
+    statistic = "min" if args.best else "median"
+    print_header(statistic)
+    rows = bench.run_grid(cases, backends, repeats=args.repeats, statistic=statistic,
+                          progress=lambda row: print(format_row(row), flush=True))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
         print(f"saved {len(rows)} rows to {args.json}")

@@ -75,11 +75,11 @@ def results(rows: list[dict], title: str) -> None:
     state.show_chart(charts.lines(lengths, times, title=f"{title}: time per call", x_title="sequence length L",
                                   y_title="seconds (median)", log_x=True, log_y=True), cols[0])
     lengths, ratios = series(rows, "speedup")
-    state.show_chart(charts.lines(lengths, ratios, title="Speed-up over NumPy", x_title="sequence length L",
+    state.show_chart(charts.lines(lengths, ratios, title=f"{title}: speed-up over NumPy", x_title="sequence length L",
                                   y_title="× faster than NumPy", log_x=True), cols[1])
     lengths, rates = series(rows, "gflops")
-    state.show_chart(charts.lines(lengths, rates, title="Useful work", x_title="sequence length L", y_title="GFLOP/s",
-                                  log_x=True), cols[2])
+    state.show_chart(charts.lines(lengths, rates, title=f"{title}: useful work", x_title="sequence length L",
+                                  y_title="GFLOP/s", log_x=True), cols[2])
     shown = ["name", "backend", "seconds", "gflops", "speedup", "max_abs_diff"]
     st.dataframe(pd.DataFrame(rows)[[column for column in shown if column in rows[0]]], hide_index=True)
 
@@ -109,21 +109,27 @@ def saved_results() -> None:
     files = saved_files()
     choice = st.selectbox("... or a file under .benchmarks/", files, format_func=lambda path: path.name,
                           key="bench_file") if files else None
-    if upload is not None:
-        with tempfile.NamedTemporaryFile(suffix=".json") as handle:
-            handle.write(upload.getvalue())
-            handle.flush()
-            rows = bench.load_benchmark_json(handle.name)
-    elif choice is not None:
-        rows = bench.load_benchmark_json(choice)
-    else:
+    if upload is None and choice is None:
         st.info("No saved results yet: run the suite with `--benchmark-autosave`, or upload a JSON file.")
+        return
+    try:
+        rows = load_upload(upload) if upload is not None else bench.load_benchmark_json(choice)
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        st.error(f"Could not read that file: {error}")
         return
     rows = [row for row in rows if "backend" in row and "lk" in row]
     if not rows:
         st.warning("That file holds no Glassbox attention benchmarks (no backend and size in extra_info).")
         return
     filters(rows)
+
+
+def load_upload(upload) -> list[dict]:
+    """An uploaded pytest-benchmark JSON file, read by core.bench (which takes a path)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as handle:
+        handle.write(upload.getvalue())
+        handle.flush()
+        return bench.load_benchmark_json(handle.name)
 
 
 def filters(rows: list[dict]) -> None:

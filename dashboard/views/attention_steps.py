@@ -13,12 +13,11 @@ from core.attention import available_backends, scaled_dot_product_attention
 from dashboard import charts, state
 
 
-def step(title: str, note: str, *figures, stacked: bool = False) -> None:
-    """One step: its charts (drawn as one figure) on the left, a plain-language note on the right."""
+def step(title: str, note: str, *figures, columns: int | None = None) -> None:
+    """One step: a plain-language note, then its charts drawn as one figure (`columns` per row)."""
     st.markdown(f"#### {title}")
-    left, right = st.columns([3, 1])
-    state.show_chart(charts.side_by_side(figures, stacked=stacked), left)
-    right.info(note)
+    st.info(note, icon=":material/lightbulb:")
+    state.show_chart(charts.side_by_side(figures, columns=columns))
 
 
 def choose_head(config) -> tuple[int, int]:
@@ -35,7 +34,7 @@ def embeddings(trace, tokens, layer: int) -> None:
                                          title=f"Input to layer {layer}'s attention (after ln_1) [L, d_model]")
     step("1. Embeddings", "Each guest arrives with a short self-description: a row of numbers for the word "
          "plus a row for its seat (position). The two are added. Before attention, LayerNorm rescales each row "
-         "so no guest shouts louder than the others.", token_embed, position_embed, layer_input, stacked=True)
+         "so no guest shouts louder than the others.", token_embed, position_embed, layer_input, columns=1)
 
 
 def qkv_tables(tokens, q, k, v) -> None:
@@ -43,7 +42,7 @@ def qkv_tables(tokens, q, k, v) -> None:
                for name, array in (("Q (queries)", q), ("K (keys)", k), ("V (values)", v))]
     step("2. Queries, keys and values", "Three learned projections of each row. The query is the question a guest "
          "asks ('who here is a colour word?'), the key is the name tag the guest wears, the value is what the guest "
-         "will share with whoever listens. Every head has its own three projections.", *figures, stacked=True)
+         "will share with whoever listens. Every head has its own three projections.", *figures, columns=1)
 
 
 def scores(layer_trace, head: int, labels) -> None:
@@ -69,7 +68,7 @@ def softmax(stages, model_weights, labels) -> None:
          "(it cancels in the division) but keeps exp from overflowing: the largest entry becomes exp(0) = 1. "
          "Hidden cells give exp(-inf) = 0. Dividing by the row sum makes every row add up to 1: each guest "
          "splits one unit of attention among the others. (The weights shown are the model's own; these steps, "
-         f"redone in float64, match them to {difference:.1e}.)", shifted, exps, sums, weights)
+         f"redone in float64, match them to {difference:.1e}.)", shifted, exps, sums, weights, columns=2)
 
 
 def weighted_sum(head_out, tokens) -> None:
@@ -115,7 +114,8 @@ def worked_weight(q, k, v, labels) -> None:
     else:
         st.markdown(
             f"scaled = {worked['dot']:.6f} × {worked['scale']:.6f} = **{worked['scaled']:.6f}**  \n"
-            f"exp(scaled − row max) = exp({worked['scaled']:.6f} − {worked['row_max']:.6f}) = **{worked['exp']:.6f}**  \n"
+            f"exp(scaled − row max) = exp({worked['scaled']:.6f} − {worked['row_max']:.6f}) "
+            f"= **{worked['exp']:.6f}**  \n"
             f"weight = {worked['exp']:.6f} / {worked['row_sum']:.6f} (row sum) = **{worked['weight']:.6f}**")
     kernel_comparison(q, k, v, query, key)
 

@@ -12,6 +12,7 @@ from core.sampling import Sampler, distribution_stages
 from dashboard import charts, state
 
 TOP = 12
+LAB_COLUMNS = 3
 STAGE_NAMES = {"raw": "raw softmax", "tempered": "after temperature", "top_k": "after top-k",
                "top_p": "after top-p (renormalised)"}
 LAB_DEFAULTS = pd.DataFrame({
@@ -64,7 +65,7 @@ def stages(model, logits, setting: dict) -> None:
     cols = st.columns(len(stage_probs))
     for col, (name, probs) in zip(cols, stage_probs.items()):
         col.metric(STAGE_NAMES[name], f"{explain.kept_count(probs)} tokens",
-                   f"entropy {explain.entropy_bits(probs):.2f} bits", delta_color="off")
+                   f"entropy {explain.entropy_bits(probs):.2f} bits", delta_color="off", delta_arrow="off")
     st.caption("Temperature divides the logits before softmax (below 1 sharpens, above 1 flattens); top-k keeps "
                "the k most likely tokens; top-p keeps the fewest most likely tokens whose total reaches p. After "
                "each cut the rest is renormalised to add up to 1.")
@@ -91,17 +92,19 @@ def generation(model, prompt, setting: dict) -> None:
 def kv_cache_view(model, prompt, result, index: int) -> None:
     """Step `index`'s newest query against every cached key, one heatmap row per head and layer."""
     step = result.steps[index]
-    tokens = list(prompt.tokens) + [s.token for s in result.steps[:index]]
+    tokens = list(prompt.tokens) + [earlier.token for earlier in result.steps[:index]]
     labels = charts.token_labels(tokens)
-    rows = [f"layer {layer} head {head}" for layer in range(model.config.n_layer) for head in range(model.config.n_head)]
+    config = model.config
+    heads = [f"layer {layer} head {head}" for layer in range(config.n_layer) for head in range(config.n_head)]
     weights = np.concatenate(step.weights)  # n_layer x [H, T] -> [n_layer * H, T]
     queries = np.concatenate(step.queries)  # n_layer x [H, D] -> [n_layer * H, D]
-    left, right = st.columns(2)
-    state.show_chart(container=left, chart=charts.heatmap(weights, rows, labels, title=f"Step {index + 1}: the new query over {len(labels)} cached keys",
-                                     row_title="query of the newest token (per head)", cell=30))
-    state.show_chart(container=right, chart=charts.heatmap(queries, rows, [f"d{i}" for i in range(queries.shape[1])],
-                                      title="The new query vectors", value_title="value", row_title="head",
-                                      col_title="dimension", diverging=True, text=False, cell=12))
+    dims = [f"d{i}" for i in range(queries.shape[1])]
+    state.show_chart(charts.side_by_side([
+        charts.heatmap(weights, heads, labels, title=f"Step {index + 1}: the new query over {len(labels)} cached keys",
+                       row_title="query of the newest token (per head)"),
+        charts.heatmap(queries, heads, dims, title="The new query vectors", value_title="value", row_title="head",
+                       col_title="dimension", diverging=True, text=False, cell=12),
+    ]))
     st.caption("While generating, only the newest token asks a question: its query is one vector per head, "
                "compared with the keys of every token so far, which are kept (cached) instead of recomputed. "
                f"It chose '{step.token}' with probability {step.probability:.3f}.")
@@ -109,7 +112,10 @@ def kv_cache_view(model, prompt, result, index: int) -> None:
 
 def run_setting(model, prompt, setting: dict, samples: int, new_tokens: int, seed: int) -> dict:
     """N seeded generations with one setting, and the statistics the lab shows."""
-    results = [model.generate(list(prompt.ids), new_tokens, sampler(setting, seed + n)) for n in range(samples)]
+    if setting["temperature"] == 0:  # greedy: every seed gives the same continuation
+        results = [model.generate(list(prompt.ids), new_tokens, sampler(setting, seed))] * samples
+    else:
+        results = [model.generate(list(prompt.ids), new_tokens, sampler(setting, seed + n)) for n in range(samples)]
     first = np.array([result.steps[0].token_id for result in results])
     chosen = [step.probability for result in results for step in result.steps]
     theoretical = results[0].steps[0].distribution
@@ -128,10 +134,10 @@ def lab(model, prompt) -> None:
     st.subheader("Comparison lab")
     table = st.data_editor(LAB_DEFAULTS, num_rows="dynamic", hide_index=True, key="lab_settings")
     cols = st.columns(3)
-    samples = cols[0].slider("Samples per setting (N)", 5, 100, 20, key="lab_samples")
+    samples = cols[0].slider("Samples per setting (N)", 5, 100, 10, key="lab_samples")
     new_tokens = cols[1].slider("Tokens per sample", 1, 8, 3, key="lab_tokens")
     seed = cols[2].number_input("First seed", 0, 2**31 - 1, 0, key="lab_seed")
-    results, summary = {}, []
+    results = {}
     progress = st.progress(0.0, text="Sampling ...")
     for number, row in enumerate(table.to_dict("records")):
         name = str(row.get("name") or f"setting {number + 1}")
@@ -145,39 +151,45 @@ def lab(model, prompt) -> None:
             st.warning(f"Setting '{name}' skipped: {error}")
         progress.progress((number + 1) / max(len(table), 1), text=f"Sampled '{name}'")
     progress.empty()
-    for name, result in results.items():
-        summary.append({"setting": name, "entropy (bits)": result["entropy"], "tokens kept": result["kept"],
-                        "mean surprisal (bits)": result["surprisal"], "repetition": result["repetition"],
-                        "distinct continuations": len(result["continuations"])})
+    if results:
+        lab_results(model, results)
+
+
+def lab_results(model, results: dict) -> None:
+    summary = [{"setting": name, "entropy (bits)": result["entropy"], "tokens kept": result["kept"],
+                "mean surprisal (bits)": result["surprisal"], "repetition": result["repetition"],
+                "distinct continuations": len(result["continuations"])} for name, result in results.items()]
     st.dataframe(pd.DataFrame(summary), hide_index=True)
-    columns = st.columns(3)
+    st.caption("Entropy and tokens kept: of the distribution the first token is drawn from. Mean surprisal: "
+               "-log2 of each chosen token's probability, averaged (0 = no surprise). Repetition: the share of "
+               "generated tokens that repeat an earlier one in the same continuation.")
+    state.show_chart(charts.side_by_side([frequency_chart(model, name, result) for name, result in results.items()],
+                                         columns=LAB_COLUMNS))
+    columns = st.columns(LAB_COLUMNS)
     for index, (name, result) in enumerate(results.items()):
-        with columns[index % 3]:
-            lab_setting(model, name, result)
+        common = "\n".join(f"- `{text}` × {count}" for text, count in result["continuations"].most_common(5))
+        columns[index % LAB_COLUMNS].markdown(f"**{name}**\n{common}")
 
 
-def lab_setting(model, name: str, result: dict) -> None:
+def frequency_chart(model, name: str, result: dict):
+    """The first sampled token's observed frequency against the distribution it was drawn from."""
     ids = np.argsort(-np.maximum(result["observed"], result["theoretical"]), kind="stable")[:8]
-    state.show_chart(charts.grouped_bars(words(model, ids), {"observed": result["observed"][ids],
-                                                            "theoretical": result["theoretical"][ids]},
-                                        title=f"{name}: first token, observed vs theoretical"))
-    common = result["continuations"].most_common(5)
-    st.markdown("\n".join(f"- `{text}` × {count}" for text, count in common))
+    return charts.grouped_bars(words(model, ids), {"observed": result["observed"][ids],
+                                                   "theoretical": result["theoretical"][ids]},
+                               title=f"{name}: first token", width=220)
 
 
 def main() -> None:
     prompt = state.current_prompt()
-    setting = settings()
     model = state.current_model()
-    setting_notes(setting, model.config.vocab_size)
-    if prompt is None:
-        return
-    trace = state.trace(prompt.ids)
-    left, right = st.columns([2, 3])
-    with left:
+    trace = state.trace(prompt.ids) if prompt is not None else None
+    if trace is not None:
         probabilities(model, trace.next_token_probs)
-    with right:
-        stages(model, trace.logits[-1], setting)
+    setting = settings()
+    setting_notes(setting, model.config.vocab_size)
+    if trace is None:
+        return
+    stages(model, trace.logits[-1], setting)
     generation(model, prompt, setting)
     lab(model, prompt)
 

@@ -26,10 +26,10 @@ def head_grid(patterns: np.ndarray, tokens) -> None:
     layer = left.selectbox("Layer", range(n_layer), key="explorer_layer")
     head = right.selectbox("Head", range(n_head), key="explorer_head")
     grid_col, large_col = st.columns([3, 2])
-    state.show_chart(container=grid_col, chart=charts.head_grid(patterns, tokens, selected=(layer, head)))
+    state.show_chart(charts.head_grid(patterns, tokens, selected=(layer, head)), grid_col)
     labels = charts.token_labels(tokens)
-    state.show_chart(container=large_col, chart=charts.heatmap(patterns[layer, head], labels, labels,
-                                          title=f"Layer {layer}, head {head}"))
+    state.show_chart(charts.heatmap(patterns[layer, head], labels, labels, title=f"Layer {layer}, head {head}"),
+                     large_col)
 
 
 def summaries(patterns: np.ndarray) -> None:
@@ -39,10 +39,10 @@ def summaries(patterns: np.ndarray) -> None:
     heads = [f"head {i}" for i in range(patterns.shape[1])]
     titles = {"entropy": "Entropy (bits): how spread out", "previous": "Weight on the previous token",
               "first": "Weight on the first token"}
-    cols = st.columns(len(titles))
-    for col, (name, title) in zip(cols, titles.items()):
-        state.show_chart(container=col, chart=charts.heatmap(summary[name], layers, heads, title=title, value_title=name,
-                                        row_title="layer", col_title="head", cell=48))
+    state.show_chart(charts.side_by_side([
+        charts.heatmap(summary[name], layers, heads, title=title, value_title=name, row_title="layer",
+                       col_title="head", cell=34)
+        for name, title in titles.items()]))
     st.caption("Low entropy: the head listens to one guest. A head with a high previous-token weight passes each "
                "word's neighbour along; one that stares at the first token is often just resting there.")
 

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core import Model
+from core.model import init_params
 from core.corpus import load_heldout
 from core.training import History, save_trained, train, usable_heldout
 from dashboard import charts, state
@@ -55,7 +56,11 @@ def save_controls() -> None:
         return
     run = current_run()
     model = state.current_model()
-    path = save_trained(model, run["history"], directory) if run else model.save(directory)
+    try:
+        path = save_trained(model, run["history"], directory) if run else model.save(directory)
+    except (OSError, ValueError) as error:
+        bar.error(f"Could not save there: {error}")
+        return
     bar.success(f"Saved to {path}")
 
 
@@ -78,12 +83,14 @@ def start_run(settings: dict) -> None:
     """Train a copy of the current model; draw progress live; keep the result in this session."""
     base = state.current_model()
     model = Model(base.config, copy_params(base.params), base.tokenizer)
+    start = init_params(base.config, settings["seed"]) if settings["from_scratch"] else copy_params(base.params)
     name = f"run {len(runs()) + 1}: {settings['mode']}, {settings['steps']} steps, lr {settings['lr']:g}"
-    run = {"name": name, "settings": dict(settings), "records": [], "snapshots": [(0, copy_params(base.params))],
+    run = {"name": name, "settings": dict(settings), "records": [], "snapshots": [(0, start)],
            "live_params": None, "config": base.config, "tokenizer": base.tokenizer}
     st.session_state["live_run"] = run  # survives an interruption (the Stop button)
     progress = st.progress(0.0, text="Starting ...")
     curve = st.empty()
+    status = st.status(f"Training {name} ...", expanded=True)
     wanted = snapshot_steps(settings["steps"])
     every = max(1, settings["steps"] // LIVE_REDRAWS)
 
@@ -97,12 +104,14 @@ def start_run(settings: dict) -> None:
                                                          f"loss {record['train_loss']:.3f}")
         if step % every == 0 or step == settings["steps"]:
             state.show_chart(loss_chart([run], "Loss so far"), curve)
+        if record["accuracy"] is not None:
+            status.write(f"Step {step}: held-out accuracy {record['accuracy']:.0%}"
+                         + (f", validation loss {record['val_loss']:.3f}" if record["val_loss"] is not None else ""))
 
-    with st.status(f"Training {name} ...", expanded=True) as status:
-        history = train(model, mode=settings["mode"], steps=settings["steps"], batch_size=settings["batch_size"],
-                        lr=settings["lr"], seed=settings["seed"], from_scratch=settings["from_scratch"],
-                        eval_every=max(10, settings["steps"] // 5), callback=callback)
-        status.update(label=f"Finished {name}", state="complete")
+    history = train(model, mode=settings["mode"], steps=settings["steps"], batch_size=settings["batch_size"],
+                    lr=settings["lr"], seed=settings["seed"], from_scratch=settings["from_scratch"],
+                    eval_every=max(10, settings["steps"] // 5), callback=callback)
+    status.update(label=f"Finished {name}", state="complete")
     finish_run(run, model.params, history)
     st.rerun()  # redraw every page element (and the sidebar) with the new model
 
@@ -134,7 +143,8 @@ def finish_interrupted_run() -> None:
     if run["snapshots"][-1][0] != steps:
         run["snapshots"].append((steps, copy_params(run["live_params"])))
     finish_run(run, run["live_params"], history)
-    st.info(f"Training stopped after step {steps}; the model from that step is now in use.")
+    st.session_state["train_notice"] = f"Training stopped after step {steps}; the model from that step is now in use."
+    st.rerun()  # redraw the sidebar too, with the new model
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -179,7 +189,7 @@ def before_after(run: dict) -> None:
     evaluated = [record for record in run["records"] if record["accuracy"] is not None]
     if evaluated:
         cols[2].metric("Last evaluation during training", f"{evaluated[-1]['accuracy']:.0%}",
-                       f"step {evaluated[-1]['step']}", delta_color="off")
+                       f"step {evaluated[-1]['step']}", delta_color="off", delta_arrow="off")
     st.caption("Prompts the model never saw verbatim; 'after' is the model at the end of the run.")
     st.dataframe(table, hide_index=True, height=260)
 
@@ -206,7 +216,7 @@ def time_lapse(run: dict, prompt) -> None:
     state.show_chart(charts.heatmap(trace.layers[layer].weights[head], labels, labels,
                                     title=f"Step {step}: layer {layer}, head {head}"), cols[1])
     state.show_chart(charts.bars([run["tokenizer"].token(int(i)) for i in ids], probs[ids],
-                                 title=f"Step {step}: next token after '{prompt.text}'"), cols[2])
+                                 title=f"Step {step}: next token"), cols[2])
 
 
 def history_view(prompt) -> None:
@@ -233,9 +243,15 @@ def main() -> None:
     if controls["reset"]:
         state.reset_model()
         st.rerun()
+    if "train_notice" in st.session_state:
+        st.info(st.session_state.pop("train_notice"))
     prompt = state.current_prompt()
     if controls["start"]:
-        start_run(controls["settings"])
+        try:
+            start_run(controls["settings"])
+        except ValueError as error:  # settings train() refuses, e.g. a batch larger than the data
+            st.session_state.pop("live_run", None)
+            st.error(f"Training did not start: {error}")
     elif controls["stop"]:
         st.info("Nothing is training right now.")
     history_view(prompt)
