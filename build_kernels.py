@@ -30,6 +30,9 @@ ffibuilder.set_source(
     extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-fno-fast-math"],
     extra_link_args=["-lpthread"],
     optional=True,
+    # The same file name as `python build_kernels.py` writes (core/_kernel.cpython-3XX-*.so), so an
+    # in-place build never shadows a newer one from pip (cffi defaults to an .abi3.so under pip).
+    py_limited_api=False,
 )
 
 if __name__ == "__main__":

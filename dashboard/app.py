@@ -4,8 +4,8 @@ The entry point: page config, the sidebar shared by every page (prompt, model in
 and the navigation between the six pages, one file each in dashboard/views/.
 
 The folder is not called pages/: Streamlit treats a pages/ folder beside the main script as a
-legacy (v1) multipage app until st.navigation has run once in the process, so a deep link
-opened first after a restart would run the page file alone, without this shared sidebar.
+legacy multipage app (until st.navigation has run once in the server, and in every AppTest run),
+running a page file alone, without this sidebar, and with widget ids that change between runs.
 """
 import sys
 from pathlib import Path

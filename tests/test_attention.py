@@ -213,9 +213,10 @@ def test_default_backend_is_c_when_built(monkeypatch):
 
 
 @pytest.mark.skipif("c" not in available_backends(), reason="C kernel not built")
-def test_two_threads_calling_the_kernel_at_once():
+@pytest.mark.parametrize("length", [8, 150], ids=["row-path", "tile-path"])  # kernels/attention.c: TILE_MIN_ROWS
+def test_two_threads_calling_the_kernel_at_once(length):
     rng = np.random.default_rng(7)
-    problems = [random_qkv(rng, (4,), 64, 64, 32, 32, np.float32) for _ in range(2)]
+    problems = [random_qkv(rng, (4,), length, length, 64, 64, np.float32) for _ in range(2)]
     expected = [reference_attention(*problem, causal=True)[0] for problem in problems]
     results, barrier = {}, threading.Barrier(2)
 

@@ -15,15 +15,21 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.browser
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    # CI installs it (.ci/run sets GLASSBOX_REQUIRE_BROWSER=1): there a missing browser is a failure.
+    if os.environ.get("GLASSBOX_REQUIRE_BROWSER"):
+        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -41,9 +47,6 @@ README_PAGES = {  # url path: (file name, heading scrolled to the top of the REA
 }
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TIMEOUT_MS = 90_000
-
-if not CHROMIUM.exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
 def free_port() -> int:
@@ -66,10 +69,11 @@ def wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 60)
     raise TimeoutError(f"the dashboard did not answer at {url} within {seconds} s")
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextmanager
+def running_dashboard():
+    """`streamlit run dashboard/app.py` (the console script, as a user types it) on a free port: its URL."""
     port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+    command = [str(Path(sys.executable).parent / "streamlit"), "run", str(ROOT / "dashboard" / "app.py"),
                "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -83,6 +87,12 @@ def server():
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_dashboard() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +208,21 @@ def test_page_renders_and_redraws(server, browser, redraw_times, path):
         check_page(page, title, 1)
     finally:
         page.close()
+
+
+def test_a_deep_link_opened_first_gets_the_whole_app(browser):
+    """The first page a fresh server is asked for is not the main one: it must still run through
+    app.py (shared sidebar, every page in the navigation), which a pages/ folder beside app.py
+    would break (see dashboard/app.py)."""
+    with running_dashboard() as url:
+        page = open_page(browser, url, "explorer")
+        try:
+            check_page(page, "Attention explorer", 6)
+            navigation = page.get_by_test_id("stSidebarNav").inner_text()
+            assert all(title in navigation for title, _ in PAGES.values())
+            assert page.get_by_label("Prompt", exact=True).count() == 1
+        finally:
+            page.close()
 
 
 def test_charts_offer_a_png_download(server, browser):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
@@ -197,25 +196,6 @@ def test_thread_count_follows_the_environment(monkeypatch):
     for unusable in ("0", "-2", "many", ""):
         monkeypatch.setenv("GLASSBOX_NUM_THREADS", unusable)
         assert lib.gb_forward_thread_count() == cores
-
-
-def test_two_python_threads_on_the_tile_path_at_once():
-    rng = np.random.default_rng(13)
-    inputs = [tuple(rng.standard_normal((4, 150, 64)).astype(np.float32) for _ in range(3)) for _ in range(2)]
-    expected = [scaled_dot_product_attention(*qkv, causal=True, backend="c") for qkv in inputs]
-    results = [None, None]
-
-    def work(index):
-        for _ in range(5):
-            results[index] = scaled_dot_product_attention(*inputs[index], causal=True, backend="c")
-
-    workers = [threading.Thread(target=work, args=(index,)) for index in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    for result, want in zip(results, expected):
-        np.testing.assert_array_equal(result, want)
 
 
 def kernel_exp2(x: np.ndarray) -> np.ndarray:
