@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.attention import causal_mask
-from core.model import layer_norm
+from core.model import check_index, layer_norm
 
 
 def _as_float(array, name: str) -> np.ndarray:
@@ -30,14 +30,6 @@ def _as_float(array, name: str) -> np.ndarray:
 def _check_matrix(array: np.ndarray, name: str) -> None:
     if array.ndim != 2 or 0 in array.shape:
         raise ValueError(f"{name} must be a non-empty [L, d] matrix, got shape {array.shape}")
-
-
-def _check_index(index, length: int, name: str) -> int:
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer position, got {type(index).__name__}")
-    if not 0 <= index < length:
-        raise ValueError(f"{name} {index} is outside the sequence (0..{length - 1})")
-    return int(index)
 
 
 # --- one attention head, step by step ---------------------------------------------------
@@ -79,8 +71,8 @@ def weight_arithmetic(q, k, query: int, key: int, *, scale: float | None = None,
     _check_matrix(k, "k")
     if q.shape[1] != k.shape[1]:
         raise ValueError(f"q and k need the same width d_head, got {q.shape} and {k.shape}")
-    query = _check_index(query, q.shape[0], "query")
-    key = _check_index(key, k.shape[0], "key")
+    query = check_index(query, q.shape[0], "query")
+    key = check_index(key, k.shape[0], "key")
     scale = 1.0 / np.sqrt(q.shape[1]) if scale is None else float(scale)
     products = q[query] * k[key]  # [d_head]
     row_scores = (k @ q[query]) * scale  # [L, d] @ [d] -> [L]

@@ -203,10 +203,10 @@ class Interventions:
     def check(self, config: GPTConfig) -> None:
         """ValueError when a layer or head number does not exist in `config`."""
         for layer, head in self.zero_heads:
-            _check_index(layer, config.n_layer, "zero_heads layer")
-            _check_index(head, config.n_head, "zero_heads head")
+            check_index(layer, config.n_layer, "zero_heads layer")
+            check_index(head, config.n_head, "zero_heads head")
         for layer, _ in self.skip_ln | self.skip_residual:
-            _check_index(layer, config.n_layer, "intervention layer")
+            check_index(layer, config.n_layer, "intervention layer")
 
 
 def _check_pairs(pairs: frozenset, name: str, form: str, parts: tuple[str, ...] | None = None) -> None:
@@ -216,11 +216,14 @@ def _check_pairs(pairs: frozenset, name: str, form: str, parts: tuple[str, ...] 
             raise ValueError(f"interventions {name} holds {form} pairs, got {pair!r}")
 
 
-def _check_index(value, count: int, name: str) -> None:
+def check_index(value, count: int, name: str) -> int:
+    """`value` as an int when it numbers one of `count` things (a layer, a head, a token); else
+    TypeError (not an integer) or ValueError (out of range)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not 0 <= value < count:
         raise ValueError(f"{name} {value} does not exist (0..{count - 1})")
+    return int(value)
 
 
 NO_INTERVENTIONS = Interventions()

@@ -1,4 +1,4 @@
-/* Fork-join task runner for the forward kernel (included once, by attention.c).
+/* Fork-join task runner for the attention kernels (included by attention.c and attention_backward.c).
  *
  * A call's work is cut into n_tasks independent tasks; n_threads threads (the
  * caller's own thread is one of them) claim task numbers from one atomic counter
