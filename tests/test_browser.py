@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -223,6 +224,25 @@ def test_a_deep_link_opened_first_gets_the_whole_app(browser):
             assert page.get_by_label("Prompt", exact=True).count() == 1
         finally:
             page.close()
+
+
+def test_stop_keeps_what_training_learned_so_far(server, browser):
+    page = open_page(browser, server, "training")
+    try:
+        steps = page.get_by_label("Steps", exact=True).and_(page.locator("input"))
+        steps.fill("1000")
+        steps.press("Enter")
+        wait_idle(page)
+        page.get_by_role("button", name="Start").click()
+        page.get_by_text(re.compile(r"Step \d+ of 1000")).first.wait_for(timeout=TIMEOUT_MS)
+        page.get_by_role("button", name="Stop").click()
+        notice = page.get_by_text(re.compile(r"Training stopped after step \d+"))
+        notice.wait_for(timeout=TIMEOUT_MS)
+        stopped_at = int(re.search(r"after step (\d+)", notice.inner_text()).group(1))
+        assert 0 < stopped_at < 1000
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()
 
 
 def test_charts_offer_a_png_download(server, browser):
