@@ -41,6 +41,7 @@ from core.corpus import heldout_scores, load_corpus, load_heldout, split_corpus
 from core.model import gpt_forward, init_params
 
 MODES = ("head", "full")
+DEFAULT_LR = {"head": 1e-2, "full": 3e-3}  # peak learning rate per mode
 HEAD = "lm_head.weight"
 MAX_UNKNOWN_FRACTION = 0.25  # above this share of <unk> tokens the corpus does not fit the vocabulary
 RECORD_KEYS = ("step", "train_loss", "val_loss", "accuracy", "heldout_perplexity", "lr", "grad_norm",
@@ -315,15 +316,15 @@ def train(model, corpus=None, *, mode="head", steps=200, batch_size=32, lr=None,
     """Train `model` (its .params, .config, .tokenizer) on `corpus` and return the History.
 
     corpus: sentences (a list of strings, or one string with a sentence a line); None = the bundled one.
-    mode: "head" (lm_head only) or "full" (everything). lr: peak learning rate (None: 1e-2 for head,
-    3e-3 for full). warmup_steps: None = min(100, steps // 10). seq_len: None = n_positions.
+    mode: "head" (lm_head only) or "full" (everything). lr: peak learning rate (None: DEFAULT_LR[mode]).
+    warmup_steps: None = min(100, steps // 10). seq_len: None = n_positions.
     dropout: "full" mode only. heldout: (prompt, expected word) pairs; None = core/data/heldout.tsv.
     from_scratch: start from a fresh random init (init_params(config, seed)) instead of model.params.
     callback(record, params) runs after every step (params: the live working copy, read-only);
     returning False stops training there.
     """
     config, tokenizer = model.config, model.tokenizer
-    lr = (1e-2 if mode == "head" else 3e-3) if lr is None else lr
+    lr = DEFAULT_LR[mode] if lr is None and mode in MODES else lr  # a bad mode is reported below
     seq_len = config.n_positions if seq_len is None else seq_len
     warmup_steps = max(1, min(100, steps // 10)) if warmup_steps is None else warmup_steps
     _check_settings(mode, steps, batch_size, lr, weight_decay, eval_every, dropout, grad_clip, seq_len,

@@ -18,7 +18,7 @@ from core.config import GPTConfig
 from core.corpus import load_corpus
 from core.model import Model, init_params
 from core.tokenizer import Tokenizer
-from core.training import MODES, save_trained, train
+from core.training import DEFAULT_LR, MODES, save_trained, train
 
 BAR_WIDTH = 24
 
@@ -32,7 +32,7 @@ def add_arguments(parser) -> None:
                         help="start from the bundled model (default) or a checkpoint DIR (default: a fresh random model)")
     parser.add_argument("--corpus", metavar="FILE", default=None, help="one sentence a line (default: the bundled corpus)")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per step (default 32)")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3 full, 1e-2 head)")
+    parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {DEFAULT_LR['full']:g} full, {DEFAULT_LR['head']:g} head)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the init, the batches and dropout (default 0)")
     parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay of weight matrices (default 0.01)")
     parser.add_argument("--dropout", type=float, default=0.1, help="dropout rate in full mode (default 0.1)")

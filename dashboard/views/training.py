@@ -12,13 +12,12 @@ import streamlit as st
 from core import Model
 from core.model import init_params
 from core.corpus import load_heldout
-from core.training import History, save_trained, train, usable_heldout
+from core.training import DEFAULT_LR, History, save_trained, train, usable_heldout
 from dashboard import charts, state
 
 SNAPSHOTS = 12  # time-lapse frames per run (plus the starting point)
 LIVE_REDRAWS = 25  # how often the live loss curve is redrawn during a run
 RUNS_WITH_SNAPSHOTS = 3  # older runs keep their curves but drop their snapshots (memory)
-DEFAULT_LR = {"head": 0.01, "full": 0.003}
 TOP = 8
 
 
