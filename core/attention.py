@@ -32,6 +32,7 @@ except ImportError:  # built without a C compiler: the NumPy fallback serves
     )
 
 BACKENDS = ("c", "numpy")
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _ERROR_MESSAGES = {
     1: "a required pointer was NULL",
     2: "a size was not positive",
@@ -65,26 +66,29 @@ def _check_backend(backend: str) -> str:
 
 
 def _check_dtypes(*arrays: np.ndarray) -> np.dtype:
-    dtypes = {array.dtype for array in arrays}
-    if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
-        names = ", ".join(str(array.dtype) for array in arrays)
-        raise TypeError(f"attention needs float32 or float64 arrays of one dtype, got {names}")
-    return next(iter(dtypes))
+    dtype = arrays[0].dtype
+    for array in arrays:
+        if array.dtype != dtype or dtype not in _FLOAT_DTYPES:
+            names = ", ".join(str(array.dtype) for array in arrays)
+            raise TypeError(f"attention needs float32 or float64 arrays of one dtype, got {names}")
+    return dtype
 
 
 def _check_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
-    def shapes():  # built only for an error message: this check runs on every call
-        return f"q {q.shape}, k {k.shape}, v {v.shape}"
+    q_shape, k_shape, v_shape = q.shape, k.shape, v.shape
+    if (min(len(q_shape), len(k_shape), len(v_shape)) >= 2 and q_shape[:-2] == k_shape[:-2] == v_shape[:-2]
+            and q_shape[-1] == k_shape[-1] > 0 and k_shape[-2] == v_shape[-2]):
+        return  # the common case, in one test: this check runs on every call
+    shapes = f"q {q_shape}, k {k_shape}, v {v_shape}"
     if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
-        raise ValueError(f"q, k and v need at least 2 dims (..., L, D); got {shapes()}")
-    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
-        raise ValueError(f"q, k and v need the same leading dims; got {shapes()}")
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k need the same last dim D; got {shapes()}")
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v need the same number of keys Lk; got {shapes()}")
-    if q.shape[-1] == 0:
-        raise ValueError(f"the query/key width D must be at least 1; got {shapes()}")
+        raise ValueError(f"q, k and v need at least 2 dims (..., L, D); got {shapes}")
+    if not (q_shape[:-2] == k_shape[:-2] == v_shape[:-2]):
+        raise ValueError(f"q, k and v need the same leading dims; got {shapes}")
+    if q_shape[-1] != k_shape[-1]:
+        raise ValueError(f"q and k need the same last dim D; got {shapes}")
+    if k_shape[-2] != v_shape[-2]:
+        raise ValueError(f"k and v need the same number of keys Lk; got {shapes}")
+    raise ValueError(f"the query/key width D must be at least 1; got {shapes}")
 
 
 def _broadcast_mask(mask, shape: tuple[int, ...]) -> np.ndarray | None:

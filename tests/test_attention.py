@@ -150,6 +150,8 @@ def test_no_keys_gives_zeros(backend):
     "q_shape, k_shape, v_shape, message",
     [
         ((4,), (4, 4), (4, 4), "at least 2 dims"),
+        ((4, 4), (4,), (4, 4), "at least 2 dims"),
+        ((4, 4), (4, 4), (4,), "at least 2 dims"),
         ((2, 3, 4), (3, 3, 4), (3, 3, 4), "same leading dims"),
         ((3, 4), (3, 5), (3, 4), "same last dim D"),
         ((3, 4), (5, 4), (6, 4), "same number of keys Lk"),
