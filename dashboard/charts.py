@@ -1,7 +1,9 @@
 """Altair chart builders for the dashboard: pure functions from arrays and labels to charts.
 
 No Streamlit and no maths here: every builder takes numbers the model or core.explain
-computed and returns an Altair chart (testable with `chart.to_dict()`). Conventions:
+computed and returns an Altair chart (testable with `chart.to_dict()`), except the heatmaps,
+which return the same Vega-Lite spec as a plain dict because a page draws a dozen of them
+per prompt change and Altair's layering is slow (see `heatmap`). Conventions:
 token axes use `token_labels` ("0 the", "1 sky", ...) so a repeated word stays two
 rows; attention matrices put the tokens asking (queries) on the rows and the tokens
 attended to (keys) on the columns; every mark has a tooltip with the exact value.
@@ -9,6 +11,9 @@ Channels are built typed (`field=`, `type=`) rather than from shorthand strings 
 "value:Q", which Altair parses slowly: a page draws a dozen charts per prompt change.
 """
 from __future__ import annotations
+
+import hashlib
+import json
 
 import altair as alt
 import numpy as np
@@ -46,53 +51,60 @@ def _tip(name: str, kind: str = "quantitative", title: str | None = None) -> alt
     return alt.Tooltip(field=name, type=kind, title=title or name)
 
 
-def _cells(values, rows, cols) -> pd.DataFrame:
-    """A matrix [R, C] as one row per cell; a hidden cell (-inf or NaN) has value None and text "−∞"."""
+def _cells(values, rows, cols) -> list[dict]:
+    """A matrix [R, C] as one record per cell; a hidden cell (-inf or NaN) has value None and text "−∞"."""
     values = np.asarray(values, dtype=np.float64)
     if values.shape != (len(rows), len(cols)):
         raise ValueError(f"values of shape {values.shape} do not match {len(rows)} row and {len(cols)} column labels")
-    finite = np.isfinite(values).ravel()
-    return pd.DataFrame({
-        "row": np.repeat(rows, len(cols)),
-        "col": np.tile(cols, len(rows)),
-        "value": [float(x) if ok else None for x, ok in zip(values.ravel(), finite)],
-        "text": [f"{x:.2f}" if ok else "−∞" for x, ok in zip(values.ravel(), finite)],
-        "hidden": ~finite,
-    })
+    finite = np.isfinite(values)
+    return [{"row": row, "col": col, "value": float(value) if ok else None, "text": f"{value:.2f}" if ok else "−∞",
+             "hidden": not ok}
+            for row, row_values, row_finite in zip(rows, values.tolist(), finite.tolist())
+            for col, value, ok in zip(cols, row_values, row_finite)]
 
 
 def heatmap(values, rows, cols, *, title: str, value_title: str = "weight", row_title: str = QUERY_TITLE,
             col_title: str = KEY_TITLE, diverging: bool = False, text: bool | None = None,
-            cell: int | None = None) -> alt.LayerChart:
+            cell: int | None = None) -> dict:
     """A labelled heatmap of values [R, C]; hidden cells (-inf) stay grey (and read "−∞").
 
     `diverging` centres a red-blue scale on 0 (for signed numbers such as q, k, v);
     `text` writes each value in its cell (default: when the matrix is small); `cell` is the
     side of a cell in pixels (default: as large as readable, smaller for long prompts).
+
+    Returns the Vega-Lite spec as a dict, written out as Altair would write it: a page draws a
+    dozen heatmaps per prompt change, and Altair's layering deep-copies every part (about 20 ms
+    a heatmap, against well under 1 ms for the dict).
     """
     rows, cols = list(rows), list(cols)
-    data = _cells(values, rows, cols)
+    cells = _cells(values, rows, cols)
     cell = cell or max(MIN_CELL, min(CELL, MAX_SIDE // max(len(rows), len(cols))))
     text = cell >= CELL if text is None else text
-    scheme = alt.SchemeParams(name="redblue", extent=[0.85, 0.15]) if diverging else \
-        alt.SchemeParams(name="blues", extent=[0.0, 0.75])  # light enough for black numbers on top
-    scale = alt.Scale(scheme=scheme, domainMid=0) if diverging else alt.Scale(scheme=scheme)
-    x = _nominal(alt.X, "col", col_title, cols, labelAngle=-45)
-    y = _nominal(alt.Y, "row", row_title, rows)
-    tooltip = [_tip("row", "nominal", row_title), _tip("col", "nominal", col_title), _tip("value", title=value_title),
-               _tip("hidden", "nominal", "hidden by the mask")]
-    layers = [alt.Chart().mark_rect().encode(x=x, y=y, tooltip=tooltip,
-                                             color=_quantitative(alt.Color, "value", value_title, scale=scale))]
-    if data["hidden"].any():  # grey underneath: the coloured layer leaves hidden (None) cells out
-        layers.insert(0, alt.Chart().mark_rect(color=HIDDEN_COLOUR).encode(x=x, y=y, tooltip=tooltip))
+    scheme = {"name": "redblue", "extent": [0.85, 0.15]} if diverging else \
+        {"name": "blues", "extent": [0.0, 0.75]}  # light enough for black numbers on top
+    scale = {"scheme": scheme, "domainMid": 0} if diverging else {"scheme": scheme}
+    encoding = {
+        "x": {"field": "col", "type": "nominal", "title": col_title, "sort": cols, "axis": {"labelAngle": -45}},
+        "y": {"field": "row", "type": "nominal", "title": row_title, "sort": rows},
+        "tooltip": [{"field": "row", "type": "nominal", "title": row_title},
+                    {"field": "col", "type": "nominal", "title": col_title},
+                    {"field": "value", "type": "quantitative", "title": value_title},
+                    {"field": "hidden", "type": "nominal", "title": "hidden by the mask"}],
+    }
+    colour = {"field": "value", "type": "quantitative", "title": value_title, "scale": scale}
+    layers = [{"mark": {"type": "rect"}, "encoding": {**encoding, "color": colour}}]
+    if any(record["hidden"] for record in cells):  # grey underneath: the coloured layer leaves hidden (None) cells out
+        layers.insert(0, {"mark": {"type": "rect", "color": HIDDEN_COLOUR}, "encoding": encoding})
     if text:
-        layers.append(alt.Chart().mark_text(fontSize=10).encode(x=x, y=y, tooltip=tooltip,
-                                                                text=alt.Text(field="text", type="nominal")))
-    return alt.LayerChart(layer=layers, data=data, title=title, width=max(cell * len(cols), 120),
-                          height=max(cell * len(rows), 60), autosize=PAD)
+        layers.append({"mark": {"type": "text", "fontSize": 10},
+                       "encoding": {**encoding, "text": {"field": "text", "type": "nominal"}}})
+    name = "cells-" + hashlib.sha1(json.dumps(cells).encode()).hexdigest()[:16]
+    return {"$schema": alt.SCHEMA_URL, "title": title, "data": {"name": name}, "layer": layers,
+            "width": max(cell * len(cols), 120), "height": max(cell * len(rows), 60), "autosize": {"type": "pad"},
+            "datasets": {name: cells}}
 
 
-def vectors_heatmap(values, tokens, *, title: str, value_title: str = "value") -> alt.Chart | alt.LayerChart:
+def vectors_heatmap(values, tokens, *, title: str, value_title: str = "value") -> dict:
     """Per-token vectors [L, d] (embeddings, q, k, v): tokens on the rows, dimensions on the columns."""
     values = np.asarray(values)
     dims = [f"d{i}" for i in range(values.shape[1])]
@@ -250,7 +262,7 @@ def side_by_side(figures, *, columns: int | None = None) -> dict:
     """
     parts, datasets = [], {}
     for figure in figures:
-        spec = figure.to_dict(validate=False)
+        spec = dict(figure) if isinstance(figure, dict) else figure.to_dict(validate=False)
         datasets.update(spec.pop("datasets", {}))
         for top_level_only in ("$schema", "config", "autosize"):
             spec.pop(top_level_only, None)
