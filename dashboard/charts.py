@@ -18,6 +18,7 @@ import json
 import altair as alt
 import numpy as np
 import pandas as pd
+import vl_convert
 
 QUERY_TITLE = "query: token asking"
 KEY_TITLE = "key: token attended to"
@@ -288,3 +289,8 @@ def pipeline_dot(steps, n_layer: int) -> str:
     lines_ += [f"  s{index - 1} -> s{index};" for index in range(1, len(steps))]
     lines_.append("}")
     return "\n".join(lines_)
+
+
+def to_svg(spec: dict) -> str:
+    """A Vega-Lite spec dict (as `show_chart` draws it, top-level "datasets" included) drawn as SVG text."""
+    return vl_convert.vegalite_to_svg(spec)

@@ -11,6 +11,7 @@ One prompt and one model per session, shared by every page:
 """
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -21,6 +22,7 @@ import streamlit as st
 
 import core
 from core.attention import default_backend
+from dashboard import charts
 
 # Altair validates every chart against the Vega-Lite schema as it is built and again when it is
 # converted (jsonschema: most of a page's redraw time). The chart builders' specs are validated
@@ -33,6 +35,7 @@ DEFAULT_PROMPT = "the sky is"
 CACHE_SIZE = 64  # traces and lab results kept per session
 DEFAULT_MODEL_ID = "default"
 COMPOSED = {"hconcat", "vconcat", "concat", "facet"}  # specs drawn at their own size, not the page's width
+CHART_COUNTER = "charts_drawn"  # session_state key: charts drawn in this run of the page
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,36 @@ def trace(ids, interventions=None):
 
 def show_chart(chart, container=None) -> None:
     """Draw an Altair chart or a Vega-Lite spec dict (in `container`, default the current place)
-    without re-validating it. Streamlit's toolbar on every chart offers "Download as PNG"."""
+    without re-validating it, with a button under it that saves it as SVG (Streamlit's toolbar on
+    every chart offers "Download as PNG"). Chart and button share one container, so that an
+    `st.empty` placeholder (redrawn during training) holds both."""
     spec = chart if isinstance(chart, dict) else chart.to_dict(validate=False)
     fixed_size = isinstance(spec.get("width"), (int, float)) or not COMPOSED.isdisjoint(spec)
-    (container or st).vega_lite_chart(spec=spec, width="content" if fixed_size else "stretch")
+    place = (container or st).container()
+    place.vega_lite_chart(spec=spec, width="content" if fixed_size else "stretch")
+    file_name = svg_file_name(spec)
+    place.download_button("Save as SVG", data=lambda: charts.to_svg(spec), file_name=file_name,
+                          mime="image/svg+xml", key=f"svg-{next_chart_number()}-{file_name}", on_click="ignore",
+                          type="tertiary", icon=":material/download:",
+                          help="Save this chart as an SVG file (a vector image that stays sharp at any size).")
+
+
+def svg_file_name(spec: dict) -> str:
+    """The chart's title as a file name ("Layer 0, head 1" -> "layer-0-head-1.svg"); "chart.svg" untitled."""
+    title = spec.get("title")
+    text = title.get("text", "") if isinstance(title, dict) else title
+    text = " ".join(text) if isinstance(text, list) else str(text or "")
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80].strip("-")
+    return f"{slug or 'chart'}.svg"
+
+
+def next_chart_number() -> int:
+    """Counts the charts drawn since the page's run started (`render_page` resets it): makes each
+    chart's button key unique on the page, even for two charts of one title. A fragment's rerun
+    keeps counting from there, so its buttons cannot take a key of the rest of the page."""
+    number = st.session_state.get(CHART_COUNTER, 0)
+    st.session_state[CHART_COUNTER] = number + 1
+    return number
 
 
 # --- page frame ---------------------------------------------------------------------------------
@@ -150,6 +179,7 @@ def backend_name() -> str:
 
 def render_page(title: str, body: Callable[[], None], intro: str = "") -> None:
     """Draw a page: its title, an intro, then `body`; an unexpected error becomes a short message."""
+    st.session_state[CHART_COUNTER] = 0
     st.title(title)
     if intro:
         st.caption(intro)

@@ -253,3 +253,17 @@ def test_charts_offer_a_png_download(server, browser):
         page.get_by_role("button", name="Download as PNG").wait_for(timeout=10_000)
     finally:
         page.close()
+
+
+def test_charts_offer_an_svg_download(server, browser):
+    """The button under a chart renders it to SVG when clicked, and the browser saves the file."""
+    page = open_page(browser, server, "")
+    try:
+        with page.expect_download(timeout=30_000) as download:
+            page.get_by_role("button", name="Save as SVG").first.click()
+        assert download.value.suggested_filename == "the-10-most-likely-next-tokens.svg"
+        svg = Path(download.value.path()).read_text(encoding="utf-8")
+        assert svg.startswith("<svg") and "The 10 most likely next tokens" in svg
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()

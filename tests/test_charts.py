@@ -153,3 +153,10 @@ def test_pipeline_dot_chains_the_steps_and_frames_the_block():
     assert dot.startswith("digraph") and "s0 -> s1" in dot and "s1 -> s2" in dot and "[3, 10]" in dot
     block = dot[dot.index("cluster_block"):dot.index("  }")]
     assert "x 2" in block and "s1 [" in block and "s0 [" not in block
+
+
+def test_to_svg_draws_a_spec_with_its_datasets_and_title():
+    spec = charts.side_by_side([charts.heatmap(np.eye(2), ["0 a", "1 b"], ["0 a", "1 b"], title="Layer 0, head 1")])
+    svg = charts.to_svg(spec)
+    assert svg.startswith("<svg")
+    assert ">Layer 0, head 1</text>" in svg and ">1 b</text>" in svg  # the title, and a label from the data

@@ -79,6 +79,11 @@ def set_prompt(at: AppTest, text: str) -> AppTest:
     return at
 
 
+def svg_buttons(at: AppTest) -> list:
+    """The "Save as SVG" buttons on the page."""
+    return [button for button in at.download_button if button.label == "Save as SVG"]
+
+
 def markdown(at: AppTest) -> str:
     return "\n".join(element.value for element in at.markdown)
 
@@ -95,7 +100,15 @@ def test_every_page_opens_with_its_title_and_charts(app, page, title, charts):
         open_page(app, page)
     assert [element.value for element in app.title] == [title]
     assert len(specs(app)) >= charts
+    assert len(svg_buttons(app)) == len(app.get("vega_lite_chart"))  # one "Save as SVG" under every chart
     assert app.text_input(key="prompt").value == "the sky is"
+
+
+def test_the_svg_button_names_the_file_after_the_chart_and_draws_it_only_on_click(app):
+    (button,) = svg_buttons(app)
+    assert button.key.endswith("-the-10-most-likely-next-tokens.svg")
+    assert "SVG file" in button.help and button.proto.type == "tertiary" and button.proto.ignore_rerun
+    assert button.proto.deferred_file_id and not button.proto.url  # a callable: no SVG drawn while the page runs
 
 
 def test_the_prompt_is_shared_by_every_page(app):
