@@ -37,14 +37,15 @@ ARTIFACTS = ROOT / "test-artifacts"
 README_SCREENSHOTS = ROOT / "dashboard" / "screenshots"
 PAGES = {  # url path: (title, charts at least)
     "": ("Overview", 1),
-    "attention_steps": ("Attention step by step", 6),
+    "attention_steps": ("Attention step by step", 1),
     "explorer": ("Attention explorer", 6),
-    "sampling": ("Next token and sampling", 4),
+    "sampling": ("Next token and sampling", 3),
     "training": ("Training", 3),
     "benchmark": ("Kernel benchmark", 3),
 }
-README_PAGES = {  # url path: (file name, heading scrolled to the top of the README screenshot)
-    "": ("overview", None), "attention_steps": ("attention", "3. Scores"), "sampling": ("sampling", "Choosing one token"),
+README_PAGES = {  # url path: (file name, tab opened first, heading scrolled to the top of the README screenshot)
+    "": ("overview", None, None), "attention_steps": ("attention", "3. Scores", "3. Scores"),
+    "sampling": ("sampling", None, "Choosing one token"),
 }
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TIMEOUT_MS = 90_000
@@ -167,8 +168,15 @@ def change_prompt(page, text: str) -> float:
     return page.evaluate("window.__redraw")
 
 
-def readme_screenshot(page, name: str, heading: str | None) -> None:
-    """One window's worth of the page, starting at `heading`, for the README."""
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    wait_idle(page)
+
+
+def readme_screenshot(page, name: str, tab: str | None, heading: str | None) -> None:
+    """One window's worth of the page (after opening `tab`), starting at `heading`, for the README."""
+    if tab:
+        open_tab(page, tab)
     if heading:
         page.get_by_role("heading", name=heading).first.evaluate("(element) => element.scrollIntoView()")
         page.wait_for_timeout(500)
@@ -207,6 +215,20 @@ def test_page_renders_and_redraws(server, browser, redraw_times, path):
         whole_page_screenshot(page, ARTIFACTS / "screenshots" / f"{name}.png")
         redraw_times[name] = round(change_prompt(page, "the dog can"), 1)
         check_page(page, title, 1)
+    finally:
+        page.close()
+
+
+def test_a_step_tab_draws_its_step_and_stays_open_when_the_prompt_changes(server, browser):
+    page = open_page(browser, server, "attention_steps")
+    try:
+        open_tab(page, "4. Softmax")
+        heading = page.get_by_role("heading", name="4. Softmax, the stable way")
+        heading.wait_for()
+        check_page(page, "Attention step by step", 1)
+        change_prompt(page, "the dog can")
+        heading.wait_for()
+        assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()
 

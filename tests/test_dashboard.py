@@ -74,6 +74,14 @@ def rows(spec: dict) -> list[dict]:
     return spec["rows"]
 
 
+def open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    """Select the tab `label` of the lazy tabs `key`, as a click on it does, and run the page."""
+    at.session_state[key] = label
+    at.run()
+    assert_clean(at)
+    return at
+
+
 def set_prompt(at: AppTest, text: str) -> AppTest:
     at.text_input(key="prompt").set_value(text).run()
     return at
@@ -91,8 +99,8 @@ def markdown(at: AppTest) -> str:
 # --- every page -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("page, title, charts", [
-    ("overview", "Overview", 1), ("attention_steps", "Attention step by step", 10),
-    ("explorer", "Attention explorer", 6), ("sampling", "Next token and sampling", 5),
+    ("overview", "Overview", 1), ("attention_steps", "Attention step by step", 3),
+    ("explorer", "Attention explorer", 6), ("sampling", "Next token and sampling", 4),
     ("training", "Training", 0), ("benchmark", "Kernel benchmark", 3),
 ])
 def test_every_page_opens_with_its_title_and_charts(app, page, title, charts):
@@ -115,6 +123,7 @@ def test_the_prompt_is_shared_by_every_page(app):
     set_prompt(app, "the dog can")
     open_page(app, "attention_steps")
     assert app.text_input(key="prompt").value == "the dog can"
+    open_tab(app, "steps_tab", "3. Scores")
     labels = {row["row"] for row in rows(titled(app, "Raw scores"))}
     assert labels == {"0 the", "1 dog", "2 can"}
 
@@ -146,8 +155,19 @@ def test_overview_model_card_names_the_backend(app):
 
 # --- attention step by step -----------------------------------------------------------------------
 
+def test_attention_steps_draw_only_the_open_step(app):
+    open_page(app, "attention_steps")
+    assert [tab.label for tab in app.tabs][:3] == ["1. Embeddings", "2. Q, K, V", "3. Scores"]
+    assert {spec["title"] for spec in specs(app)} == {"Token embeddings [L, d_model]", "Position embeddings [L, d_model]",
+                                                      "Input to layer 0's attention (after ln_1) [L, d_model]"}
+    open_tab(app, "steps_tab", "3. Scores")
+    assert [spec["title"] for spec in specs(app)][0] == "Raw scores q · k"
+    assert not any("embeddings" in spec["title"] for spec in specs(app))
+
+
 def test_attention_steps_follow_layer_and_head(app):
     open_page(app, "attention_steps")
+    open_tab(app, "steps_tab", "2. Q, K, V")
     first = rows(titled(app, r"^Q \(queries\)"))
     app.selectbox(key="steps_head").set_value(2).run()
     assert_clean(app)
@@ -159,11 +179,13 @@ def test_attention_steps_follow_layer_and_head(app):
 
 def test_attention_steps_softmax_rows_sum_to_one(app):
     open_page(app, "attention_steps")
+    open_tab(app, "steps_tab", "4. Softmax")
     weights = rows(titled(app, "Divide by the row sum"))
     totals = {}
     for row in weights:
         totals[row["row"]] = totals.get(row["row"], 0.0) + (row["value"] or 0.0)
     assert totals and all(total == pytest.approx(1.0, abs=1e-5) for total in totals.values())
+    open_tab(app, "steps_tab", "3. Scores")
     masked = rows(titled(app, "Masked"))
     assert {(row["row"], row["col"]) for row in masked if row["hidden"]} == {("0 the", "1 sky"), ("0 the", "2 is"),
                                                                              ("1 sky", "2 is")}
@@ -174,6 +196,7 @@ def test_worked_weight_matches_both_backends(app):
     from core.attention import available_backends
 
     open_page(app, "attention_steps")
+    open_tab(app, "steps_tab", "8. One weight")
     app.selectbox(key="steps_query").set_value(2)
     app.selectbox(key="steps_key").set_value(1).run()
     assert_clean(app)
@@ -257,6 +280,8 @@ def test_generation_steps_show_the_growing_kv_cache(app):
 
 def test_sampling_lab_compares_settings(app):
     open_page(app, "sampling")
+    assert not any(spec["title"].endswith(": first token") for spec in specs(app))  # the lab's tab is closed
+    open_tab(app, "sampling_tab", "Comparison lab")
     summary = app.dataframe[-1].value
     assert list(summary["setting"]) == ["greedy", "T=0.7", "T=1.5", "top-k 5", "top-p 0.9"]
     greedy = summary.set_index("setting").loc["greedy"]

@@ -134,6 +134,10 @@ def kernel_comparison(q, k, v, query: int, key: int) -> None:
     st.caption(f"Both backends in {q.dtype} (the model's dtype); the explanation above works in float64.")
 
 
+STEPS = ("1. Embeddings", "2. Q, K, V", "3. Scores", "4. Softmax", "5. Weighted sum", "6. Who influenced whom",
+         "7. Map of the vectors", "8. One weight")
+
+
 def main() -> None:
     prompt = state.current_prompt()
     if prompt is None:
@@ -143,14 +147,21 @@ def main() -> None:
     layer_trace = trace.layers[layer]
     labels = charts.token_labels(prompt.tokens)
     q, k, v = (array[head] for array in (layer_trace.q, layer_trace.k, layer_trace.v))  # [L, d_head] each
-    embeddings(trace, prompt.tokens, layer)
-    qkv_tables(prompt.tokens, q, k, v)
-    scores(layer_trace, head, labels)
-    softmax(explain.softmax_stages(layer_trace.masked_scores[head]), layer_trace.weights[head], labels)
-    weighted_sum(layer_trace.head_outputs[head], prompt.tokens)
-    influence(layer_trace.weights[head], labels)
-    pca_pictures(trace, labels, q, k)
-    worked_weight(q, k, v, labels)
+    draw_step = (
+        lambda: embeddings(trace, prompt.tokens, layer),
+        lambda: qkv_tables(prompt.tokens, q, k, v),
+        lambda: scores(layer_trace, head, labels),
+        lambda: softmax(explain.softmax_stages(layer_trace.masked_scores[head]), layer_trace.weights[head], labels),
+        lambda: weighted_sum(layer_trace.head_outputs[head], prompt.tokens),
+        lambda: influence(layer_trace.weights[head], labels),
+        lambda: pca_pictures(trace, labels, q, k),
+        lambda: worked_weight(q, k, v, labels),
+    )
+    # one tab per step, and only the open one is computed and drawn: a prompt change redraws one step
+    for tab, draw in zip(st.tabs(STEPS, key="steps_tab", on_change="rerun"), draw_step):
+        if tab.open:
+            with tab:
+                draw()
 
 
 state.render_page("Attention step by step", main,

@@ -190,8 +190,15 @@ def main() -> None:
     if trace is None:
         return
     stages(model, trace.logits[-1], setting)
-    generation(model, prompt, setting)
-    lab(model, prompt)
+    # only the open tab is computed and drawn, so a prompt change does not redraw both
+    generate_tab, lab_tab = st.tabs(["Step by step, with a KV cache", "Comparison lab"], key="sampling_tab",
+                                    on_change="rerun")
+    if generate_tab.open:
+        with generate_tab:
+            generation(model, prompt, setting)
+    if lab_tab.open:
+        with lab_tab:
+            lab(model, prompt)
 
 
 state.render_page("Next token and sampling", main,
