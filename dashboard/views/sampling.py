@@ -77,7 +77,6 @@ def sampler(setting: dict, seed: int | None = None) -> Sampler:
 
 
 def generation(model, prompt, setting: dict) -> None:
-    st.subheader("Step by step, with a KV cache")
     count = st.slider("New tokens", 1, 12, 5, key="new_tokens")
     result = model.generate(list(prompt.ids), count, sampler(setting))
     st.markdown(f"**{' '.join(prompt.tokens)}** {' '.join(result.new_tokens)}  \n"
@@ -131,7 +130,6 @@ def run_setting(model, prompt, setting: dict, samples: int, new_tokens: int, see
 @st.fragment
 def lab(model, prompt) -> None:
     """Several settings side by side (a fragment: editing the lab does not recompute the page)."""
-    st.subheader("Comparison lab")
     table = st.data_editor(LAB_DEFAULTS, num_rows="dynamic", hide_index=True, key="lab_settings")
     cols = st.columns(3)
     samples = cols[0].slider("Samples per setting (N)", 5, 100, 10, key="lab_samples")
