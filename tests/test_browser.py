@@ -38,7 +38,7 @@ README_SCREENSHOTS = ROOT / "dashboard" / "screenshots"
 PAGES = {  # url path: (title, charts at least)
     "": ("Overview", 1),
     "attention_steps": ("Attention step by step", 1),
-    "explorer": ("Attention explorer", 6),
+    "explorer": ("Attention explorer", 3),
     "sampling": ("Next token and sampling", 3),
     "training": ("Training", 3),
     "benchmark": ("Kernel benchmark", 3),
@@ -240,7 +240,7 @@ def test_a_deep_link_opened_first_gets_the_whole_app(browser):
     with running_dashboard() as url:
         page = open_page(browser, url, "explorer")
         try:
-            check_page(page, "Attention explorer", 6)
+            check_page(page, "Attention explorer", 3)
             navigation = page.get_by_test_id("stSidebarNav").inner_text()
             assert all(title in navigation for title, _ in PAGES.values())
             assert page.get_by_label("Prompt", exact=True).count() == 1

@@ -100,7 +100,7 @@ def markdown(at: AppTest) -> str:
 
 @pytest.mark.parametrize("page, title, charts", [
     ("overview", "Overview", 1), ("attention_steps", "Attention step by step", 3),
-    ("explorer", "Attention explorer", 6), ("sampling", "Next token and sampling", 4),
+    ("explorer", "Attention explorer", 5), ("sampling", "Next token and sampling", 4),
     ("training", "Training", 0), ("benchmark", "Kernel benchmark", 3),
 ])
 def test_every_page_opens_with_its_title_and_charts(app, page, title, charts):
@@ -221,6 +221,7 @@ def test_explorer_selected_head_and_what_if(app):
     app.selectbox(key="explorer_head").set_value(3).run()
     assert_clean(app)
     assert rows(titled(app, r"^Layer 1, head 3$")) != rows(large)
+    open_tab(app, "explorer_tab", "What if")
     assert float(next(m.value for m in app.metric if m.label == "Total variation")) == 0.0
     app.toggle(key="whatif_mask").set_value(True).run()
     assert_clean(app)
@@ -229,6 +230,7 @@ def test_explorer_selected_head_and_what_if(app):
 
 def test_explorer_logit_lens_has_every_layer(app):
     open_page(app, "explorer")
+    open_tab(app, "explorer_tab", "Residual stream and logit lens")
     lens = rows(titled(app, "Top next-token guesses"))
     assert {row["row"] for row in lens} == {"embeddings", "after block 0", "after block 1"}
 

@@ -20,7 +20,6 @@ def stream_labels(n_layer: int) -> list[str]:
 @st.fragment
 def head_grid(patterns: np.ndarray, tokens) -> None:
     """The grid of small heatmaps and one large selected head (a fragment: picking a head redraws only this)."""
-    st.subheader("Every head")
     n_layer, n_head = patterns.shape[:2]
     left, right = st.columns(2)
     layer = left.selectbox("Layer", range(n_layer), key="explorer_layer")
@@ -57,7 +56,6 @@ def residual(trace, tokens, n_layer: int) -> None:
 
 
 def mlp_activations(trace, tokens, n_layer: int) -> None:
-    st.subheader("MLP activations")
     layer = st.selectbox("MLP of layer", range(n_layer), key="explorer_mlp_layer")
     post = trace.layers[layer].mlp_post  # [L, 4C]
     units = explain.top_units(post, MLP_UNITS)
@@ -80,7 +78,6 @@ def logit_lens(trace, model) -> None:
 
 
 def what_if_controls(config) -> Interventions:
-    st.subheader("What if ...")
     heads = [(layer, head) for layer in range(config.n_layer) for head in range(config.n_head)]
     blocks = range(config.n_layer)
     left, right = st.columns(2)
@@ -121,15 +118,26 @@ def main() -> None:
     n_layer = model.config.n_layer
     trace = state.trace(prompt.ids)
     patterns = np.stack([layer.weights for layer in trace.layers])  # [n_layer, n_head, L, L]
-    head_grid(patterns, prompt.tokens)
-    summaries(patterns)
-    left, right = st.columns(2)
-    with left:
-        residual(trace, prompt.tokens, n_layer)
-    with right:
-        logit_lens(trace, model)
-    mlp_activations(trace, prompt.tokens, n_layer)
-    what_if(prompt, model)
+    heads_tab, stream_tab, mlp_tab, what_if_tab = st.tabs(
+        ["Every head", "Residual stream and logit lens", "MLP activations", "What if"], key="explorer_tab",
+        on_change="rerun")  # only the open tab is computed and drawn, so a prompt change redraws one
+    if heads_tab.open:
+        with heads_tab:
+            head_grid(patterns, prompt.tokens)
+            summaries(patterns)
+    if stream_tab.open:
+        with stream_tab:
+            left, right = st.columns(2)
+            with left:
+                residual(trace, prompt.tokens, n_layer)
+            with right:
+                logit_lens(trace, model)
+    if mlp_tab.open:
+        with mlp_tab:
+            mlp_activations(trace, prompt.tokens, n_layer)
+    if what_if_tab.open:
+        with what_if_tab:
+            what_if(prompt, model)
 
 
 state.render_page("Attention explorer", main, "All layers and heads at once, and what happens if you change the model.")
