@@ -145,8 +145,10 @@ def show_chart(chart, container=None) -> None:
 
 
 def svg_file_name(spec: dict) -> str:
-    """The chart's title as a file name ("Layer 0, head 1" -> "layer-0-head-1.svg"); "chart.svg" untitled."""
-    title = spec.get("title")
+    """The chart's title as a file name ("Layer 0, head 1" -> "layer-0-head-1.svg"); side-by-side charts
+    take their first part's title; "chart.svg" untitled."""
+    parts = spec.get("hconcat") or spec.get("concat") or [{}]
+    title = spec.get("title") or parts[0].get("title")
     text = title.get("text", "") if isinstance(title, dict) else title
     text = " ".join(text) if isinstance(text, list) else str(text or "")
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80].strip("-")

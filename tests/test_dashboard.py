@@ -119,6 +119,14 @@ def test_the_svg_button_names_the_file_after_the_chart_and_draws_it_only_on_clic
     assert button.proto.deferred_file_id and not button.proto.url  # a callable: no SVG drawn while the page runs
 
 
+def test_svg_file_names_come_from_the_chart_titles():
+    from dashboard import state
+
+    assert state.svg_file_name({"title": "Layer 0, head 1"}) == "layer-0-head-1.svg"
+    assert state.svg_file_name({"hconcat": [{"title": "Raw scores q · k"}, {"title": "Scaled"}]}) == "raw-scores-q-k.svg"
+    assert state.svg_file_name({"concat": [{"mark": "bar"}], "columns": 2}) == "chart.svg"
+
+
 def test_the_prompt_is_shared_by_every_page(app):
     set_prompt(app, "the dog can")
     open_page(app, "attention_steps")
