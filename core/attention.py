@@ -33,6 +33,9 @@ except ImportError:  # built without a C compiler: the NumPy fallback serves
 
 BACKENDS = ("c", "numpy")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_C_TYPES = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]"}  # cffi's view of each dtype
+_FORWARD = {} if _kernel is None else {np.dtype(np.float32): _kernel.lib.gb_attention_forward_f32,
+                                       np.dtype(np.float64): _kernel.lib.gb_attention_forward_f64}
 _ERROR_MESSAGES = {
     1: "a required pointer was NULL",
     2: "a size was not positive",
@@ -137,25 +140,27 @@ def _pointer(array: np.ndarray | None):
     ffi = _kernel.ffi
     if array is None:
         return ffi.NULL
-    return ffi.from_buffer("float[]" if array.itemsize == 4 else "double[]", array)
+    return ffi.from_buffer(_C_TYPES[array.dtype], array)
 
 
 def _c_forward(q, k, v, mask, causal, scale, return_weights):
-    lead, (lq, d), (lk, dv) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
+    *lead, lq, d = q.shape
+    lk, dv = v.shape[-2:]
     batch = math.prod(lead)
     # the kernel sees flat C-contiguous buffers: [B, Lq, D], [B, Lk, D], [B, Lk, Dv] (no reshape needed)
     q3, k3, v3 = np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v)
     out = np.empty((*lead, lq, dv), dtype=q.dtype)
     weights = np.empty((*lead, lq, lk), dtype=q.dtype) if return_weights else None
-    ffi, lib = _kernel.ffi, _kernel.lib
-    forward = lib.gb_attention_forward_f32 if q.dtype == np.float32 else lib.gb_attention_forward_f64
+    ffi = _kernel.ffi
     mask_ptr, mask_strides = ffi.NULL, (0, 0, 0)
     if mask is not None:
         mask3 = mask.reshape(batch, lq, lk)  # stays a strided view when the broadcast allows
         mask_ptr = ffi.cast("const uint8_t *", mask3.ctypes.data)
         mask_strides = mask3.strides  # bytes == elements for one-byte booleans
-    status = forward(
-        _pointer(out), _pointer(weights), _pointer(q3), _pointer(k3), _pointer(v3),
+    c_type, from_buffer = _C_TYPES[q.dtype], ffi.from_buffer  # looked up once: this path runs for tiny calls too
+    status = _FORWARD[q.dtype](
+        from_buffer(c_type, out), ffi.NULL if weights is None else from_buffer(c_type, weights),
+        from_buffer(c_type, q3), from_buffer(c_type, k3), from_buffer(c_type, v3),
         mask_ptr, *mask_strides, int(causal), float(scale), batch, lq, lk, d, dv,
     )
     _raise_for_status(status)
