@@ -5,7 +5,8 @@ One prompt and one model per session, shared by every page:
 - the model is the bundled default (loaded once per server by `st.cache_resource` and never
   modified) unless this session trained its own, which lives in `st.session_state` only,
   so several people can use one server without seeing each other's training;
-- traces (and other results) are kept per session, keyed by (model id, token ids, interventions).
+- traces of the default model are cached for every session (`st.cache_data`); traces of a trained
+  model and other results are kept per session, keyed by (model id, token ids, interventions).
 `render_page` draws a page's title and turns an unexpected exception into a short
 `st.error` so that a learner never sees a traceback.
 """
@@ -118,9 +119,18 @@ def remembered(kind: str, key: tuple, compute: Callable[[], object]):
     return cache[key]
 
 
+@st.cache_data(max_entries=CACHE_SIZE, show_spinner=False)
+def default_model_trace(ids: tuple[int, ...], interventions=None):
+    """A trace of the default model, which never changes: one cache serves every session."""
+    return default_model().run(np.asarray(ids, dtype=np.int64), interventions=interventions)  # ids [L]
+
+
 def trace(ids, interventions=None):
-    """The current model's trace for token ids, cached by (model id, ids, interventions)."""
+    """The current model's trace for token ids: shared by all sessions for the default model,
+    kept in this session for a model it trained (cached by model id, ids, interventions)."""
     ids = tuple(int(i) for i in ids)
+    if model_id() == DEFAULT_MODEL_ID:
+        return default_model_trace(ids, interventions)
     model = current_model()
     return remembered("trace", (ids, interventions),
                       lambda: model.run(np.asarray(ids, dtype=np.int64), interventions=interventions))  # ids [L]

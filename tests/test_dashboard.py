@@ -321,6 +321,21 @@ def test_training_a_few_steps_changes_the_model(app):
     assert any("Model: default" in element.value for element in app.caption)
 
 
+def test_one_session_training_leaves_another_sessions_model_alone(app):
+    other = AppTest.from_file(str(APP), default_timeout=TIMEOUT)  # a second user: same process, same caches
+    other.run()
+    default_bars = rows(titled(other, "The 10 most likely next tokens"))
+    open_page(app, "training")
+    app.number_input(key="train_steps").set_value(3)
+    app.button(key="train_start").click().run()
+    app.switch_page("views/overview.py").run()
+    assert any("your trained model" in element.value for element in app.caption)
+    assert rows(titled(app, "The 10 most likely next tokens")) != default_bars
+    other.run()
+    assert any("Model: default" in element.value for element in other.caption)
+    assert rows(titled(other, "The 10 most likely next tokens")) == default_bars
+
+
 def test_training_bad_settings_and_empty_save_directory(app):
     open_page(app, "training")
     app.button(key="train_save").click().run()
