@@ -174,6 +174,15 @@ def next_chart_number() -> int:
     return number
 
 
+def lazy_tabs(key: str, drawers: dict[str, Callable[[], None]]) -> None:
+    """Tabs labelled by `drawers`' keys, of which only the open one is computed and drawn
+    (`st.tabs(..., on_change="rerun")`): a rerun such as a prompt change redraws one tab, not all."""
+    for tab, draw in zip(st.tabs(list(drawers), key=key, on_change="rerun"), drawers.values()):
+        if tab.open:
+            with tab:
+                draw()
+
+
 # --- page frame ---------------------------------------------------------------------------------
 
 def sidebar() -> None:

@@ -134,10 +134,6 @@ def kernel_comparison(q, k, v, query: int, key: int) -> None:
     st.caption(f"Both backends in {q.dtype} (the model's dtype); the explanation above works in float64.")
 
 
-STEPS = ("1. Embeddings", "2. Q, K, V", "3. Scores", "4. Softmax", "5. Weighted sum", "6. Who influenced whom",
-         "7. Map of the vectors", "8. One weight")
-
-
 def main() -> None:
     prompt = state.current_prompt()
     if prompt is None:
@@ -147,21 +143,17 @@ def main() -> None:
     layer_trace = trace.layers[layer]
     labels = charts.token_labels(prompt.tokens)
     q, k, v = (array[head] for array in (layer_trace.q, layer_trace.k, layer_trace.v))  # [L, d_head] each
-    draw_step = (
-        lambda: embeddings(trace, prompt.tokens, layer),
-        lambda: qkv_tables(prompt.tokens, q, k, v),
-        lambda: scores(layer_trace, head, labels),
-        lambda: softmax(explain.softmax_stages(layer_trace.masked_scores[head]), layer_trace.weights[head], labels),
-        lambda: weighted_sum(layer_trace.head_outputs[head], prompt.tokens),
-        lambda: influence(layer_trace.weights[head], labels),
-        lambda: pca_pictures(trace, labels, q, k),
-        lambda: worked_weight(q, k, v, labels),
-    )
-    # one tab per step, and only the open one is computed and drawn: a prompt change redraws one step
-    for tab, draw in zip(st.tabs(STEPS, key="steps_tab", on_change="rerun"), draw_step):
-        if tab.open:
-            with tab:
-                draw()
+    state.lazy_tabs("steps_tab", {
+        "1. Embeddings": lambda: embeddings(trace, prompt.tokens, layer),
+        "2. Q, K, V": lambda: qkv_tables(prompt.tokens, q, k, v),
+        "3. Scores": lambda: scores(layer_trace, head, labels),
+        "4. Softmax": lambda: softmax(explain.softmax_stages(layer_trace.masked_scores[head]),
+                                      layer_trace.weights[head], labels),
+        "5. Weighted sum": lambda: weighted_sum(layer_trace.head_outputs[head], prompt.tokens),
+        "6. Who influenced whom": lambda: influence(layer_trace.weights[head], labels),
+        "7. Map of the vectors": lambda: pca_pictures(trace, labels, q, k),
+        "8. One weight": lambda: worked_weight(q, k, v, labels),
+    })
 
 
 state.render_page("Attention step by step", main,

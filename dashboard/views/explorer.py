@@ -110,6 +110,19 @@ def what_if(prompt, model) -> None:
                                         title="Next-token probabilities with and without the change"))
 
 
+def every_head(patterns: np.ndarray, tokens) -> None:
+    head_grid(patterns, tokens)
+    summaries(patterns)
+
+
+def stream_and_lens(trace, tokens, model) -> None:
+    left, right = st.columns(2)
+    with left:
+        residual(trace, tokens, model.config.n_layer)
+    with right:
+        logit_lens(trace, model)
+
+
 def main() -> None:
     prompt = state.current_prompt()
     if prompt is None:
@@ -118,26 +131,12 @@ def main() -> None:
     n_layer = model.config.n_layer
     trace = state.trace(prompt.ids)
     patterns = np.stack([layer.weights for layer in trace.layers])  # [n_layer, n_head, L, L]
-    heads_tab, stream_tab, mlp_tab, what_if_tab = st.tabs(
-        ["Every head", "Residual stream and logit lens", "MLP activations", "What if"], key="explorer_tab",
-        on_change="rerun")  # only the open tab is computed and drawn, so a prompt change redraws one
-    if heads_tab.open:
-        with heads_tab:
-            head_grid(patterns, prompt.tokens)
-            summaries(patterns)
-    if stream_tab.open:
-        with stream_tab:
-            left, right = st.columns(2)
-            with left:
-                residual(trace, prompt.tokens, n_layer)
-            with right:
-                logit_lens(trace, model)
-    if mlp_tab.open:
-        with mlp_tab:
-            mlp_activations(trace, prompt.tokens, n_layer)
-    if what_if_tab.open:
-        with what_if_tab:
-            what_if(prompt, model)
+    state.lazy_tabs("explorer_tab", {
+        "Every head": lambda: every_head(patterns, prompt.tokens),
+        "Residual stream and logit lens": lambda: stream_and_lens(trace, prompt.tokens, model),
+        "MLP activations": lambda: mlp_activations(trace, prompt.tokens, n_layer),
+        "What if": lambda: what_if(prompt, model),
+    })
 
 
 state.render_page("Attention explorer", main, "All layers and heads at once, and what happens if you change the model.")

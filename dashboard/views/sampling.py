@@ -188,15 +188,8 @@ def main() -> None:
     if trace is None:
         return
     stages(model, trace.logits[-1], setting)
-    # only the open tab is computed and drawn, so a prompt change does not redraw both
-    generate_tab, lab_tab = st.tabs(["Step by step, with a KV cache", "Comparison lab"], key="sampling_tab",
-                                    on_change="rerun")
-    if generate_tab.open:
-        with generate_tab:
-            generation(model, prompt, setting)
-    if lab_tab.open:
-        with lab_tab:
-            lab(model, prompt)
+    state.lazy_tabs("sampling_tab", {"Step by step, with a KV cache": lambda: generation(model, prompt, setting),
+                                     "Comparison lab": lambda: lab(model, prompt)})
 
 
 state.render_page("Next token and sampling", main,
