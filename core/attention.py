@@ -70,18 +70,19 @@ def _check_backend(backend: str) -> str:
 
 def _check_dtypes(*arrays: np.ndarray) -> np.dtype:
     dtype = arrays[0].dtype
-    for array in arrays:
-        if array.dtype != dtype or dtype not in _FLOAT_DTYPES:
-            names = ", ".join(str(array.dtype) for array in arrays)
-            raise TypeError(f"attention needs float32 or float64 arrays of one dtype, got {names}")
-    return dtype
+    if dtype in _FLOAT_DTYPES and all(array.dtype == dtype for array in arrays):
+        return dtype  # the common case first: this check runs on every call
+    names = ", ".join(str(array.dtype) for array in arrays)
+    raise TypeError(f"attention needs float32 or float64 arrays of one dtype, got {names}")
 
 
-def _check_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> None:
+def _check_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[tuple[int, ...], int, int, int, int]:
+    """The sizes (lead, Lq, Lk, D, Dv) of valid q [*lead, Lq, D], k [*lead, Lk, D], v [*lead, Lk, Dv]."""
     q_shape, k_shape, v_shape = q.shape, k.shape, v.shape
-    if (min(len(q_shape), len(k_shape), len(v_shape)) >= 2 and q_shape[:-2] == k_shape[:-2] == v_shape[:-2]
-            and q_shape[-1] == k_shape[-1] > 0 and k_shape[-2] == v_shape[-2]):
-        return  # the common case, in one test: this check runs on every call
+    if len(q_shape) >= 2 and len(k_shape) >= 2 and len(v_shape) >= 2:
+        lead, (lq, d), (lk, dv) = q_shape[:-2], q_shape[-2:], v_shape[-2:]
+        if lead == k_shape[:-2] == v_shape[:-2] and k_shape[-2:] == (lk, d) and d > 0:
+            return lead, lq, lk, d, dv  # the common case, tested first: this check runs on every call
     shapes = f"q {q_shape}, k {k_shape}, v {v_shape}"
     if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
         raise ValueError(f"q, k and v need at least 2 dims (..., L, D); got {shapes}")
@@ -143,14 +144,13 @@ def _pointer(array: np.ndarray | None):
     return ffi.from_buffer(_C_TYPES[array.dtype], array)
 
 
-def _c_forward(q, k, v, mask, causal, scale, return_weights):
-    *lead, lq, d = q.shape
-    lk, dv = v.shape[-2:]
+def _c_forward(q, k, v, mask, causal, scale, return_weights, sizes):
+    lead, lq, lk, d, dv = sizes
     batch = math.prod(lead)
     # the kernel sees flat C-contiguous buffers: [B, Lq, D], [B, Lk, D], [B, Lk, Dv] (no reshape needed)
-    q3, k3, v3 = np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v)
-    out = np.empty((*lead, lq, dv), dtype=q.dtype)
-    weights = np.empty((*lead, lq, lk), dtype=q.dtype) if return_weights else None
+    q, k, v = np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v)
+    out = np.empty(lead + (lq, dv), q.dtype)
+    weights = np.empty(lead + (lq, lk), q.dtype) if return_weights else None
     ffi = _kernel.ffi
     mask_ptr, mask_strides = ffi.NULL, (0, 0, 0)
     if mask is not None:
@@ -160,8 +160,8 @@ def _c_forward(q, k, v, mask, causal, scale, return_weights):
     c_type, from_buffer = _C_TYPES[q.dtype], ffi.from_buffer  # looked up once: this path runs for tiny calls too
     status = _FORWARD[q.dtype](
         from_buffer(c_type, out), ffi.NULL if weights is None else from_buffer(c_type, weights),
-        from_buffer(c_type, q3), from_buffer(c_type, k3), from_buffer(c_type, v3),
-        mask_ptr, *mask_strides, int(causal), float(scale), batch, lq, lk, d, dv,
+        from_buffer(c_type, q), from_buffer(c_type, k), from_buffer(c_type, v),
+        mask_ptr, *mask_strides, causal, scale, batch, lq, lk, d, dv,
     )
     _raise_for_status(status)
     return out, weights
@@ -178,18 +178,17 @@ def scaled_dot_product_attention(q, k, v, *, causal=False, mask=None, scale=None
     backend = default_backend() if backend is None else _check_backend(backend)
     q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
     _check_dtypes(q, k, v)
-    _check_shapes(q, k, v)
-    lq, lk = q.shape[-2], k.shape[-2]
-    scores_shape = (*q.shape[:-2], lq, lk)
+    sizes = lead, lq, lk, d, dv = _check_shapes(q, k, v)
+    scores_shape = lead + (lq, lk)
     mask = _broadcast_mask(mask, scores_shape)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     if not math.isfinite(scale):
         raise ValueError(f"scale must be finite, got {scale}")
-    if 0 in scores_shape or v.shape[-1] == 0 or lk == 0:
-        out = np.zeros((*q.shape[:-1], v.shape[-1]), dtype=q.dtype)
+    if 0 in scores_shape or dv == 0:
+        out = np.zeros(lead + (lq, dv), dtype=q.dtype)
         weights = np.zeros(scores_shape, dtype=q.dtype)
     elif backend == "c":
-        out, weights = _c_forward(q, k, v, mask, causal, scale, return_weights)
+        out, weights = _c_forward(q, k, v, mask, bool(causal), scale, return_weights, sizes)
     else:
         out, weights = _numpy_forward(q, k, v, mask, causal, scale, return_weights)
     return (out, weights) if return_weights else out
@@ -205,8 +204,8 @@ def _numpy_backward(d_out, q, k, v, weights, scale):
     return d_q, d_k, d_v
 
 
-def _c_backward(d_out, q, k, v, weights, scale):
-    lead, (lq, d), (lk, dv) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
+def _c_backward(d_out, q, k, v, weights, scale, sizes):
+    lead, lq, lk, d, dv = sizes
     batch = math.prod(lead)
     inputs = [np.ascontiguousarray(array) for array in (d_out, q, k, v, weights)]
     d_q, d_k, d_v = (np.empty_like(array) for array in inputs[1:4])
@@ -226,15 +225,14 @@ def attention_backward(d_out, q, k, v, weights, *, scale=None, backend=None):
     backend = default_backend() if backend is None else _check_backend(backend)
     d_out, q, k, v, weights = (np.asarray(array) for array in (d_out, q, k, v, weights))
     _check_dtypes(d_out, q, k, v, weights)
-    _check_shapes(q, k, v)
-    scores_shape = (*q.shape[:-2], q.shape[-2], k.shape[-2])
-    out_shape = (*q.shape[:-1], v.shape[-1])
+    sizes = lead, lq, lk, d, dv = _check_shapes(q, k, v)
+    scores_shape, out_shape = lead + (lq, lk), lead + (lq, dv)
     if weights.shape != scores_shape or d_out.shape != out_shape:
         raise ValueError(f"attention_backward needs weights {scores_shape} and d_out {out_shape}; "
                          f"got weights {weights.shape}, d_out {d_out.shape}")
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    if 0 in scores_shape or v.shape[-1] == 0:
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    if 0 in scores_shape or dv == 0:
         return np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
     if backend == "c":
-        return _c_backward(d_out, q, k, v, weights, scale)
+        return _c_backward(d_out, q, k, v, weights, scale, sizes)
     return _numpy_backward(d_out, q, k, v, weights, scale)
