@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "attention_cpu.h"
 #include "attention_parallel.h"
 
 #if defined(__x86_64__)
@@ -40,16 +41,7 @@ static inline int64_t visible_in_tile(int64_t n_keys, int64_t diagonal, int64_t 
 }
 
 /* 1 when the AVX2 + FMA path is used: the CPU has both and GLASSBOX_SIMD is not "portable". */
-static int gb_use_avx2(void)
-{
-#ifdef GB_X86_64
-    const char *forced = getenv("GLASSBOX_SIMD");
-    if (forced && strcmp(forced, "portable") == 0) return 0;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
+static int gb_use_avx2(void) { return gb_avx2_usable(1); }
 
 /* Threads for one call: the configured count, cut so each gets MIN_FLOPS_PER_THREAD of work.
  * Work counts the multiply-adds, plus 4 FLOPs per byte of K and V (decoding a few query rows

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "attention.h"
+#include "attention_cpu.h"
 #include "attention_parallel.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -72,25 +73,13 @@ static int64_t backward_thread_count(int64_t B, int64_t work_per_problem)
 #endif
 #undef REAL
 
-/* 1 when the AVX2 path is used: the CPU has it and GLASSBOX_SIMD is not "portable". */
-static int backward_uses_avx2(void)
-{
-#ifdef GB_BACKWARD_AVX2
-    const char *forced = getenv("GLASSBOX_SIMD");
-    if (forced && strcmp(forced, "portable") == 0) return 0;
-    return __builtin_cpu_supports("avx2");
-#else
-    return 0;
-#endif
-}
-
 int gb_attention_backward_f32(float *dq, float *dk, float *dv,
                               const float *dout, const float *q, const float *k, const float *v,
                               const float *weights, double scale,
                               int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
 {
 #ifdef GB_BACKWARD_AVX2
-    if (backward_uses_avx2()) return backward_f32_avx2(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
+    if (gb_avx2_usable(0)) return backward_f32_avx2(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
 #endif
     return backward_f32(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
 }
@@ -101,7 +90,7 @@ int gb_attention_backward_f64(double *dq, double *dk, double *dv,
                               int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
 {
 #ifdef GB_BACKWARD_AVX2
-    if (backward_uses_avx2()) return backward_f64_avx2(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
+    if (gb_avx2_usable(0)) return backward_f64_avx2(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
 #endif
     return backward_f64(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
 }
