@@ -70,8 +70,12 @@ def _check_backend(backend: str) -> str:
 
 def _check_dtypes(*arrays: np.ndarray) -> np.dtype:
     dtype = arrays[0].dtype
-    if dtype in _FLOAT_DTYPES and all(array.dtype == dtype for array in arrays):
-        return dtype  # the common case first: this check runs on every call
+    if dtype in _FLOAT_DTYPES:
+        for array in arrays:  # a plain loop (no generator): this check runs on every call
+            if array.dtype != dtype:
+                break
+        else:
+            return dtype
     names = ", ".join(str(array.dtype) for array in arrays)
     raise TypeError(f"attention needs float32 or float64 arrays of one dtype, got {names}")
 
