@@ -2,8 +2,10 @@
 
 No Streamlit here: the dashboard calls this package and draws.
 `load_default()` gives the bundled trained model (checkpoint in `DEFAULT_CHECKPOINT`),
-`load_checkpoint(path)` any saved one; see core.model for `Model`, `Interventions` and the
-forward pass, core.trace for `Trace`, core.sampling for `Sampler`.
+`load_checkpoint(path)` any saved one, Glassbox's own or a GPT-2-family checkpoint in Hugging
+Face's layout (core.checkpoint); see core.model for `Model` and the forward pass,
+core.interventions for `Interventions`, core.trace for `Trace`, core.sampling for `Sampler`,
+core.tokenizer and core.bpe for the word-level and GPT-2 byte-level BPE tokenizers.
 """
 import os
 from pathlib import Path
@@ -15,9 +17,9 @@ from pathlib import Path
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
-from core.checkpoint import load_checkpoint
+from core.bpe import BPETokenizer
 from core.config import GPTConfig
-from core.model import Generation, GenerationStep, Interventions, Model
+from core.model import Generation, GenerationStep, Interventions, Model, load_checkpoint
 from core.sampling import Sampler, distribution_stages
 from core.tokenizer import Tokenizer
 from core.trace import LayerTrace, Trace
@@ -35,6 +37,6 @@ def load_model(path=None) -> Model:
     return load_default() if path is None else load_checkpoint(path)
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "GPTConfig", "Generation", "GenerationStep", "Interventions", "LayerTrace", "Model",
+__all__ = ["BPETokenizer", "DEFAULT_CHECKPOINT", "GPTConfig", "Generation", "GenerationStep", "Interventions", "LayerTrace", "Model",
            "Sampler", "Tokenizer", "Trace", "distribution_stages", "load_checkpoint", "load_default",
            "load_model"]

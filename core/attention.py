@@ -9,7 +9,11 @@ Shapes: q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv] -> out [..., Lq, Dv],
 weights [..., Lq, Lk]. `causal=True` lets query i see keys j <= i + (Lk - Lq)
 (bottom-right aligned, so one new query against a KV cache sees every key).
 `mask` is boolean, True = may attend, combined with `causal` by AND. A row with no
-allowed key gives zeros, never NaN.
+allowed key gives zeros, never NaN. NaN is never hidden either: a NaN or inf in q or k
+that a row may see makes that row's out and weights NaN, and one in v reaches the out of
+every row that may see its key, on both backends (the NumPy backend's dense products
+spread a NaN in v further still: 0 x NaN is NaN). The gradients follow dense-product
+rules on both backends.
 """
 from __future__ import annotations
 
@@ -40,7 +44,6 @@ _ERROR_MESSAGES = {
     1: "a required pointer was NULL",
     2: "a size was not positive",
     3: "out of memory for a work buffer",
-    4: "a worker thread could not be started",
 }
 
 
@@ -99,6 +102,23 @@ def _check_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[tuple[in
     raise ValueError(f"the query/key width D must be at least 1; got {shapes}")
 
 
+def _check_scale(scale, d: int) -> float:
+    """The score scale: 1/sqrt(D) when None, else a finite positive float (ValueError otherwise)."""
+    if scale is None:
+        return 1.0 / math.sqrt(d)
+    scale = float(scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale}")
+    return scale
+
+
+def _c_array(array: np.ndarray) -> np.ndarray:
+    """`array` as the kernel reads it: C-contiguous and aligned for its dtype (a copy only when
+    it is not, e.g. a float32 view at an odd byte offset)."""
+    flags = array.flags
+    return array if flags.c_contiguous and flags.aligned else np.require(array, requirements=["C", "A"])
+
+
 def _broadcast_mask(mask, shape: tuple[int, ...]) -> np.ndarray | None:
     """The user's boolean mask as a [..., Lq, Lk] broadcast view (no copy), or None."""
     if mask is None:
@@ -151,8 +171,8 @@ def _pointer(array: np.ndarray | None):
 def _c_forward(q, k, v, mask, causal, scale, return_weights, sizes):
     lead, lq, lk, d, dv = sizes
     batch = math.prod(lead)
-    # the kernel sees flat C-contiguous buffers: [B, Lq, D], [B, Lk, D], [B, Lk, Dv] (no reshape needed)
-    q, k, v = np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v)
+    # the kernel sees flat aligned C-contiguous buffers: [B, Lq, D], [B, Lk, D], [B, Lk, Dv] (no reshape needed)
+    q, k, v = _c_array(q), _c_array(k), _c_array(v)
     out = np.empty(lead + (lq, dv), q.dtype)
     weights = np.empty(lead + (lq, lk), q.dtype) if return_weights else None
     ffi = _kernel.ffi
@@ -185,10 +205,8 @@ def scaled_dot_product_attention(q, k, v, *, causal=False, mask=None, scale=None
     sizes = lead, lq, lk, d, dv = _check_shapes(q, k, v)
     scores_shape = lead + (lq, lk)
     mask = _broadcast_mask(mask, scores_shape)
-    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be finite, got {scale}")
-    if 0 in scores_shape or dv == 0:
+    scale = _check_scale(scale, d)
+    if 0 in scores_shape:
         out = np.zeros(lead + (lq, dv), dtype=q.dtype)
         weights = np.zeros(scores_shape, dtype=q.dtype)
     elif backend == "c":
@@ -211,7 +229,7 @@ def _numpy_backward(d_out, q, k, v, weights, scale):
 def _c_backward(d_out, q, k, v, weights, scale, sizes):
     lead, lq, lk, d, dv = sizes
     batch = math.prod(lead)
-    inputs = [np.ascontiguousarray(array) for array in (d_out, q, k, v, weights)]
+    inputs = [_c_array(array) for array in (d_out, q, k, v, weights)]
     d_q, d_k, d_v = (np.empty_like(array) for array in inputs[1:4])
     lib = _kernel.lib
     backward = lib.gb_attention_backward_f32 if q.dtype == np.float32 else lib.gb_attention_backward_f64
@@ -234,8 +252,8 @@ def attention_backward(d_out, q, k, v, weights, *, scale=None, backend=None):
     if weights.shape != scores_shape or d_out.shape != out_shape:
         raise ValueError(f"attention_backward needs weights {scores_shape} and d_out {out_shape}; "
                          f"got weights {weights.shape}, d_out {d_out.shape}")
-    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
-    if 0 in scores_shape or dv == 0:
+    scale = _check_scale(scale, d)
+    if 0 in scores_shape:
         return np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
     if backend == "c":
         return _c_backward(d_out, q, k, v, weights, scale, sizes)

@@ -4,7 +4,11 @@ Each layer function takes the gradient arriving at its output plus what the forw
 computed, and returns the gradients of its input and of its parameters. `gpt_backward`
 chains them from the logits down to the embeddings, reading everything it needs from the
 cache `gpt_forward` fills (TransformerLens hook names), including the dropout keep-masks.
-The attention core is `core.attention.attention_backward` (the C kernel, or NumPy).
+The attention core is `core.attention.attention_backward` (the C kernel, or NumPy); GELU,
+LayerNorm, softmax + cross-entropy and the embedding gradient take core.layer_kernels' C
+kernels for float32 (the *_numpy functions here are their reference). Each linear layer's two
+products (d_x and d_weight) run at once on two cores (core.parallel.beside): each is one
+single-threaded BLAS call, so the result does not depend on the timing.
 It differentiates the plain model: a cache recorded with interventions is not supported.
 
 Shapes as in core.model: L positions, C = n_embd, H heads, D = d_head, V = vocab;
@@ -16,8 +20,10 @@ import math
 
 import numpy as np
 
+from core import layer_kernels
 from core.attention import attention_backward
 from core.model import block_params, merge_heads, split_heads
+from core.parallel import beside
 
 GELU_COEFF = 0.044715  # the cubic term of GELU's tanh approximation
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -26,7 +32,14 @@ SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 def softmax_cross_entropy(logits, targets):
     """Mean cross-entropy of next-token logits [.., L, V] against int targets [.., L].
 
-    Returns (loss as a float, d_loss/d_logits [.., L, V])."""
+    Returns (loss as a float, d_loss/d_logits [.., L, V]): the C kernel for float32, else NumPy."""
+    if layer_kernels.fits(logits):
+        return layer_kernels.softmax_cross_entropy(logits, targets)
+    return softmax_cross_entropy_numpy(logits, targets)
+
+
+def softmax_cross_entropy_numpy(logits, targets):
+    """The NumPy reference of softmax_cross_entropy."""
     flat_logits = logits.reshape(-1, logits.shape[-1])  # [N, V]
     flat_targets = targets.reshape(-1)  # [N]
     rows = np.arange(flat_targets.size)
@@ -45,15 +58,23 @@ def linear_backward(d_out, x, weight):
     """y = x @ weight + bias with x [.., n_in], weight [n_in, n_out]: (d_x, d_weight, d_bias)."""
     flat_x = x.reshape(-1, x.shape[-1])  # [N, n_in]
     flat_d_out = d_out.reshape(-1, d_out.shape[-1])  # [N, n_out]; flat: one BLAS call, not one per batch row
+    d_weight = beside(np.matmul, flat_x.T, flat_d_out)  # [n_in, N] @ [N, n_out] -> [n_in, n_out], on another core
     d_x = (flat_d_out @ weight.T).reshape(x.shape)  # [N, n_out] @ [n_out, n_in] -> [N, n_in] -> [.., n_in]
-    d_weight = flat_x.T @ flat_d_out  # [n_in, N] @ [N, n_out] -> [n_in, n_out]
-    return d_x, d_weight, flat_d_out.sum(axis=0)
+    d_bias = flat_d_out.sum(axis=0)  # [n_out]
+    return d_x, d_weight.result(), d_bias
 
 
 def layer_norm_backward(d_out, x, weight, eps):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis: (d_x, d_weight, d_bias).
 
-    The mean and the scale are recomputed from the input x [.., C]."""
+    The mean and the scale are recomputed from the input x [.., C]. The C kernel for float32, else NumPy."""
+    if layer_kernels.fits(d_out, x, weight):
+        return layer_kernels.layer_norm_backward(d_out, x, weight, eps)
+    return layer_norm_backward_numpy(d_out, x, weight, eps)
+
+
+def layer_norm_backward_numpy(d_out, x, weight, eps):
+    """The NumPy reference of layer_norm_backward."""
     centred = x - x.mean(axis=-1, keepdims=True)  # [.., C]
     inv_scale = 1.0 / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)  # [.., 1]
     normalized = centred * inv_scale  # [.., C]
@@ -68,34 +89,46 @@ def layer_norm_backward(d_out, x, weight, eps):
 
 
 def gelu_backward(d_out, x):
-    """d_x for GELU's tanh approximation 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
+    """d_x = d_out * gelu'(x) for GELU's tanh approximation: the C kernel for float32, else NumPy."""
+    if layer_kernels.fits(d_out, x):
+        return layer_kernels.gelu_backward(d_out, x)
+    return gelu_backward_numpy(d_out, x)
 
-    Uses s = 0.5 (1 + tanh(u)) = sigmoid(2u), whose slope 0.5 (1 - tanh(u)^2) is 2 s (1 - s):
-    d_x = d_out (s + 2 s (1 - s) x u'), with u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
-    Written in place on two buffers: on float32 this is several times faster than the plain form."""
+
+def gelu_backward_numpy(d_out, x):
+    """The NumPy reference: d_x for GELU's tanh approximation 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3):
+
+    d_x = d_out * 0.5 ((1 + tanh(u)) + x (1 - tanh(u)^2) u'), with u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+    Written in place on two buffers, with tanh (never exp, which is slow where it overflows)."""
     x_squared = x * x  # [.., 4C]
-    s = GELU_COEFF * x_squared
-    s += 1.0
-    s *= x
-    s *= -2.0 * SQRT_2_OVER_PI  # -2u
-    with np.errstate(over="ignore"):  # exp(-2u) = inf for very negative x gives s = 0, as it should
-        np.exp(s, out=s)
-    s += 1.0
-    np.reciprocal(s, out=s)  # s = sigmoid(2u)
-    slope = 1.0 - s
-    slope *= s
+    tanh_u = GELU_COEFF * x_squared
+    tanh_u += 1.0
+    tanh_u *= x
+    tanh_u *= SQRT_2_OVER_PI  # u
+    np.tanh(tanh_u, out=tanh_u)
+    slope = tanh_u * tanh_u
+    np.subtract(1.0, slope, out=slope)  # 1 - tanh(u)^2
     slope *= x
-    slope *= 2.0 * SQRT_2_OVER_PI
     x_squared *= 3.0 * GELU_COEFF
-    x_squared += 1.0  # u' / sqrt(2/pi)
+    x_squared += 1.0
+    x_squared *= SQRT_2_OVER_PI  # u'
     slope *= x_squared
-    slope += s
+    tanh_u += 1.0
+    slope += tanh_u
+    slope *= 0.5
     slope *= d_out
     return slope
 
 
 def embedding_backward(d_out, ids, table_rows):
-    """d_table [table_rows, C] for rows looked up as table[ids] with d_out [.., L, C]."""
+    """d_table [table_rows, C] for rows looked up as table[ids] with d_out [.., L, C] (C kernel for float32)."""
+    if layer_kernels.fits(d_out):
+        return layer_kernels.embedding_backward(d_out, ids, table_rows)
+    return embedding_backward_numpy(d_out, ids, table_rows)
+
+
+def embedding_backward_numpy(d_out, ids, table_rows):
+    """The NumPy reference of embedding_backward."""
     d_table = np.zeros((table_rows, d_out.shape[-1]), dtype=d_out.dtype)
     np.add.at(d_table, ids.reshape(-1), d_out.reshape(-1, d_out.shape[-1]))  # repeated ids add up
     return d_table
@@ -105,8 +138,9 @@ def lm_head_backward(d_logits, final_normalized, lm_head):
     """logits = x @ lm_head.T with x [.., L, C], lm_head [V, C]: (d_x, d_lm_head)."""
     flat_d_logits = d_logits.reshape(-1, d_logits.shape[-1])  # [N, V]
     flat_x = final_normalized.reshape(-1, final_normalized.shape[-1])  # [N, C]
-    d_lm_head = flat_d_logits.T @ flat_x  # [V, N] @ [N, C] -> [V, C]
-    return (flat_d_logits @ lm_head).reshape(final_normalized.shape), d_lm_head  # [N, V] @ [V, C] -> [.., L, C]
+    d_lm_head = beside(np.matmul, flat_d_logits.T, flat_x)  # [V, N] @ [N, C] -> [V, C], on another core
+    d_x = flat_d_logits @ lm_head  # [N, V] @ [V, C] -> [N, C]
+    return d_x.reshape(final_normalized.shape), d_lm_head.result()  # [.., L, C], [V, C]
 
 
 def _undo_dropout(d_out, cache, name):

@@ -1,6 +1,7 @@
 """Benchmarks of the attention backends: the C kernel, the NumPy fallback and
 PyTorch's CPU attention as a peer (only when PyTorch happens to be installed; it is
-never a dependency).
+never a dependency), measured at its best: the fused scaled_dot_product_attention on
+4-D input, on as many threads as the C kernel, warmed up (see _peer_call).
 
 Pure functions returning plain dicts, shared by `python -m core bench`, the
 pytest-benchmark suite in tests/benchmarks/ and the dashboard's benchmark page:
@@ -165,31 +166,60 @@ def attention_call(case: BenchCase, backend: str, q, k, v):
     return call
 
 
+PEER_WARMUP_CALLS = 3  # torch picks and caches its kernels on the first calls
+
+
+def peer_threads() -> int:
+    """The threads the peer runs on: as many as the C kernel uses for a large call (core's
+    OMP_NUM_THREADS=1 default would otherwise leave PyTorch on one)."""
+    return kernel_info()["threads"] or os.cpu_count() or 1
+
+
+def peer_path(case: BenchCase) -> str:
+    """Which PyTorch call the peer row times for this case (named in every row's ratios)."""
+    if case.return_weights:
+        return "torch matmul+softmax+matmul 4-D"  # the fused call cannot return the weights
+    if case.causal and case.lq != case.lk:
+        return "torch sdpa 4-D, bool mask"
+    return "torch sdpa 4-D, is_causal" if case.causal else "torch sdpa 4-D"
+
+
+def peer_info(case: BenchCase) -> dict:
+    """What a peer row records: `peer_path`, `peer_threads` and `peer_version` (torch's)."""
+    return {"peer_path": peer_path(case), "peer_threads": peer_threads(), "peer_version": _torch_version()}
+
+
 def _peer_call(case: BenchCase, q, k, v):
-    """PyTorch's fused CPU scaled_dot_product_attention; with weights, torch's matmul-softmax-matmul
-    (its fused call cannot return them). Causal masks are bottom-right aligned like Glassbox's."""
+    """PyTorch's CPU attention at its best: scaled_dot_product_attention on 4-D input
+    [1, heads, L, d] (its fused flash kernel; 3-D input takes the unfused math path), its own
+    is_causal flag when Lq == Lk (top-left and bottom-right alignment agree there), else our
+    bottom-right mask; with weights, matmul-softmax-matmul. On peer_threads() threads, warmed up."""
     if not peer_available():
         raise ValueError("the PyTorch peer is not installed (pip install torch to compare against it)")
     import torch
 
-    tq, tk, tv = (torch.from_numpy(array) for array in (q, k, v))  # no copies; no autograd (no requires_grad)
+    torch.set_num_threads(peer_threads())
+    tq, tk, tv = (torch.from_numpy(array)[None] for array in (q, k, v))  # [1, h, L, d]: no copies, no autograd
     allowed = torch.from_numpy(causal_mask(case.lq, case.lk)) if case.causal else None  # [lq, lk]
-    fused_mask = allowed if case.lq != case.lk else None  # torch's is_causal is top-left aligned: pass ours
-    fused_causal = case.causal and fused_mask is None
+    fused_causal = case.causal and case.lq == case.lk
+    fused_mask = None if fused_causal else allowed
     scale = 1.0 / math.sqrt(case.d)
 
     def fused():
         out = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=fused_mask, is_causal=fused_causal)
-        return out.numpy()
+        return out[0].numpy()
 
     def with_weights():
-        scores = torch.matmul(tq, tk.transpose(-1, -2)) * scale  # [h, lq, d] @ [h, d, lk] -> [h, lq, lk]
+        scores = torch.matmul(tq, tk.transpose(-1, -2)) * scale  # [1, h, lq, d] @ [1, h, d, lk] -> [1, h, lq, lk]
         if allowed is not None:
             scores = scores.masked_fill(~allowed, float("-inf"))
         weights = torch.softmax(scores, dim=-1)
-        return torch.matmul(weights, tv).numpy()  # [h, lq, lk] @ [h, lk, d] -> [h, lq, d]
+        return torch.matmul(weights, tv)[0].numpy()  # [1, h, lq, lk] @ [1, h, lk, d] -> [h, lq, d]
 
-    return with_weights if case.return_weights else fused
+    call = with_weights if case.return_weights else fused
+    for _ in range(PEER_WARMUP_CALLS):
+        call()
+    return call
 
 
 def time_call(call, repeats: int = 5) -> list[float]:
@@ -240,8 +270,10 @@ def run_case(case: BenchCase, backend: str, repeats: int = 5, *, inputs=None, ex
     samples = time_call(call, repeats)
     seconds = float(STATISTICS[statistic](samples))
     return {
-        **asdict(case), "name": case.name, "backend": backend, "statistic": statistic,
+        **asdict(case), "name": case.name, "backend": backend, **(peer_info(case) if backend == PEER else {}),
+        "statistic": statistic,
         "seconds": seconds, "seconds_median": float(np.median(samples)), "seconds_min": float(min(samples)),
+        "seconds_max": float(max(samples)),
         "repeats": len(samples), "gflops": case.flops / seconds / 1e9, "gbytes_per_s": case.bytes_moved / seconds / 1e9,
         "max_abs_diff": float(np.abs(out - expected).max()),
     }
@@ -268,12 +300,15 @@ def run_grid(cases, backends=None, repeats: int = 5, progress=None, statistic: s
 
 def add_speedups(rows: list[dict]) -> list[dict]:
     """Sets `speedup_vs_numpy` and `speedup_vs_peer` on every row (that backend's `seconds`
-    over this row's, for the rows of the same case `name`; None where that backend is missing)."""
+    over this row's, for the rows of the same case `name`; None where that backend is missing),
+    and `speedup_vs_peer_path`: the PyTorch call the peer ratio compares against."""
     times = {(row["name"], row["backend"]): row["seconds"] for row in rows}
+    peer_paths = {row["name"]: row.get("peer_path") for row in rows if row["backend"] == PEER}
     for row in rows:
         numpy_time, peer_time = times.get((row["name"], "numpy")), times.get((row["name"], PEER))
         row["speedup_vs_numpy"] = numpy_time / row["seconds"] if numpy_time else None
         row["speedup_vs_peer"] = peer_time / row["seconds"] if peer_time else None
+        row["speedup_vs_peer_path"] = peer_paths.get(row["name"]) if peer_time else None
     return rows
 
 
@@ -290,6 +325,7 @@ def machine_info() -> dict:
     and NumPy's sgemm GFLOP/s measured now."""
     return {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, **kernel_info(), "torch": _torch_version(),
+            "torch_threads": peer_threads() if peer_available() else None,
             "sgemm_gflops": round(sgemm_gflops(), 1)}
 
 
@@ -329,7 +365,7 @@ def load_benchmark_json(path) -> list[dict]:
         stats, extra = bench.get("stats", {}), bench.get("extra_info", {})
         row = {**extra, "name": bench.get("group"), "test": bench.get("name"),
                "seconds": stats.get("median"), "seconds_min": stats.get("min"),
-               "seconds_mean": stats.get("mean"), "rounds": stats.get("rounds")}
+               "seconds_mean": stats.get("mean"), "seconds_max": stats.get("max"), "rounds": stats.get("rounds")}
         if row.get("flops") and row["seconds"]:
             row["gflops"] = row["flops"] / row["seconds"] / 1e9
         if row.get("bytes_moved") and row["seconds"]:

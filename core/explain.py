@@ -3,13 +3,16 @@
 Pure NumPy (no Streamlit): the stable softmax of rows of scores with every stage kept,
 the worked arithmetic of one attention weight, a 2-D PCA, each token's ranked
 "influenced by" list, per-head summaries (entropy, previous-token and first-token
-attention), the residual stream's norm through the layers, the logit lens, the change an
-intervention makes to the next-token distribution, the statistics of the sampling lab,
-benchmark speed-ups, and the shapes of the pipeline for a prompt.
+attention), patterns pooled to draw many heads at once, the residual stream's norm through
+the layers, the logit lens (top tokens per point and position, chunk by chunk), the change an
+intervention makes to the next-token distribution and where to look when it makes none,
+the statistics of the sampling lab, and the shapes of the pipeline for a prompt.
 
 Shapes follow the model's trace: one head's q, k, v are [L, d_head]; a layer's
 attention pattern is [n_head, L, L] (rows = the tokens asking (queries), columns = the
-tokens attended to (keys)). Everything shown is computed in float64.
+tokens attended to (keys)). Everything shown is computed in float64, except the logit lens's
+products with the output head [V, C], made in the weights' own dtype (GPT-2's head is 150 MB in
+float32; a float64 copy per redraw would double it).
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import numpy as np
 
 from core.attention import causal_mask
 from core.model import check_index, layer_norm
+from core.params import output_head
+from core.sampling import ranking
 
 
 def _as_float(array, name: str) -> np.ndarray:
@@ -125,22 +130,43 @@ def pca_2d(vectors) -> tuple[np.ndarray, np.ndarray]:
 def head_summaries(pattern) -> dict[str, np.ndarray]:
     """Per-head summaries of attention patterns [..., n_head, L, L] -> arrays [..., n_head].
 
-    `entropy`: mean over query rows of the weights' entropy in bits (0 = looks at one
-    token; log2(i+1) = spreads evenly). `previous`: mean weight on the previous token,
-    `first`: mean weight on the first token, both over the rows that have a previous
-    token (rows 1..L-1; for L = 1 they are 0 and 1).
+    All three average the same query rows: rows 1..L-1, the tokens that have a previous
+    token (row 0 can only look at itself; for L = 1 row 0 is the only row, and `previous`
+    is 0). `entropy`: the mean entropy of a row's weights in bits (0 = looks at one
+    token; log2(i+1) = spreads evenly over the i+1 tokens row i sees). `previous`: the mean
+    weight on the previous token. `first`: the mean weight on the first token.
     """
     pattern = _as_float(pattern, "pattern")
     if pattern.ndim < 2 or pattern.shape[-1] != pattern.shape[-2]:
         raise ValueError(f"pattern must be [..., L, L], got shape {pattern.shape}")
-    logs = np.log2(np.where(pattern > 0, pattern, 1.0))
-    entropy = -(pattern * logs).sum(axis=-1).mean(axis=-1)
+    rows = pattern[..., 1:, :] if pattern.shape[-1] > 1 else pattern  # [..., L-1, L] (or the one row)
+    logs = np.log2(np.where(rows > 0, rows, 1.0))
+    entropy = -(rows * logs).sum(axis=-1).mean(axis=-1) + 0.0  # + 0.0 turns -0.0 into 0.0
     if pattern.shape[-1] > 1:
         previous = np.diagonal(pattern, offset=-1, axis1=-2, axis2=-1).mean(axis=-1)
-        first = pattern[..., 1:, 0].mean(axis=-1)
     else:
-        previous, first = np.zeros(pattern.shape[:-2]), pattern[..., 0, 0]
-    return {"entropy": entropy, "previous": previous, "first": first}
+        previous = np.zeros(pattern.shape[:-2])
+    return {"entropy": entropy, "previous": previous, "first": rows[..., 0].mean(axis=-1)}
+
+
+SUMMARY_ROWS = "averaged over the query rows 1 to L-1 (row 0 can only look at itself)"
+
+
+def pool_patterns(pattern, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Attention patterns [..., L, L] shrunk to [..., S, S] (S = min(side, L)) by blocks of
+    positions, for drawing many heads at once: a pooled cell is the weight the block's queries
+    give, on average, to the block's keys (summed over those keys), so pooled rows still sum to 1.
+    Returns (pooled, edges [S + 1]): block b holds positions edges[b] .. edges[b+1]-1."""
+    pattern = _as_float(pattern, "pattern")
+    if pattern.ndim < 2 or pattern.shape[-1] != pattern.shape[-2]:
+        raise ValueError(f"pattern must be [..., L, L], got shape {pattern.shape}")
+    if side < 1:
+        raise ValueError(f"side must be at least 1, got {side}")
+    length = pattern.shape[-1]
+    edges = np.linspace(0, length, min(side, length) + 1).round().astype(int)  # [S + 1]
+    keys = np.add.reduceat(pattern, edges[:-1], axis=-1)  # [..., L, S] summed over each key block
+    queries = np.add.reduceat(keys, edges[:-1], axis=-2)  # [..., S, S] summed over each query block
+    return queries / np.diff(edges)[:, None], edges
 
 
 def residual_norms(stream) -> np.ndarray:
@@ -151,23 +177,55 @@ def residual_norms(stream) -> np.ndarray:
     return np.linalg.norm(stream, axis=-1)
 
 
-def logit_lens(params, config, stream, count: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """The next-token guess read off the residual stream after every layer (the logit lens).
+LENS_CHUNK = 2**21  # logits computed at a time in the logit lens (16 MB of float64)
 
-    stream [P, L, C] (the trace's `residual_stream`): the last position of every point goes
-    through the final LayerNorm and lm_head as if the model stopped there. Returns the
-    `count` most likely ids [P, count] and their probabilities [P, count].
+
+def lens_table(params, config, stream, positions, count: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """The logit lens at chosen positions: what the model would predict there had it stopped
+    at each point of the residual stream.
+
+    stream [P, L, C] (the trace's `residual_stream`), positions [N] -> the `count` most likely
+    ids [P, N, count] (ties: lower id first) and their probabilities [P, N, count]. Each
+    (point, position) goes through the final LayerNorm and lm_head; the logits [rows, V] are
+    made a chunk of rows at a time and only their top `count` kept, so memory stays bounded
+    (never all P x N x V at once) and only the positions shown are computed.
     """
     stream = _as_float(stream, "stream")
     if stream.ndim != 3:
         raise ValueError(f"stream must be [points, L, C], got shape {stream.shape}")
-    last = stream[:, -1, :]  # [P, C]
-    normalized, _ = layer_norm(last, params["transformer.ln_f.weight"], params["transformer.ln_f.bias"],
+    positions = [check_index(position, stream.shape[1], "position") for position in positions]
+    if not positions:
+        raise ValueError("the logit lens needs at least one position")
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    head = np.asarray(output_head(params))  # [V, C] (the embedding when tied), in its own dtype: no float64 copy
+    count = min(count, head.shape[0])
+    picked = stream[:, positions, :].reshape(-1, stream.shape[2])  # [P * N, C]
+    normalized, _ = layer_norm(picked, params["transformer.ln_f.weight"], params["transformer.ln_f.bias"],
                                config.layer_norm_epsilon)
-    logits = normalized @ np.asarray(params["lm_head.weight"], dtype=np.float64).T  # [P, C] @ [C, V] -> [P, V]
-    probs = softmax_stages(logits)["weights"]  # [P, V]
-    ids = np.argsort(-probs, axis=1, kind="stable")[:, :count]  # [P, count]
-    return ids, np.take_along_axis(probs, ids, axis=1)
+    chunk = max(1, LENS_CHUNK // head.shape[0])
+    ids = np.zeros((len(picked), count), dtype=np.int64)  # [P * N, count]
+    probs = np.zeros((len(picked), count))
+    for start in range(0, len(picked), chunk):
+        rows = normalized[start:start + chunk].astype(head.dtype)  # [n, C]
+        logits = (rows @ head.T).astype(np.float64)  # [n, C] @ [C, V] -> [n, V]
+        ids[start:start + chunk], probs[start:start + chunk] = top_probabilities(logits, count)
+    shape = (stream.shape[0], len(positions), count)
+    return ids.reshape(shape), probs.reshape(shape)
+
+
+def top_probabilities(logits, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The softmax's `count` largest entries of each row of logits [n, V] without sorting the
+    whole row: ids [n, count] (ties: lower id first) and probabilities [n, count]."""
+    row_max = logits.max(axis=1, keepdims=True)  # [n, 1]
+    log_total = np.log(np.exp(logits - row_max).sum(axis=1, keepdims=True))  # [n, 1]
+    ids = np.zeros((len(logits), count), dtype=np.int64)
+    for index, row in enumerate(logits):
+        threshold = np.partition(row, row.size - count)[row.size - count]  # the count-th largest logit
+        candidates = np.flatnonzero(row >= threshold)  # every id tied with it too
+        ids[index] = candidates[np.lexsort((candidates, -row[candidates]))][:count]
+    chosen = np.take_along_axis(logits, ids, axis=1)  # [n, count]
+    return ids, np.exp(chosen - row_max - log_total)
 
 
 def top_units(activations, count: int = 8) -> np.ndarray:
@@ -195,12 +253,30 @@ def distribution_change(before, after, count: int = 8) -> dict:
     before, after = _as_float(before, "before"), _as_float(after, "after")
     if before.shape != after.shape or before.ndim != 1:
         raise ValueError(f"before and after must be two [vocab] vectors, got {before.shape} and {after.shape}")
-    ids = np.argsort(-np.maximum(before, after), kind="stable")[:count]
+    ids = ranking(np.maximum(before, after))[:count]
     support = before > 0
     with np.errstate(divide="ignore"):
-        kl = float((before[support] * np.log2(before[support] / after[support])).sum())
+        kl = max(0.0, float((before[support] * np.log2(before[support] / after[support])).sum()))  # no -0.00
     return {"ids": ids, "before": before[ids], "after": after[ids],
             "total_variation": float(0.5 * np.abs(before - after).sum()), "kl": kl}
+
+
+def what_if_notes(interventions, length: int, n_layer: int) -> list[str]:
+    """Sentences for the learner when a "what if" switch cannot change (some of) what is shown
+    for a prompt of `length` tokens, saying why and where to look instead."""
+    notes = []
+    attention_only = not interventions.causal or not interventions.scale_scores
+    if length == 1 and attention_only:
+        notes.append("With a one-token prompt every attention row has a single key, whose weight is 1 with or "
+                     "without the causal mask and the 1/√d_head scaling: these switches cannot change anything. "
+                     "Type a prompt of a few words to see them act.")
+    elif not interventions.causal:
+        note = ("The last token already sees every token, so the causal mask never hid anything from its own "
+                "row (the bottom row of each heatmap): look at the rows above it, which now see later tokens.")
+        if n_layer == 1:
+            note += " With one layer nothing else reaches the last position, so the prediction cannot change."
+        notes.append(note)
+    return notes
 
 
 # --- sampling lab ---------------------------------------------------------------------------
@@ -209,7 +285,7 @@ def entropy_bits(probs) -> float:
     """The entropy of one distribution [vocab] in bits (0 = certain)."""
     probs = _as_float(probs, "probs")
     positive = probs[probs > 0]
-    return float(-(positive * np.log2(positive)).sum())
+    return max(0.0, float(-(positive * np.log2(positive)).sum()))  # a certain pick is 0.00, not -0.00
 
 
 def kept_count(probs) -> int:
@@ -243,16 +319,6 @@ def repetition_rate(ids) -> float:
     if not ids:
         return 0.0
     return 1.0 - len(set(ids)) / len(ids)
-
-
-# --- benchmarks ----------------------------------------------------------------------------
-
-def speedups(rows, baseline: str = "numpy") -> list[float | None]:
-    """For each benchmark row (dicts with `name`, `backend`, `seconds`): the baseline backend's
-    time for the same case over this row's time (above 1 = faster), None without a baseline."""
-    baseline_seconds = {row["name"]: row["seconds"] for row in rows if row["backend"] == baseline}
-    return [baseline_seconds[row["name"]] / row["seconds"]
-            if row["name"] in baseline_seconds and row["seconds"] else None for row in rows]
 
 
 # --- the pipeline -----------------------------------------------------------------------------

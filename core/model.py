@@ -1,6 +1,7 @@
 """The GPT-2-style model in NumPy, read top to bottom like picoGPT.
 
-Parameters are a plain dict keyed by GPT-2's Hugging Face names (`param_shapes`).
+Parameters are a plain dict keyed by GPT-2's Hugging Face names (core.params; a tied model's
+output head is its token embedding). The MLP's activation is the config's (core.activations).
 `gpt_forward` is the one forward pass: inference, the trace, interventions, training
 (with dropout) and KV-cache decoding all run it. Shapes: L = sequence length,
 C = n_embd, H = n_head, D = d_head = C / H, V = vocab_size; `..` is an optional batch dim.
@@ -31,119 +32,57 @@ TransformerLens's hook names, batch dim kept when ids is 2-D:
     hook_resid_post [.., L, C]
   ln_final.hook_scale [.., L, 1], ln_final.hook_normalized [.., L, C]
 
-`Model` wraps config, params and tokenizer: `forward(ids)`, `run(prompt) -> Trace` (core.trace),
-`generate(prompt, max_new_tokens, sampler) -> Generation` (KV-cache decoding) and `save(path)`.
+`Model` wraps config, params and tokenizer (word-level core.tokenizer or byte-level BPE core.bpe):
+`forward(ids)`, `run(prompt) -> Trace` (core.trace), `generate(prompt, max_new_tokens, sampler)
+-> Generation` (KV-cache decoding), `Model.load(path)` / `load_checkpoint(path)` and `save(path)`
+(core.checkpoint reads and writes the files; it knows nothing of Model).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from core.activations import ACTIVATIONS, relu
 from core.attention import causal_mask, scaled_dot_product_attention
+from core.bpe import BPETokenizer
+from core.checkpoint import read_checkpoint, save_checkpoint
 from core.config import GPTConfig
+from core.interventions import NO_INTERVENTIONS, Interventions
+from core import layer_kernels
+from core.parallel import matmul
+from core.params import block_params, check_params, output_head
 from core.sampling import Sampler
-from core.tokenizer import END_OF_TEXT, Tokenizer
+from core.tokenizer import Tokenizer
 from core.trace import Trace
 
-INIT_STD = 0.02  # GPT-2's initializer_range
-
-
-# --- parameters -------------------------------------------------------------------------------
-
-def param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
-    """Every parameter's GPT-2 name and shape, in a fixed order."""
-    C, V = config.n_embd, config.vocab_size
-    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (config.n_positions, C)}
-    for layer in range(config.n_layer):
-        prefix = f"transformer.h.{layer}."
-        shapes.update({
-            prefix + "ln_1.weight": (C,), prefix + "ln_1.bias": (C,),
-            prefix + "attn.c_attn.weight": (C, 3 * C), prefix + "attn.c_attn.bias": (3 * C,),
-            prefix + "attn.c_proj.weight": (C, C), prefix + "attn.c_proj.bias": (C,),
-            prefix + "ln_2.weight": (C,), prefix + "ln_2.bias": (C,),
-            prefix + "mlp.c_fc.weight": (C, 4 * C), prefix + "mlp.c_fc.bias": (4 * C,),
-            prefix + "mlp.c_proj.weight": (4 * C, C), prefix + "mlp.c_proj.bias": (C,),
-        })
-    shapes.update({"transformer.ln_f.weight": (C,), "transformer.ln_f.bias": (C,), "lm_head.weight": (V, C)})
-    return shapes
-
-
-def init_params(config: GPTConfig, seed: int = 0) -> dict[str, np.ndarray]:
-    """GPT-2's initialisation in float32: weights ~ N(0, 0.02), residual projections
-    (c_proj) scaled by 1/sqrt(2 * n_layer), biases 0, LayerNorm weights 1."""
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, shape in param_shapes(config).items():
-        if name.endswith(".bias"):
-            value = np.zeros(shape)
-        elif ".ln_" in name:
-            value = np.ones(shape)
-        elif name.endswith("c_proj.weight"):
-            value = rng.normal(0.0, INIT_STD / math.sqrt(2 * config.n_layer), shape)
-        else:
-            value = rng.normal(0.0, INIT_STD, shape)
-        params[name] = value.astype(np.float32)
-    return params
-
-
-def check_params(params, config: GPTConfig) -> None:
-    """ValueError/TypeError unless `params` has exactly the right names, shapes, one float
-    dtype (float32 or float64) and only finite values."""
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-    expected = param_shapes(config)
-    missing, extra = sorted(expected.keys() - params.keys()), sorted(params.keys() - expected.keys())
-    if missing or extra:
-        raise ValueError(f"parameters do not match the config: missing {missing[:5]}, unexpected {extra[:5]}"
-                         f"{' (and more)' if len(missing) > 5 or len(extra) > 5 else ''}")
-    dtypes = set()
-    for name, shape in expected.items():
-        value = params[name]
-        if not isinstance(value, np.ndarray):
-            raise TypeError(f"parameter {name} must be a NumPy array, got {type(value).__name__}")
-        if value.dtype not in (np.float32, np.float64):
-            raise TypeError(f"parameter {name} must be float32 or float64, got {value.dtype}")
-        if value.shape != shape:
-            raise ValueError(f"parameter {name} has shape {value.shape}, the config needs {shape}")
-        if not np.isfinite(value).all():
-            raise ValueError(f"parameter {name} holds NaN or infinite values")
-        dtypes.add(value.dtype)
-    if len(dtypes) > 1:
-        raise TypeError(f"parameters mix dtypes {sorted(map(str, dtypes))}; use one (float32 or float64)")
-
-
-def block_params(params: dict, layer: int) -> dict[str, np.ndarray]:
-    """One block's parameters under short names ("ln_1.weight", "attn.c_attn.bias", ...)."""
-    prefix = f"transformer.h.{layer}."
-    return {name[len(prefix):]: value for name, value in params.items() if name.startswith(prefix)}
-
+# These lived in this module before it was split; callers still import them from here.
+from core.activations import gelu  # noqa: E402,F401
+from core.interventions import check_index  # noqa: E402,F401
+from core.params import init_params, param_shapes  # noqa: E402,F401
 
 # --- building blocks -------------------------------------------------------------------------
 
 def layer_norm(x, weight, bias, eps):
-    """LayerNorm over the last axis: (normalised x * weight + bias, sqrt(var + eps))."""
+    """LayerNorm over the last axis: (normalised x * weight + bias, sqrt(var + eps)).
+    The C kernel (core.layer_kernels) for float32, else the NumPy reference below."""
+    if layer_kernels.fits(x, weight, bias):
+        return layer_kernels.layer_norm(x, weight, bias, eps)
+    return layer_norm_numpy(x, weight, bias, eps)
+
+
+def layer_norm_numpy(x, weight, bias, eps):
+    """The NumPy reference of layer_norm."""
     centred = x - x.mean(axis=-1, keepdims=True)  # [.., L, C]
     scale = np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)  # [.., L, 1]
     return centred / scale * weight + bias, scale  # [.., L, C], [.., L, 1]
 
 
-def gelu(x):
-    """GELU, the tanh approximation GPT-2 uses ("gelu_new")."""
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
-
-
-def relu(x):
-    return np.maximum(x, 0.0)
-
-
-ACTIVATIONS = {"gelu": gelu, "relu": relu}
-
-
 def linear(x, weight, bias):
     """x @ weight + bias, GPT-2's Conv1D layout: weight [in, out]."""
-    return x @ weight + bias  # [.., L, in] @ [in, out] -> [.., L, out]
+    return matmul(x, weight) + bias  # [.., L, in] @ [in, out] -> [.., L, out]
 
 
 def split_heads(x, n_head):
@@ -168,65 +107,6 @@ def masked_scores(q, k, scale, causal):
 
 # --- interventions and the KV cache ----------------------------------------------------------
 
-@dataclass(frozen=True)
-class Interventions:
-    """"What if" changes to the forward pass; the default changes nothing.
-
-    zero_heads: {(layer, head)} whose output z is replaced by zeros before c_proj.
-    causal: False lets every token attend to every token, later ones too.
-    scale_scores: False drops the 1/sqrt(d_head) factor (scores are plain q.k).
-    skip_ln: {(layer, "ln_1" | "ln_2")} LayerNorms replaced by the identity.
-    skip_residual: {(layer, "attn" | "mlp")} sub-layers whose input is NOT added back
-        (x = attn(ln_1(x)) instead of x + attn(ln_1(x))).
-    activation: "gelu" (GPT-2's tanh approximation) or "relu" in every MLP.
-    """
-
-    zero_heads: frozenset = frozenset()
-    causal: bool = True
-    scale_scores: bool = True
-    skip_ln: frozenset = frozenset()
-    skip_residual: frozenset = frozenset()
-    activation: str = "gelu"
-
-    def __post_init__(self):
-        for name in ("zero_heads", "skip_ln", "skip_residual"):
-            object.__setattr__(self, name, frozenset(getattr(self, name)))
-        for name in ("causal", "scale_scores"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"interventions {name} must be True or False, got {getattr(self, name)!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"interventions activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        _check_pairs(self.zero_heads, "zero_heads", "(layer, head)")
-        _check_pairs(self.skip_ln, "skip_ln", "(layer, 'ln_1' or 'ln_2')", ("ln_1", "ln_2"))
-        _check_pairs(self.skip_residual, "skip_residual", "(layer, 'attn' or 'mlp')", ("attn", "mlp"))
-
-    def check(self, config: GPTConfig) -> None:
-        """ValueError when a layer or head number does not exist in `config`."""
-        for layer, head in self.zero_heads:
-            check_index(layer, config.n_layer, "zero_heads layer")
-            check_index(head, config.n_head, "zero_heads head")
-        for layer, _ in self.skip_ln | self.skip_residual:
-            check_index(layer, config.n_layer, "intervention layer")
-
-
-def _check_pairs(pairs: frozenset, name: str, form: str, parts: tuple[str, ...] | None = None) -> None:
-    """ValueError unless every item is a pair whose second element is one of `parts` (any when None)."""
-    for pair in pairs:
-        if not (isinstance(pair, tuple) and len(pair) == 2 and (parts is None or pair[1] in parts)):
-            raise ValueError(f"interventions {name} holds {form} pairs, got {pair!r}")
-
-
-def check_index(value, count: int, name: str) -> int:
-    """`value` as an int when it numbers one of `count` things (a layer, a head, a token); else
-    TypeError (not an integer) or ValueError (out of range)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if not 0 <= value < count:
-        raise ValueError(f"{name} {value} does not exist (0..{count - 1})")
-    return int(value)
-
-
-NO_INTERVENTIONS = Interventions()
 
 
 @dataclass
@@ -278,10 +158,11 @@ def attention(x, p, config, layer, hooks, interventions, kv_cache):
     return linear(merge_heads(z), p["attn.c_proj.weight"], p["attn.c_proj.bias"])  # [.., L, C] @ [C, C] -> [.., L, C]
 
 
-def mlp(x, p, layer, hooks, interventions):
+def mlp(x, p, config, layer, hooks, interventions):
     """The feed-forward net: [.., L, C] -> [.., L, 4C] -> activation -> [.., L, C]."""
     pre = linear(x, p["mlp.c_fc.weight"], p["mlp.c_fc.bias"])  # [.., L, C] @ [C, 4C] -> [.., L, 4C]
-    post = ACTIVATIONS[interventions.activation](pre)  # [.., L, 4C]
+    activation = relu if interventions.activation == "relu" else ACTIVATIONS[config.activation]
+    post = activation(pre)  # [.., L, 4C]
     hooks[f"blocks.{layer}.mlp.hook_pre"], hooks[f"blocks.{layer}.mlp.hook_post"] = pre, post
     return linear(post, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"])  # [.., L, 4C] @ [4C, C] -> [.., L, C]
 
@@ -308,7 +189,7 @@ def block(x, p, config, layer, hooks, interventions, dropout, kv_cache):
     x = attn_out if (layer, "attn") in interventions.skip_residual else x + attn_out  # [.., L, C]
     hooks[f"{name}.hook_resid_mid"] = x
     h = norm(x, p, "ln_2", config, layer, hooks, interventions)
-    mlp_out = hooks[f"{name}.hook_mlp_out"] = mlp(h, p, layer, hooks, interventions)
+    mlp_out = hooks[f"{name}.hook_mlp_out"] = mlp(h, p, config, layer, hooks, interventions)
     mlp_out = dropout(mlp_out, f"{name}.hook_mlp_dropout")
     x = mlp_out if (layer, "mlp") in interventions.skip_residual else x + mlp_out  # [.., L, C]
     hooks[f"{name}.hook_resid_post"] = x
@@ -388,7 +269,7 @@ def gpt_forward(params, config, ids, *, cache=None, interventions=None, dropout=
     x, hooks["ln_final.hook_scale"] = layer_norm(x, params["transformer.ln_f.weight"],
                                                  params["transformer.ln_f.bias"], config.layer_norm_epsilon)
     hooks["ln_final.hook_normalized"] = x  # [.., L, C]
-    return x @ params["lm_head.weight"].T  # [.., L, C] @ [C, V] -> [.., L, V]
+    return matmul(x, output_head(params).T)  # [.., L, C] @ [C, V] -> [.., L, V]
 
 
 # --- the model: prompts in, traces and generations out -----------------------------------------
@@ -410,23 +291,29 @@ class GenerationStep:
 @dataclass(eq=False)
 class Generation:
     """A prompt and its continuation; `stop_reason` is "max_new_tokens", "end_of_text" or
-    "context_full" (the context of n_positions tokens cannot take another token)."""
+    "context_full" (the context of n_positions tokens cannot take another token). Tokens are
+    the tokenizer's display strings; `text` is prompt and continuation decoded to text."""
 
     prompt_tokens: list[str]
     prompt_ids: list[int]
     steps: list[GenerationStep]
     stop_reason: str
     notices: list[str]
+    text: str = ""
+
+    @property
+    def new_steps(self) -> list[GenerationStep]:
+        """The steps that produced text: all but a final end-of-text."""
+        return self.steps[:-1] if self.stop_reason == "end_of_text" else self.steps
 
     @property
     def new_tokens(self) -> list[str]:
-        """The generated tokens, without a final end-of-text."""
-        return [step.token for step in self.steps if step.token != END_OF_TEXT]
+        """The generated tokens (display strings), without a final end-of-text."""
+        return [step.token for step in self.new_steps]
 
     @property
-    def text(self) -> str:
-        """Prompt and continuation as one string of space-separated tokens."""
-        return " ".join(self.prompt_tokens + self.new_tokens)
+    def new_ids(self) -> list[int]:
+        return [step.token_id for step in self.new_steps]
 
 
 class Model:
@@ -435,8 +322,8 @@ class Model:
     def __init__(self, config: GPTConfig, params: dict, tokenizer: Tokenizer):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
-        if not isinstance(tokenizer, Tokenizer):
-            raise TypeError(f"tokenizer must be a Tokenizer, got {type(tokenizer).__name__}")
+        if not isinstance(tokenizer, (Tokenizer, BPETokenizer)):
+            raise TypeError(f"tokenizer must be a Tokenizer or a BPETokenizer, got {type(tokenizer).__name__}")
         check_params(params, config)
         if tokenizer.vocab_size != config.vocab_size:
             raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, the config {config.vocab_size}")
@@ -445,8 +332,14 @@ class Model:
     def __repr__(self):
         return f"Model({self.config}, {self.parameter_count} parameters)"
 
+    @classmethod
+    def load(cls, path) -> Model:
+        """The model in the checkpoint folder `path` (core.checkpoint.read_checkpoint)."""
+        return cls(*read_checkpoint(path))
+
     @property
     def parameter_count(self) -> int:
+        """Every parameter once (a tied head is the token embedding, not counted twice)."""
         return sum(value.size for value in self.params.values())
 
     def forward(self, ids) -> np.ndarray:
@@ -463,8 +356,8 @@ class Model:
             ids = np.array(self.tokenizer.encode(text_or_ids), dtype=np.int64)
             if ids.size == 0:
                 raise ValueError("the prompt is empty: type a few words, for example 'the sky is'")
-            unknown = self.tokenizer.unknown_words(text_or_ids)
-            if np.all(ids == self.tokenizer.unk_id):
+            unknown = [shorten(word) for word in self.tokenizer.unknown_words(text_or_ids)]
+            if unknown and np.all(ids == self.tokenizer.unk_id):
                 raise ValueError(f"none of the prompt's words are in the model's vocabulary: {', '.join(unknown)}")
             if unknown:
                 notices.append(f"unknown words shown as <unk>: {', '.join(unknown)}")
@@ -517,7 +410,9 @@ class Model:
                 logits = gpt_forward(self.params, self.config, [steps[-1].token_id], cache=cache,
                                      kv_cache=kv_cache)  # [1, V]: one new query against the cache
                 continue
-            return Generation(tokens, ids.tolist(), steps, stop_reason, notices)
+            generation = Generation(tokens, ids.tolist(), steps, stop_reason, notices)
+            generation.text = self.tokenizer.decode(generation.prompt_ids + generation.new_ids)
+            return generation
 
     def _step(self, logits: np.ndarray, cache: dict, sampler: Sampler) -> GenerationStep:
         """Choose the next token from the last position's logits [V]; keep what its query saw."""
@@ -531,8 +426,17 @@ class Model:
             keys=[cache[f"blocks.{layer}.attn.hook_k"] for layer in layers],  # [H, T, D]
             weights=[cache[f"blocks.{layer}.attn.hook_pattern"][:, -1] for layer in layers])  # [H, T]
 
-    def save(self, path):
-        """Write this model as a checkpoint directory (see core.checkpoint)."""
-        from core.checkpoint import save_checkpoint  # core.checkpoint imports this module
+    def save(self, path, *, overwrite: bool = False) -> Path:
+        """Write this model as a checkpoint folder (see core.checkpoint.save_checkpoint)."""
+        return save_checkpoint(self, path, overwrite=overwrite)
 
-        return save_checkpoint(self, path)
+
+def load_checkpoint(path) -> Model:
+    """The Model in the checkpoint folder `path`: Glassbox's own or Hugging Face's GPT-2 layout
+    (see core.checkpoint); ValueError naming the file for anything wrong."""
+    return Model.load(path)
+
+
+def shorten(word: str, limit: int = 30) -> str:
+    """`word`, or its first `limit` characters and "…" when longer (for notices)."""
+    return word if len(word) <= limit else word[:limit] + "…"

@@ -42,6 +42,24 @@ def check_logits(logits) -> np.ndarray:
     return logits
 
 
+def check_probs(probs) -> np.ndarray:
+    """`probs` as a float64 vector [V] of finite weights >= 0 with a positive total (they need
+    not sum to 1); ValueError otherwise."""
+    try:
+        probs = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("probs must be a vector of numbers") from None
+    if probs.ndim != 1 or probs.size == 0:
+        raise ValueError(f"probs must be a non-empty vector [vocab], got shape {probs.shape}")
+    if not np.isfinite(probs).all():
+        raise ValueError("probs must be finite (no NaN or infinity)")
+    if (probs < 0).any():
+        raise ValueError("probs must not be negative")
+    if not probs.sum() > 0:
+        raise ValueError("probs must not be all zero")
+    return probs
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Stable softmax of a vector [V]."""
     exps = np.exp(logits - logits.max())  # [V], largest term exp(0) = 1
@@ -115,6 +133,7 @@ class Sampler:
 
     def choose(self, probs: np.ndarray) -> int:
         """One token id drawn from `probs` [V] (the most likely one when greedy)."""
+        probs = check_probs(probs)
         if self.temperature == 0:
             return int(np.argmax(probs))
         total = np.cumsum(probs)  # [V]

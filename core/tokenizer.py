@@ -15,8 +15,9 @@ import numpy as np
 END_OF_TEXT = "<|endoftext|>"
 UNKNOWN = "<unk>"
 SPECIALS = (END_OF_TEXT, UNKNOWN)
-# the special tokens, runs of letters, digits and apostrophes, or any other single visible character
-TOKEN_PATTERN = re.compile(r"<\|endoftext\|>|<unk>|[a-z0-9']+|[^\sa-z0-9']")
+# the special tokens, words (runs of letters of any alphabet, digits, apostrophes and combining
+# accents, so "ünïcödé" is one word), or any other single visible character
+TOKEN_PATTERN = re.compile(r"<\|endoftext\|>|<unk>|(?:[^\W_]|['\u0300-\u036f])+|[^\s]")
 
 
 def tokenize(text: str) -> list[str]:
@@ -27,7 +28,9 @@ def tokenize(text: str) -> list[str]:
 
 
 class Tokenizer:
-    """Maps tokens to ids and back; `tokens[i]` is the token with id i."""
+    """Maps tokens to ids and back; `tokens[i]` is the token with id i (its display string too)."""
+
+    kind = "word"
 
     def __init__(self, tokens):
         tokens = list(tokens)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.interventions import Interventions
 from core.sampling import ranking, softmax
 
 
@@ -53,7 +54,7 @@ class Trace(Mapping):
     final_ln: np.ndarray  # [L, C] ln_f output
     logits: np.ndarray  # [L, V] each position's next-token logits
     next_token_probs: np.ndarray  # [V] softmax of the last position's logits (float64)
-    interventions: object  # the Interventions this pass ran with
+    interventions: Interventions  # the changes this pass ran with
     vocabulary: list[str] = field(default_factory=list, repr=False)  # [V] token of each id
     notices: list[str] = field(default_factory=list)  # truncation, unknown words, ...
     hooks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # TransformerLens names

@@ -19,24 +19,28 @@ Evaluation every `eval_every` steps and at the end: `val_loss`, the mean next-to
 held-out `val_fraction` of the sentences (core.corpus.split_corpus), and the next-word top-1
 `accuracy` and perplexity on the held-out prompts (core.corpus.heldout_scores).
 
+Settings live in one frozen dataclass, `TrainSettings`, whose defaults are the bundled model's
+recipe; the CLI, the dashboard, `History.settings` and core.training_bench all start from it.
+
 The model passed in is never left half-updated: training works on a copy and writes it back
-into `model.params` only when it ends (all steps done, or stopped by the callback). A loss or
-gradient that is not finite stops training too; the parameters written back are then the last
-ones that gave a finite loss (from before the previous update), and `History.stop_reason` says so.
+into `model.params` only when it ends (all steps done, or stopped by the callback). Training
+that diverges stops too (`divergence`: a loss or gradient norm that is not finite, a loss far
+above the first step's, an exploding gradient norm, or an update that makes a parameter
+non-finite, the last one included); the parameters written back are then the last ones whose
+loss was accepted, `History.diverged` is True and `History.stop_reason` says what happened.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from core import backward
-from core.checkpoint import HISTORY_FILE
+from core.checkpoint import history_text, save_checkpoint
 from core.corpus import heldout_scores, load_corpus, load_heldout, split_corpus
 from core.model import gpt_forward, init_params
 
@@ -44,6 +48,9 @@ MODES = ("head", "full")
 DEFAULT_LR = {"head": 1e-2, "full": 3e-3}  # peak learning rate per mode
 HEAD = "lm_head.weight"
 MAX_UNKNOWN_FRACTION = 0.25  # above this share of <unk> tokens the corpus does not fit the vocabulary
+MAX_TRAINABLE_PARAMETERS = 5_000_000  # the dashboard trains models up to this size
+DIVERGED_LOSS_FACTOR, DIVERGED_LOSS_MARGIN = 3.0, 1.0  # diverged: loss > 3 x the first step's + 1 nat
+DIVERGED_GRAD_FACTOR, DIVERGED_GRAD_FLOOR = 1000.0, 100.0  # or gradient norm > 1000 x the first's (and > 100)
 RECORD_KEYS = ("step", "train_loss", "val_loss", "accuracy", "heldout_perplexity", "lr", "grad_norm",
                "tokens_per_s", "elapsed_s")
 
@@ -157,16 +164,93 @@ class BatchSampler:
         return chosen
 
 
+# --- settings --------------------------------------------------------------------------------------
+
+def _is_whole(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train. The defaults are the bundled model's recipe
+    (`python -m core train --mode full --steps 1000 --out core/data/default`).
+
+    mode: "full" (every parameter) or "head" (lm_head only). lr: the peak learning rate
+    (None: DEFAULT_LR[mode]). warmup_steps: None = min(100, steps // 10), at least 1.
+    dropout: "full" mode only. seq_len: None = the model's n_positions. val_fraction: the share
+    of sentences held out for the validation loss (0: none). from_scratch: start from a fresh
+    random init (init_params(config, seed)) instead of the model's parameters.
+    Checked on construction (ValueError/TypeError naming the setting); seq_len against the
+    model's context is checked by train().
+    """
+
+    mode: str = "full"
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float | None = None
+    seed: int = 0
+    weight_decay: float = 0.01
+    eval_every: int = 50
+    dropout: float = 0.1
+    warmup_steps: int | None = None
+    grad_clip: float = 1.0
+    seq_len: int | None = None
+    val_fraction: float = 0.1
+    from_scratch: bool = False
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        given = {name: value for name, value in asdict(self).items()  # an optional None follows the default rule
+                 if not (value is None and name in ("lr", "warmup_steps", "seq_len"))}
+        for name in ("steps", "batch_size", "eval_every", "seq_len"):
+            if name in given and not _is_whole(given[name]):
+                raise TypeError(f"{name} must be an integer, got {given[name]!r}")
+            if name in given and given[name] <= 0:
+                raise ValueError(f"{name} must be positive, got {given[name]}")
+        for name in ("seed", "warmup_steps"):
+            if name in given and not (_is_whole(given[name]) and given[name] >= 0):
+                raise ValueError(f"{name} must be a whole number >= 0, got {given[name]!r}")
+        for name in ("lr", "grad_clip"):
+            if name in given and not (_is_number(given[name]) and math.isfinite(given[name]) and given[name] > 0):
+                raise ValueError(f"{name} must be a positive number, got {given[name]!r}")
+        for name in ("weight_decay", "dropout", "val_fraction"):
+            if not (_is_number(getattr(self, name)) and 0 <= getattr(self, name) < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not isinstance(self.from_scratch, bool):
+            raise TypeError(f"from_scratch must be True or False, got {self.from_scratch!r}")
+
+    @property
+    def peak_lr(self) -> float:
+        return DEFAULT_LR[self.mode] if self.lr is None else float(self.lr)
+
+    @property
+    def warmup(self) -> int:
+        return max(1, min(100, self.steps // 10)) if self.warmup_steps is None else self.warmup_steps
+
+    def recorded(self, config) -> dict:
+        """The settings as run on a model with this config: every None resolved (History.settings)."""
+        return {**asdict(self), "lr": self.peak_lr, "warmup_steps": self.warmup,
+                "seq_len": config.n_positions if self.seq_len is None else self.seq_len,
+                "dropout": self.dropout if self.mode == "full" else 0.0}
+
+
 # --- the record of a run -----------------------------------------------------------------------
 
 @dataclass
 class History:
-    """What a training run did: one record per step (RECORD_KEYS; evaluation fields None
-    between evaluations), the settings it ran with, and why it stopped early (None if it did not)."""
+    """What a training run did: one record per completed step (RECORD_KEYS; evaluation fields
+    None between evaluations), the settings it ran with (TrainSettings.recorded plus facts about
+    the data), why it stopped early (None if it did not), and whether that was divergence."""
 
     records: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
     stop_reason: str | None = None
+    diverged: bool = False
 
     def evaluations(self) -> list[dict]:
         """The records where the model was evaluated (validation loss and/or held-out accuracy)."""
@@ -174,21 +258,25 @@ class History:
                 if record.get("val_loss") is not None or record.get("accuracy") is not None]
 
     def to_json(self) -> str:
-        """The records as a JSON list (what history.json holds), one record a line."""
-        return "[\n" + ",\n".join(json.dumps(record) for record in self.records) + "\n]"
-
-    def save(self, directory) -> Path:
-        """Writes the records to `directory`/history.json (beside a checkpoint); returns that path."""
-        target = Path(directory) / HISTORY_FILE
-        target.write_text(self.to_json() + "\n", encoding="utf-8")
-        return target
+        """The records as history.json holds them (core.checkpoint.history_text)."""
+        return history_text(self.records)
 
 
-def save_trained(model, history: History, directory) -> Path:
-    """The checkpoint (core.checkpoint) plus history.json beside it, in `directory`."""
-    path = model.save(directory)
-    history.save(path)
-    return path
+def save_trained(model, history: History, directory, *, overwrite: bool = False) -> Path:
+    """The checkpoint with its history.json, written as one (core.checkpoint.save_checkpoint)."""
+    return save_checkpoint(model, directory, overwrite=overwrite, history=history.records)
+
+
+def trainability(model) -> str | None:
+    """None when the dashboard may train `model`; otherwise a sentence saying why not."""
+    if getattr(model.tokenizer, "kind", "word") == "bpe":
+        return ("This model reads text with a byte-level BPE tokenizer (GPT-2 family): the dashboard "
+                "trains only word-level models on its own corpus.")
+    count = sum(int(value.size) for value in model.params.values())
+    if count > MAX_TRAINABLE_PARAMETERS:
+        return (f"This model has {count:,} parameters; the dashboard trains models of at most "
+                f"{MAX_TRAINABLE_PARAMETERS:,}, so that a run stays short.")
+    return None
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -221,30 +309,18 @@ def usable_heldout(tokenizer, heldout, n_positions: int) -> list[tuple[str, str]
             and 0 < len(tokenizer.encode(prompt)) <= n_positions]
 
 
+def _evaluate(params, config, tokenizer, validation, seq_len, heldout) -> dict:
+    """val_loss, accuracy and heldout_perplexity of the current parameters (None where there is no data)."""
+    result = {}
+    if validation is not None:
+        result["val_loss"] = validation_loss(params, config, validation, seq_len)
+    if heldout:
+        scores = heldout_scores(_Snapshot(params, config, tokenizer), heldout)
+        result.update(accuracy=scores["accuracy"], heldout_perplexity=scores["perplexity"])
+    return result
+
+
 # --- training ------------------------------------------------------------------------------------
-
-def _check_settings(mode, steps, batch_size, lr, weight_decay, eval_every, dropout, grad_clip, seq_len,
-                    warmup_steps, config):
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every),
-                        ("seq_len", seq_len)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-        if value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be a whole number >= 0, got {warmup_steps!r}")
-    if seq_len > config.n_positions:
-        raise ValueError(f"seq_len {seq_len} is longer than the model's context of {config.n_positions} positions")
-    for name, value in (("lr", lr), ("grad_clip", grad_clip)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if not (isinstance(weight_decay, (int, float)) and 0 <= weight_decay < 1):
-        raise ValueError(f"weight_decay must be in [0, 1), got {weight_decay!r}")
-    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-
 
 def _prepare_data(tokenizer, corpus, seq_len, batch_size, val_fraction, seed):
     """(train stream, validation stream or None)."""
@@ -272,90 +348,118 @@ def _prepare_data(tokenizer, corpus, seq_len, batch_size, val_fraction, seed):
     return stream, validation
 
 
+def divergence(loss: float, grad_norm: float, first: tuple[float, float] | None) -> str | None:
+    """Why this step's loss and gradient norm mean training has diverged, or None.
+    `first`: the first step's (loss, gradient norm); None at the first step."""
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        return f"the loss became {loss} (gradient norm {grad_norm})"
+    if first is None:
+        return None
+    first_loss, first_norm = first
+    if loss > DIVERGED_LOSS_FACTOR * first_loss + DIVERGED_LOSS_MARGIN:
+        return (f"the loss rose to {loss:.4g}, from {first_loss:.4g} at the first step "
+                f"(the limit is {DIVERGED_LOSS_FACTOR:g} x that + {DIVERGED_LOSS_MARGIN:g})")
+    if grad_norm > DIVERGED_GRAD_FACTOR * first_norm and grad_norm > DIVERGED_GRAD_FLOOR:
+        return (f"the gradient norm exploded to {grad_norm:.4g}, {grad_norm / first_norm:.0f} times "
+                f"its first value {first_norm:.4g}")
+    return None
+
+
 class _Trainer:
     """The working copy of the parameters and everything that updates it, one step at a time."""
 
-    def __init__(self, model, *, mode, seed, from_scratch, weight_decay, dropout, grad_clip):
-        start = init_params(model.config, seed) if from_scratch else model.params
+    def __init__(self, model, settings: TrainSettings):
+        start = init_params(model.config, settings.seed) if settings.from_scratch else model.params
         dtype = next(iter(model.params.values())).dtype
         self.params = {name: np.array(value, dtype=dtype) for name, value in start.items()}  # the working copy
-        self.trained = [HEAD] if mode == "head" else list(self.params)
-        self.last_good = {name: self.params[name].copy() for name in self.trained}  # gave the last finite loss
-        self.optimizer = AdamW({name: self.params[name] for name in self.trained}, weight_decay=weight_decay)
-        self.config, self.mode, self.grad_clip = model.config, mode, grad_clip
-        self.dropout = dropout if mode == "full" else 0.0
-        self.rng = np.random.default_rng(seed)  # batches and dropout masks
+        self.trained = [HEAD] if settings.mode == "head" else list(self.params)
+        self.last_good = {name: self.params[name].copy() for name in self.trained}  # gave the last accepted loss
+        self.optimizer = AdamW({name: self.params[name] for name in self.trained},
+                               weight_decay=settings.weight_decay)
+        self.config, self.mode, self.grad_clip = model.config, settings.mode, settings.grad_clip
+        self.dropout = settings.dropout if settings.mode == "full" else 0.0
+        self.rng = np.random.default_rng(settings.seed)  # batches and dropout masks
 
-    def gradients(self, inputs, targets) -> tuple[float, dict]:
-        """(loss, grads of the trained parameters) for one batch."""
+    def gradients(self, inputs, targets) -> tuple[float, float, dict]:
+        """(loss, gradient norm before clipping, clipped grads of the trained parameters) for one batch."""
         cache = {}
-        logits = gpt_forward(self.params, self.config, inputs, cache=cache, dropout=self.dropout, rng=self.rng)
-        loss, d_logits = backward.softmax_cross_entropy(logits, targets)
-        if self.mode == "head":
-            _, d_head = backward.lm_head_backward(d_logits, cache["ln_final.hook_normalized"], self.params[HEAD])
-            return loss, {HEAD: d_head}
-        return loss, backward.gpt_backward(self.params, self.config, cache, d_logits)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging model: reported, not warned about
+            logits = gpt_forward(self.params, self.config, inputs, cache=cache, dropout=self.dropout, rng=self.rng)
+            loss, d_logits = backward.softmax_cross_entropy(logits, targets)
+            if self.mode == "head":
+                _, d_head = backward.lm_head_backward(d_logits, cache["ln_final.hook_normalized"], self.params[HEAD])
+                grads = {HEAD: d_head}
+            else:
+                grads = backward.gpt_backward(self.params, self.config, cache, d_logits)
+            grad_norm = clip_gradients(grads, self.grad_clip)
+        return loss, grad_norm, grads
 
-    def step(self, inputs, targets, lr: float) -> tuple[float, float]:
-        """One clipped AdamW update; returns (loss, gradient norm before clipping). When either is
-        not finite nothing is updated and the parameters go back to the last good ones."""
-        loss, grads = self.gradients(inputs, targets)
-        grad_norm = clip_gradients(grads, self.grad_clip)
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            self.params.update(self.last_good)
-            return loss, grad_norm
+    def update(self, grads: dict, lr: float) -> bool:
+        """One AdamW update from parameters that gave an accepted loss (kept as the last good ones);
+        False, with the parameters put back, when the update made any of them non-finite."""
         for name in self.trained:
             self.last_good[name][...] = self.params[name]
-        self.optimizer.step(self.params, grads, lr)
-        return loss, grad_norm
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.optimizer.step(self.params, grads, lr)
+        if all(np.isfinite(self.params[name]).all() for name in self.trained):
+            return True
+        self.restore()
+        return False
+
+    def restore(self) -> None:
+        """Back to the last parameters that gave an accepted loss."""
+        for name in self.trained:
+            self.params[name][...] = self.last_good[name]
 
 
-def train(model, corpus=None, *, mode="head", steps=200, batch_size=32, lr=None, seed=0, weight_decay=0.01,
-          eval_every=100, callback=None, dropout=0.0, warmup_steps=None, grad_clip=1.0, seq_len=None,
-          val_fraction=0.1, heldout=None, from_scratch=False) -> History:
-    """Train `model` (its .params, .config, .tokenizer) on `corpus` and return the History.
+def _check_fits(settings: TrainSettings, config) -> None:
+    if settings.seq_len is not None and settings.seq_len > config.n_positions:
+        raise ValueError(f"seq_len {settings.seq_len} is longer than the model's context of "
+                         f"{config.n_positions} positions")
+
+
+def train(model, settings: TrainSettings = TrainSettings(), *, corpus=None, heldout=None, callback=None) -> History:
+    """Train `model` (its .params, .config, .tokenizer) as `settings` say and return the History.
 
     corpus: sentences (a list of strings, or one string with a sentence a line); None = the bundled one.
-    mode: "head" (lm_head only) or "full" (everything). lr: peak learning rate (None: DEFAULT_LR[mode]).
-    warmup_steps: None = min(100, steps // 10). seq_len: None = n_positions.
-    dropout: "full" mode only. heldout: (prompt, expected word) pairs; None = core/data/heldout.tsv.
-    from_scratch: start from a fresh random init (init_params(config, seed)) instead of model.params.
+    heldout: (prompt, expected word) pairs; None = core/data/heldout.tsv.
     callback(record, params) runs after every step (params: the live working copy, read-only);
     returning False stops training there.
+    Training stops early, with History.diverged and the last good parameters, when it diverges
+    (see `divergence`) or an update makes a parameter non-finite.
     """
+    if not isinstance(settings, TrainSettings):
+        raise TypeError(f"settings must be a TrainSettings, got {type(settings).__name__}")
     config, tokenizer = model.config, model.tokenizer
-    lr = DEFAULT_LR[mode] if lr is None and mode in MODES else lr  # a bad mode is reported below
-    seq_len = config.n_positions if seq_len is None else seq_len
-    warmup_steps = max(1, min(100, steps // 10)) if warmup_steps is None else warmup_steps
-    _check_settings(mode, steps, batch_size, lr, weight_decay, eval_every, dropout, grad_clip, seq_len,
-                    warmup_steps, config)
+    _check_fits(settings, config)
+    recorded = settings.recorded(config)
+    seq_len, steps = recorded["seq_len"], settings.steps
     stream, validation = _prepare_data(tokenizer, load_corpus() if corpus is None else corpus, seq_len,
-                                       batch_size, val_fraction, seed)
+                                       settings.batch_size, settings.val_fraction, settings.seed)
     heldout = usable_heldout(tokenizer, load_heldout() if heldout is None else heldout, config.n_positions)
-    trainer = _Trainer(model, mode=mode, seed=seed, from_scratch=from_scratch, weight_decay=weight_decay,
-                       dropout=dropout, grad_clip=grad_clip)
-    sampler = BatchSampler(len(stream.starts), batch_size, trainer.rng)
+    trainer = _Trainer(model, settings)
+    sampler = BatchSampler(len(stream.starts), settings.batch_size, trainer.rng)
     history = History(settings=dict(
-        mode=mode, steps=steps, batch_size=batch_size, lr=lr, seed=seed, weight_decay=weight_decay,
-        eval_every=eval_every, dropout=trainer.dropout, warmup_steps=warmup_steps, grad_clip=grad_clip,
-        seq_len=seq_len, val_fraction=val_fraction, from_scratch=from_scratch,
-        train_sentences=len(stream.starts), heldout_prompts=len(heldout),
+        recorded, train_sentences=len(stream.starts), heldout_prompts=len(heldout),
         unknown_tokens=stream.unknown_tokens, unknown_words=stream.unknown_words))
-    began = time.perf_counter()
+    began, first = time.perf_counter(), None
     for step in range(1, steps + 1):
         step_began = time.perf_counter()
         inputs, targets = stream.windows(sampler.next(), seq_len)
-        step_lr = learning_rate(step, peak=lr, warmup_steps=warmup_steps, total_steps=steps)
-        loss, grad_norm = trainer.step(inputs, targets, step_lr)
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            kept = f"those step {step - 1} started from" if step > 1 else "the starting ones"
-            history.stop_reason = (f"step {step}: the loss became {loss} (gradient norm {grad_norm}); training "
-                                   f"stopped and kept the last parameters that gave a finite loss ({kept})")
+        step_lr = learning_rate(step, peak=settings.peak_lr, warmup_steps=settings.warmup, total_steps=steps)
+        loss, grad_norm, grads = trainer.gradients(inputs, targets)
+        problem, kept = divergence(loss, grad_norm, first), max(1, step - 1)  # kept: that step's start
+        if problem is None and not trainer.update(grads, step_lr):
+            problem, kept = f"the update at learning rate {step_lr:.3g} made parameters non-finite", step
+        if problem is not None:
+            trainer.restore()
+            _stop_diverged(history, step, problem, kept)
             break
+        first = first or (loss, grad_norm)
         record = dict.fromkeys(RECORD_KEYS)
         record.update(step=step, train_loss=loss, lr=step_lr, grad_norm=grad_norm,
                       tokens_per_s=inputs.size / (time.perf_counter() - step_began))
-        if step % eval_every == 0 or step == steps:
+        if step % settings.eval_every == 0 or step == steps:
             record.update(_evaluate(trainer.params, config, tokenizer, validation, seq_len, heldout))
         record["elapsed_s"] = time.perf_counter() - began
         history.records.append(record)
@@ -366,12 +470,9 @@ def train(model, corpus=None, *, mode="head", steps=200, batch_size=32, lr=None,
     return history
 
 
-def _evaluate(params, config, tokenizer, validation, seq_len, heldout) -> dict:
-    """val_loss, accuracy and heldout_perplexity of the current parameters (None where there is no data)."""
-    result = {}
-    if validation is not None:
-        result["val_loss"] = validation_loss(params, config, validation, seq_len)
-    if heldout:
-        scores = heldout_scores(_Snapshot(params, config, tokenizer), heldout)
-        result.update(accuracy=scores["accuracy"], heldout_perplexity=scores["perplexity"])
-    return result
+def _stop_diverged(history: History, step: int, problem: str, kept_step: int) -> None:
+    """kept_step: the step whose starting parameters were kept."""
+    kept = f"those step {kept_step} started from" if kept_step > 1 else "the starting ones"
+    history.stop_reason = (f"training diverged at step {step}: {problem}; it stopped and kept the last good "
+                           f"parameters ({kept})")
+    history.diverged = True

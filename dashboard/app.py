@@ -16,18 +16,24 @@ if str(ROOT) not in sys.path:  # so that `dashboard` and `core` import from a pl
 
 import streamlit as st  # noqa: E402
 
-from dashboard import state  # noqa: E402
+from dashboard import jobs, state  # noqa: E402
 
 VIEWS = Path(__file__).parent / "views"
 
 st.set_page_config(page_title="Glassbox", page_icon=":material/visibility:", layout="wide")
 navigation = st.navigation([
     st.Page(VIEWS / "overview.py", title="Overview", icon=":material/map:", default=True),
+    st.Page(VIEWS / "start_here.py", title="Start here", icon=":material/flag:"),
     st.Page(VIEWS / "attention_steps.py", title="Attention step by step", icon=":material/calculate:"),
+    st.Page(VIEWS / "block_steps.py", title="The block step by step", icon=":material/view_agenda:"),
     st.Page(VIEWS / "explorer.py", title="Attention explorer", icon=":material/grid_view:"),
     st.Page(VIEWS / "sampling.py", title="Next token and sampling", icon=":material/casino:"),
+    st.Page(VIEWS / "practice.py", title="Practice", icon=":material/quiz:"),
+    st.Page(VIEWS / "experiments.py", title="Experiments", icon=":material/science:"),
     st.Page(VIEWS / "training.py", title="Training", icon=":material/model_training:"),
     st.Page(VIEWS / "benchmark.py", title="Kernel benchmark", icon=":material/speed:"),
+    st.Page(VIEWS / "glossary.py", title="Glossary", icon=":material/menu_book:"),
 ])
 state.sidebar()
+jobs.sidebar_progress()  # this session's training, on every page
 navigation.run()

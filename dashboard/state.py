@@ -1,11 +1,13 @@
 """Per-session state of the dashboard: the prompt, the model in use, cached traces, page frame.
 
 One prompt and one model per session, shared by every page:
-- the prompt is the sidebar widget `prompt` (drawn by `sidebar()` in app.py on every run);
-- the model is the bundled default (loaded once per server by `st.cache_resource` and never
-  modified) unless this session trained its own, which lives in `st.session_state` only,
+- the prompt is the sidebar widget `prompt` (drawn by `sidebar()` in app.py on every run), at
+  most MAX_PROMPT_CHARS characters, of which the dashboard follows the last MAX_PROMPT_TOKENS tokens;
+- the model is picked in the sidebar: the bundled toy model or a checkpoint of the models folder
+  (core.models_dir, by name, never a path), each loaded once per server by `st.cache_resource` and
+  never modified, or the model this session trained, which lives in `st.session_state` only,
   so several people can use one server without seeing each other's training;
-- traces of the default model are cached for every session (`st.cache_data`); traces of a trained
+- traces of base models are cached for every session (`st.cache_data`); traces of a trained
   model and other results are kept per session, keyed by (model id, token ids, interventions).
 `render_page` draws a page's title and turns an unexpected exception into a short
 `st.error` so that a learner never sees a traceback.
@@ -22,6 +24,7 @@ import numpy as np
 import streamlit as st
 
 import core
+from core import models_dir
 from core.attention import default_backend
 from dashboard import charts
 
@@ -34,6 +37,18 @@ alt.data_transformers.disable_max_rows()
 
 DEFAULT_PROMPT = "the sky is"
 CACHE_SIZE = 64  # traces and lab results kept per session
+LARGE_CACHE_SIZE = 4  # traces of large models kept per server (all large models together)
+LARGE_MODEL = 10_000_000  # parameters: above this a model's traces go to the large-model cache
+MAX_PROMPT_CHARS = 1000  # the prompt box's limit
+MAX_PROMPT_TOKENS = 128  # tokens the dashboard follows (the toy model's context is 32)
+MAX_TOKENS_LISTED = 300  # tokens the vocabulary search lists at once
+TAB_PARAMETER = "tab"  # query parameter naming the tab a link opens (see lazy_tabs)
+# Prompts the bundled model is unsure about (next-token entropy 2-5.5 bits; tests/test_dashboard_steps.py
+# checks it), so that temperature and top-p visibly change the choice:
+WORD_EXAMPLES = ("the frog", "the horse", "what is the", "the opposite of")
+BPE_EXAMPLES = ("The capital of France is", "Once upon a time, there was a", "My favourite colour is",
+                "The best way to learn is")
+MAX_UNKNOWN_SHOWN, MAX_WORD_SHOWN = 8, 24  # unknown words listed in the notice, characters of each
 DEFAULT_MODEL_ID = "default"
 COMPOSED = {"hconcat", "vconcat", "concat", "facet"}  # specs drawn at their own size, not the page's width
 CHART_COUNTER = "charts_drawn"  # session_state key: charts drawn in this run of the page
@@ -49,45 +64,137 @@ class Prompt:
     notices: tuple[str, ...] = ()
 
 
-# --- the model ----------------------------------------------------------------------------------
+# --- the model ---------------------------------------------------------------------------------
+# The picker offers the bundled toy model (BUNDLED), every checkpoint in the models folder (by its
+# name: models_dir's rule, so never a path) and this session's trained model (TRAINED) when it has
+# one. The choice lives in st.session_state["model_choice"]; the widget "model_picker" mirrors it.
 
-@st.cache_resource(show_spinner="Loading the default model...")
-def default_model():
-    """The bundled model: loaded once per server, shared by every user, never modified."""
-    return core.load_default()
+BUNDLED = ""  # picker value of the bundled model (no checkpoint can be named "": models_dir.check_name)
+TRAINED = "<trained>"  # picker value of this session's trained model ("<" is not allowed in names either)
+MAX_BASE_MODELS = 3  # base models kept loaded per server (GPT-2 small: about 0.5 GB each)
+LOAD_ERRORS = (ValueError, TypeError, OSError, MemoryError)  # what loading a checkpoint may raise
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=MAX_BASE_MODELS)
+def base_model(name: str = BUNDLED):
+    """A base model by picker name: loaded once per server, shared by every user, never modified."""
+    return core.load_default() if name == BUNDLED else models_dir.load_named(name)
+
+
+def model_choice() -> str:
+    """The picker value of the model in use."""
+    choice = st.session_state.get("model_choice", BUNDLED)
+    return BUNDLED if choice == TRAINED and "trained_model" not in st.session_state else choice
 
 
 def current_model():
-    """This session's model: the one it trained, else the default."""
-    return st.session_state.get("trained_model") or default_model()
+    """This session's model: its trained one or the base model picked in the sidebar (the bundled
+    one, with a message, when the picked checkpoint can no longer be read)."""
+    choice = model_choice()
+    if choice == TRAINED:
+        return st.session_state["trained_model"]
+    try:
+        return base_model(choice)
+    except LOAD_ERRORS:
+        st.session_state["model_error"] = load_error(choice, "the bundled toy model is in use instead")
+        st.session_state["model_choice"] = BUNDLED
+        return base_model(BUNDLED)
 
 
 def model_id() -> str:
     """A key naming the model in use (part of every trace's cache key)."""
-    return st.session_state.get("trained_model_id", DEFAULT_MODEL_ID)
+    choice = model_choice()
+    if choice == TRAINED:
+        return st.session_state["trained_model_id"]
+    return DEFAULT_MODEL_ID if choice == BUNDLED else f"models/{choice}"
 
 
 def use_trained_model(model, name: str) -> None:
     """Make `model` this session's model for every page."""
     st.session_state["trained_model"] = model
     st.session_state["trained_model_id"] = name
+    st.session_state["model_choice"] = TRAINED
 
 
 def reset_model() -> None:
     """Go back to the bundled default model."""
     st.session_state.pop("trained_model", None)
     st.session_state.pop("trained_model_id", None)
+    st.session_state["model_choice"] = BUNDLED
+
+
+def model_options() -> list[str]:
+    """The picker's values: the bundled model, the models folder's checkpoints, the trained model."""
+    trained = [TRAINED] if "trained_model" in st.session_state else []
+    return [BUNDLED, *models_dir.checkpoint_names(), *trained]
+
+
+def picker_label(choice: str) -> str:
+    """A picker value as the learner reads it (a pure function: Streamlit may call it outside the
+    session's run)."""
+    return {BUNDLED: "default toy model (bundled)", TRAINED: "your trained model"}.get(choice, choice)
+
+
+def model_label(choice: str) -> str:
+    """A picker value as the learner reads it, the trained model with its run's name."""
+    if choice == TRAINED:
+        return f"{picker_label(choice)} ({st.session_state.get('trained_model_id', '')})"
+    return picker_label(choice)
+
+
+def pick_model() -> None:
+    """The picker's callback: load the picked base model now, so that a checkpoint that cannot be
+    read leaves the previous model in use and a short message naming only the model."""
+    choice = st.session_state["model_picker"]
+    if choice not in (BUNDLED, TRAINED):
+        try:
+            base_model(choice)
+        except LOAD_ERRORS:
+            st.session_state["model_error"] = load_error(choice, "the previous model is still in use")
+            return
+    st.session_state["model_choice"] = choice
+
+
+def load_error(name: str, consequence: str) -> str:
+    """The message for a checkpoint that cannot be loaded: it names the model, never a path."""
+    return f"The model {name!r} could not be loaded (it is damaged or not a GPT-2-family checkpoint); {consequence}."
 
 
 # --- the prompt ---------------------------------------------------------------------------------
 
 def prepare_prompt(model, text: str) -> Prompt:
-    """`text` as `model` reads it (core's Model.encode_prompt: unknown words become <unk>, a
-    prompt longer than the context keeps its last tokens); ValueError when nothing is usable."""
+    """`text` as `model` reads it (core's Model.encode_prompt), within the dashboard's limits: at
+    most MAX_PROMPT_CHARS characters and MAX_PROMPT_TOKENS tokens (the last ones are kept, as
+    when a prompt is longer than the context), each cut with a notice; ValueError when nothing is usable."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the prompt is empty: type a few words in the sidebar, for example 'the sky is'")
-    ids, tokens, notices = model.encode_prompt(text)
+    notices = []
+    if len(text) > MAX_PROMPT_CHARS:
+        text = text[:MAX_PROMPT_CHARS]
+        notices.append(f"the prompt is cut to its first {MAX_PROMPT_CHARS:,} characters")
+    ids, tokens, model_notices = model.encode_prompt(text)
+    unknown = model.tokenizer.unknown_words(text)
+    notices += [notice for notice in model_notices if not (unknown and notice.startswith("unknown words"))]
+    if unknown:
+        notices.append(unknown_words_notice(unknown))
+    if len(ids) > MAX_PROMPT_TOKENS:
+        notices.append(f"the prompt has {len(ids)} tokens; the dashboard follows at most {MAX_PROMPT_TOKENS}: "
+                       f"only the last {MAX_PROMPT_TOKENS} are used")
+        ids, tokens = ids[-MAX_PROMPT_TOKENS:], tokens[-MAX_PROMPT_TOKENS:]
     return Prompt(text=text, ids=tuple(int(i) for i in ids), tokens=tuple(tokens), notices=tuple(notices))
+
+
+def unknown_words_notice(words: list[str]) -> str:
+    """"unknown words shown as <unk>: `a`, `b`": each word quoted as code and cut to a readable
+    length, at most MAX_UNKNOWN_SHOWN of them."""
+    shown = [word if len(word) <= MAX_WORD_SHOWN else word[:MAX_WORD_SHOWN] + "…" for word in words[:MAX_UNKNOWN_SHOWN]]
+    more = f" and {count(len(words) - MAX_UNKNOWN_SHOWN, 'more word')}" if len(words) > MAX_UNKNOWN_SHOWN else ""
+    return f"not in the model's vocabulary, shown as `<unk>`: {', '.join(f'`{word}`' for word in shown)}{more}"
+
+
+def count(number: int, noun: str, plural: str | None = None) -> str:
+    """"1 token", "3 tokens" (`plural` when it is not noun + "s": "1 match", "2 matches")."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
 
 
 def current_prompt() -> Prompt | None:
@@ -101,7 +208,7 @@ def current_prompt() -> Prompt | None:
                    "until it is fixed.")
         return None
     for notice in prompt.notices:
-        st.info(notice[:1].upper() + notice[1:] + ".")
+        st.info(notice[:1].upper() + notice[1:] + ("" if notice.endswith((".", "…")) else "."))
     return prompt
 
 
@@ -119,19 +226,25 @@ def remembered(kind: str, key: tuple, compute: Callable[[], object]):
     return cache[key]
 
 
-@st.cache_data(max_entries=CACHE_SIZE, show_spinner=False)
-def default_model_trace(ids: tuple[int, ...], interventions=None):
-    """A trace of the default model, which never changes: one cache serves every session."""
-    return default_model().run(np.asarray(ids, dtype=np.int64), interventions=interventions)  # ids [L]
+def _base_trace(name: str, ids: tuple[int, ...], interventions):
+    return base_model(name).run(np.asarray(ids, dtype=np.int64), interventions=interventions)  # ids [L]
+
+
+# Traces of base models, which never change: one cache serves every session. Large models get a
+# cache of few entries: GPT-2 small's trace of a 128-token prompt holds 143 MiB of arrays.
+small_model_trace = st.cache_data(max_entries=CACHE_SIZE, show_spinner=False)(_base_trace)
+large_model_trace = st.cache_data(max_entries=LARGE_CACHE_SIZE, show_spinner=False)(_base_trace)
 
 
 def trace(ids, interventions=None):
-    """The current model's trace for token ids: shared by all sessions for the default model,
-    kept in this session for a model it trained (cached by model id, ids, interventions)."""
+    """The current model's trace for token ids: shared by all sessions for a base model, kept in
+    this session for a model it trained (cached by model id, ids, interventions)."""
     ids = tuple(int(i) for i in ids)
-    if model_id() == DEFAULT_MODEL_ID:
-        return default_model_trace(ids, interventions)
+    choice = model_choice()
     model = current_model()
+    if choice != TRAINED:
+        cached = large_model_trace if model.parameter_count > LARGE_MODEL else small_model_trace
+        return cached(choice, ids, interventions)
     return remembered("trace", (ids, interventions),
                       lambda: model.run(np.asarray(ids, dtype=np.int64), interventions=interventions))  # ids [L]
 
@@ -176,21 +289,108 @@ def next_chart_number() -> int:
 
 def lazy_tabs(key: str, drawers: dict[str, Callable[[], None]]) -> None:
     """Tabs labelled by `drawers`' keys, of which only the open one is computed and drawn
-    (`st.tabs(..., on_change="rerun")`): a rerun such as a prompt change redraws one tab, not all."""
-    for tab, draw in zip(st.tabs(list(drawers), key=key, on_change="rerun"), drawers.values()):
+    (`st.tabs(..., on_change="rerun")`): a rerun such as a prompt change redraws one tab, not all.
+    The open tab is kept for the session (a visit to another page comes back to it), and a link
+    with the query parameter `tab` (e.g. from the overview's diagram) opens the tab it names."""
+    labels = list(drawers)
+    linked = st.query_params.get(TAB_PARAMETER)
+    if linked in labels:
+        st.session_state[key] = linked
+        del st.query_params[TAB_PARAMETER]
+    open_tab = st.session_state.get(key, st.session_state.get(KEPT + key))  # a click, else the kept copy
+    st.session_state[key] = open_tab if open_tab in labels else labels[0]
+    for tab, draw in zip(st.tabs(labels, key=key, on_change="rerun"), drawers.values()):
         if tab.open:
             with tab:
                 draw()
+    st.session_state[KEPT + key] = st.session_state[key]
+
+
+# --- settings kept for the session ------------------------------------------------------------
+
+KEPT = "kept:"  # prefix of the session's copies of widget values
+
+
+def keep(key: str, default, allowed=None):
+    """The value of widget `key`, kept for the session: Streamlit forgets a widget's value in a run
+    that does not draw it (another tab or page), so its value lives in a copy in st.session_state
+    (written by the widget's on_change, see `kept_widget`) and is put back before each drawing. A
+    kept value not in `allowed` (the widget's options, e.g. after a model change) falls back to
+    `default` (a list keeps its allowed items). Call before drawing the widget."""
+    value = st.session_state.get(KEPT + key, default)
+    if allowed is not None:
+        value = [item for item in value if item in allowed] if isinstance(value, list) else \
+            (value if value in allowed else default)
+    st.session_state[key] = st.session_state[KEPT + key] = value
+    return value
+
+
+def kept_widget(key: str) -> dict:
+    """A widget's keyword arguments for a value kept by `keep`: its key and the callback that
+    copies each change into the session's copy. Draw the widget with no value of its own."""
+    return {"key": key, "on_change": _copy_widget, "args": (key,)}
+
+
+def _copy_widget(key: str) -> None:
+    st.session_state[KEPT + key] = st.session_state[key]
 
 
 # --- page frame ---------------------------------------------------------------------------------
 
 def sidebar() -> None:
-    """The sidebar every page shares: the prompt and which model is in use."""
+    """The sidebar every page shares: the model picker, the prompt, example prompts and the
+    model's vocabulary."""
     st.session_state.setdefault("prompt", DEFAULT_PROMPT)
-    st.sidebar.text_input("Prompt", key="prompt", help="Shared by every page. Try 'the dog can'.")
-    name = "default (bundled)" if model_id() == DEFAULT_MODEL_ID else f"your trained model ({model_id()})"
-    st.sidebar.caption(f"Model: {name} · attention backend: {backend_name()}")
+    model = model_picker()
+    st.sidebar.text_input("Prompt", key="prompt", max_chars=MAX_PROMPT_CHARS,
+                          help=f"Shared by every page; at most {MAX_PROMPT_CHARS:,} characters, and the dashboard "
+                               f"follows the last {MAX_PROMPT_TOKENS} tokens. Try 'the dog can'.")
+    example_prompts(model)
+    known_tokens(model)
+    st.sidebar.caption(f"Model: {model_label(model_choice())} · attention backend: {backend_name()}")
+
+
+def model_picker():
+    """The model picker (only names from `model_options`, never a path); returns the model in use."""
+    options = model_options()
+    if st.session_state.get("model_choice", BUNDLED) not in options:  # deleted from the folder meanwhile
+        st.session_state["model_choice"] = BUNDLED
+    model = current_model()  # falls back to the bundled model if the picked one cannot be read now
+    st.session_state["model_picker"] = model_choice()
+    st.sidebar.selectbox("Model", options, key="model_picker", format_func=picker_label, on_change=pick_model,
+                         help="The bundled toy model, every checkpoint in this server's models folder, and the "
+                              "model you trained in this session. The prompt stays when you switch.")
+    if "model_error" in st.session_state:
+        st.sidebar.warning(st.session_state.pop("model_error"))
+    return model
+
+
+def use_prompt(text: str) -> None:
+    st.session_state["prompt"] = text
+
+
+def example_prompts(model) -> None:
+    """One-click prompts where the model is unsure, so that temperature and top-p visibly matter."""
+    examples = WORD_EXAMPLES if tokenizer_kind(model) == "word" else BPE_EXAMPLES
+    st.sidebar.caption("Examples where the model hesitates between several next words:")
+    for index, text in enumerate(examples):
+        st.sidebar.button(text, key=f"example-{index}", on_click=use_prompt, args=(text,), type="tertiary")
+
+
+def tokenizer_kind(model) -> str:
+    return getattr(model.tokenizer, "kind", "word")
+
+
+def known_tokens(model) -> None:
+    """A searchable list of the tokens the model knows (its vocabulary)."""
+    tokens = model.tokenizer.tokens
+    with st.sidebar.expander(f"The {count(len(tokens), 'token')} the model knows"):
+        query = st.text_input("Search", key="vocab_search", max_chars=40, placeholder="e.g. sky")
+        found = [token for token in tokens if query.strip().lower() in token.lower()]
+        shown = found[:MAX_TOKENS_LISTED]
+        st.caption(f"{count(len(found), 'match', 'matches')}" + (f", the first {MAX_TOKENS_LISTED} shown" if len(found) > len(shown)
+                                                         else "") + (":" if shown else "."))
+        st.markdown(" ".join(f"`{token}`" for token in shown))
 
 
 def backend_name() -> str:

@@ -11,10 +11,14 @@
  * mask (may be NULL) holds one byte per (b, i, j), nonzero = may attend; it is
  * addressed as mask[b*mask_sb + i*mask_sq + j*mask_sk] so that a broadcast mask
  * (stride 0) needs no copy. causal != 0 lets query i see keys j <= i + (Lk - Lq).
- * A row with no allowed key yields zeros in out (and weights).
+ * A row with no allowed key yields zeros in out (and weights). NaN is never hidden: a
+ * NaN or inf in q or k that a row may see (or a score that overflows to +inf) makes its
+ * out and weights rows NaN, and a NaN or inf in v reaches every row that may see that
+ * key, as in the NumPy backend. B, Lq, Lk and D are positive; Dv may be 0 (weights only).
  *
  * Return codes: GB_OK, or one of the GB_ERR_* values below; on error no output
- * has been written beyond what the caller passed in.
+ * has been written beyond what the caller passed in. A worker thread that cannot be
+ * started is no error: the other threads (the caller's at least) do its share.
  */
 #ifndef GLASSBOX_ATTENTION_H
 #define GLASSBOX_ATTENTION_H
@@ -25,7 +29,6 @@
 #define GB_ERR_NULL 1      /* a required pointer is NULL */
 #define GB_ERR_SIZE 2      /* a size is not positive */
 #define GB_ERR_NOMEM 3     /* a work buffer could not be allocated */
-#define GB_ERR_THREAD 4    /* a worker thread could not be started */
 
 /* weights may be NULL: then no Lq x Lk buffer is ever allocated. */
 int gb_attention_forward_f32(float *out, float *weights,

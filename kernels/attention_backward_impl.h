@@ -16,7 +16,10 @@
  * packed once per problem into COLS-wide column tiles, so it streams contiguously
  * instead of striding across rows, and widths are padded with zeros to a multiple
  * of COLS (no scalar tails). Only keys between a block's first and last nonzero
- * weight are visited: causal blocks cost about half. */
+ * weight are visited: causal blocks cost about half. Skipping is exact only for finite
+ * numbers (0 x NaN is NaN), so a problem with a NaN or inf in q, k, v or dout (one scan of
+ * each), and a block whose weights hold one (its row sums show it), visit every key: the
+ * NaN then reaches the same gradients as in dense products (the NumPy backend). */
 
 typedef REAL FN(vec) __attribute__((vector_size(VBYTES)));  /* one register: COLS / 2 REALs */
 #define HALF (COLS / 2)
@@ -154,38 +157,81 @@ static TARGET void FN(fill_block)(REAL *block, const REAL *matrix, int64_t rows,
     for (int64_t r = 0; r < rows; r++) memcpy(block + r * stride, matrix + r * n, (size_t)n * sizeof(REAL));
 }
 
-/* dq rows of the query block starting at row i0, and its share of dk and dv (packed). */
+/* 1 when every x[0..n) is finite: x * 0 is 0 for finite x, NaN for NaN and inf. */
+static TARGET int FN(all_finite)(const REAL *x, int64_t n)
+{
+    FN(vec) zeros0 = {0}, zeros1 = {0};
+    int64_t i = 0;
+    for (; i + COLS <= n; i += COLS) {
+        zeros0 += FN(load)(x + i) * (REAL)0;
+        zeros1 += FN(load)(x + i + HALF) * (REAL)0;
+    }
+    REAL total = 0;
+    for (; i < n; i++) total += x[i] * 0;
+    zeros0 += zeros1;
+    for (int lane = 0; lane < HALF; lane++) total += zeros0[lane];
+    return total == 0;
+}
+
+/* Keys with a nonzero weight in any of the block's rows lie in [*first, *last) (empty: first >= last). */
+static TARGET void FN(nonzero_keys)(const REAL *const w_rows[ROWS], int64_t Lk, int64_t *first, int64_t *last)
+{
+    *first = Lk, *last = 0;
+    for (int r = 0; r < ROWS; r++) {
+        int64_t lo = 0, hi = Lk;
+        while (lo < Lk && w_rows[r][lo] == 0) lo++;
+        while (hi > lo && w_rows[r][hi - 1] == 0) hi--;
+        if (lo < hi && lo < *first) *first = lo;
+        if (lo < hi && hi > *last) *last = hi;
+    }
+}
+
+/* d_scores rows of the block over keys [first, last): dW = dout v^T (over the key tiles that hold
+ * them), then the softmax backward and the scale. Returns 0 when a row sum is not finite (a NaN
+ * or inf weight), else 1. */
+static TARGET int FN(score_gradients)(const FN(backward_job) *job, const FN(workspace) *space,
+                                      const REAL *const w_rows[ROWS], const REAL *const dout_rows[ROWS],
+                                      int64_t first, int64_t last)
+{
+    const int64_t lk = FN(padded)(job->Lk);
+    for (int64_t t = first / COLS; t * COLS < last; t++)
+        FN(tile_product)(space->d_scores + t * COLS, lk, dout_rows, space->v_packed + t * job->Dv * COLS, 0, job->Dv);
+    int finite = 1;
+    for (int r = 0; r < ROWS; r++) {
+        REAL *ds_row = space->d_scores + r * lk;
+        REAL weighted_sum = 0;
+        for (int64_t j = first; j < last; j++) weighted_sum += ds_row[j] * w_rows[r][j];
+        finite &= weighted_sum - weighted_sum == 0;
+        for (int64_t j = first; j < last; j++) ds_row[j] = w_rows[r][j] * (ds_row[j] - weighted_sum) * job->scale;
+    }
+    return finite;
+}
+
+/* dq rows of the query block starting at row i0, and its share of dk and dv (packed);
+ * every_key: visit all keys, not only those with a nonzero weight. */
 static TARGET void FN(backward_block)(const FN(backward_job) *job, const FN(workspace) *space, const REAL *q,
-                               const REAL *dout, const REAL *weights, REAL *dq, int64_t i0)
+                               const REAL *dout, const REAL *weights, REAL *dq, int64_t i0, int every_key)
 {
     const int64_t Lk = job->Lk, D = job->D, Dv = job->Dv;
     const int64_t lk = FN(padded)(Lk), d = FN(padded)(D), dv = FN(padded)(Dv);
     const int64_t rows = job->Lq - i0 < ROWS ? job->Lq - i0 : ROWS;  /* real rows in this block */
     const REAL *w_rows[ROWS], *ds_rows[ROWS], *dout_rows[ROWS];
-    int64_t first = Lk, last = 0;  /* keys with a nonzero weight in this block lie in [first, last) */
     for (int r = 0; r < ROWS; r++) {
         w_rows[r] = r < rows ? weights + (i0 + r) * Lk : space->zeros;
         ds_rows[r] = space->d_scores + r * lk;
         dout_rows[r] = space->dout_block + r * dv;
-        int64_t lo = 0, hi = Lk;
-        while (lo < Lk && w_rows[r][lo] == 0) lo++;
-        while (hi > lo && w_rows[r][hi - 1] == 0) hi--;
-        if (lo < hi && lo < first) first = lo;
-        if (lo < hi && hi > last) last = hi;
     }
+    int64_t first = 0, last = Lk;
+    if (!every_key) FN(nonzero_keys)(w_rows, Lk, &first, &last);
     if (first >= last) {  /* no key allowed in any row: dq rows are zero, dk and dv get nothing */
         memset(dq + i0 * D, 0, (size_t)(rows * D) * sizeof(REAL));
         return;
     }
     FN(fill_block)(space->q_block, q + i0 * D, rows, D);
     FN(fill_block)(space->dout_block, dout + i0 * Dv, rows, Dv);
-    for (int64_t t = first / COLS; t * COLS < last; t++)  /* dW over the key tiles that matter */
-        FN(tile_product)(space->d_scores + t * COLS, lk, dout_rows, space->v_packed + t * Dv * COLS, 0, Dv);
-    for (int r = 0; r < ROWS; r++) {  /* softmax backward, then the scale */
-        REAL *ds_row = space->d_scores + r * lk;
-        REAL weighted_sum = 0;
-        for (int64_t j = first; j < last; j++) weighted_sum += ds_row[j] * w_rows[r][j];
-        for (int64_t j = first; j < last; j++) ds_row[j] = w_rows[r][j] * (ds_row[j] - weighted_sum) * job->scale;
+    if (!FN(score_gradients)(job, space, w_rows, dout_rows, first, last) && (first > 0 || last < Lk)) {
+        first = 0, last = Lk;  /* a NaN or inf weight: its row's NaN reaches every key */
+        FN(score_gradients)(job, space, w_rows, dout_rows, first, last);
     }
     for (int64_t t = 0; t < d / COLS; t++) {
         FN(tile_product)(space->dq_block + t * COLS, d, ds_rows, space->k_packed + t * Lk * COLS, first, last);
@@ -201,13 +247,16 @@ static TARGET void FN(backward_block)(const FN(backward_job) *job, const FN(work
 static TARGET void FN(backward_problem)(const FN(backward_job) *job, const FN(workspace) *space, int64_t b)
 {
     const int64_t Lq = job->Lq, Lk = job->Lk, D = job->D, Dv = job->Dv;
-    FN(pack_transposed)(space->v_packed, job->v + b * Lk * Dv, Lk, Dv);
-    FN(pack_columns)(space->k_packed, job->k + b * Lk * D, Lk, D);
+    const REAL *q = job->q + b * Lq * D, *k = job->k + b * Lk * D, *v = job->v + b * Lk * Dv;
+    const REAL *dout = job->dout + b * Lq * Dv;
+    const int every_key = !(FN(all_finite)(q, Lq * D) && FN(all_finite)(k, Lk * D) && FN(all_finite)(v, Lk * Dv) &&
+                            FN(all_finite)(dout, Lq * Dv));
+    FN(pack_transposed)(space->v_packed, v, Lk, Dv);
+    FN(pack_columns)(space->k_packed, k, Lk, D);
     memset(space->dk_packed, 0, (size_t)(Lk * FN(padded)(D)) * sizeof(REAL));
     memset(space->dv_packed, 0, (size_t)(Lk * FN(padded)(Dv)) * sizeof(REAL));
     for (int64_t i0 = 0; i0 < Lq; i0 += ROWS)
-        FN(backward_block)(job, space, job->q + b * Lq * D, job->dout + b * Lq * Dv, job->weights + b * Lq * Lk,
-                           job->dq + b * Lq * D, i0);
+        FN(backward_block)(job, space, q, dout, job->weights + b * Lq * Lk, job->dq + b * Lq * D, i0, every_key);
     FN(unpack_columns)(job->dk + b * Lk * D, space->dk_packed, Lk, D);
     FN(unpack_columns)(job->dv + b * Lk * Dv, space->dv_packed, Lk, Dv);
 }
@@ -228,7 +277,7 @@ static TARGET int FN(backward)(REAL *dq, REAL *dk, REAL *dv,
                                int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
 {
     if (!dq || !dk || !dv || !dout || !q || !k || !v || !weights) return GB_ERR_NULL;
-    if (B <= 0 || Lq <= 0 || Lk <= 0 || D <= 0 || Dv <= 0) return GB_ERR_SIZE;
+    if (B <= 0 || Lq <= 0 || Lk <= 0 || D <= 0 || Dv < 0) return GB_ERR_SIZE;  /* Dv 0: dq, dk only */
     FN(backward_job) job = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v,
                             .weights = weights, .scale = (REAL)scale, .Lq = Lq, .Lk = Lk, .D = D, .Dv = Dv};
     return gb_run_tasks(FN(backward_task), &job, B, backward_thread_count(B, Lq * Lk * 2 * (D + Dv)),

@@ -36,7 +36,7 @@ static int FN(check_forward)(const REAL *out, const REAL *q, const REAL *k, cons
                              int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
 {
     if (!out || !q || !k || !v) return GB_ERR_NULL;
-    if (B <= 0 || Lq <= 0 || Lk <= 0 || D <= 0 || Dv <= 0) return GB_ERR_SIZE;
+    if (B <= 0 || Lq <= 0 || Lk <= 0 || D <= 0 || Dv < 0) return GB_ERR_SIZE;  /* Dv 0: weights only */
     return GB_OK;
 }
 
@@ -70,19 +70,22 @@ static void FN(task_rows)(const FN(forward_job) *job, int64_t task, int64_t *b, 
 /* ---- row path ---- */
 
 /* weights_row [Lk] = softmax of its scores over the `visible` first keys (masked ones are
- * -inf), 0 elsewhere; returns 1 if any key was allowed, else 0 (the whole row is then 0). */
+ * -inf), 0 elsewhere. Returns 1; or 0 when no key was allowed (the whole row is then 0); or
+ * NaN when a score was NaN or +inf (a NaN or inf in q or k): the whole row is then NaN, as
+ * in the NumPy backend, never a finite-looking row. Both show in the sum of the
+ * exponentials, so the loops need no test per element. */
 static REAL FN(normalise_row)(const FN(forward_job) *job, REAL *weights_row, int64_t visible)
 {
-    const REAL row_max = job->blocks->row_max(weights_row, visible);
-    int64_t zero_from = visible;
-    if (row_max == -INFINITY) {  /* no key allowed: zeros, never NaN */
-        zero_from = 0;
-    } else {
-        const REAL inverse_total = 1 / job->blocks->exp_shifted(weights_row, visible, row_max);
-        for (int64_t j = 0; j < visible; j++) weights_row[j] *= inverse_total;
+    const REAL row_max = job->blocks->row_max(weights_row, visible);  /* -inf: no key allowed, or only NaN */
+    const REAL total = job->blocks->exp_shifted(weights_row, visible, row_max == -INFINITY ? 0 : row_max);
+    if (total == 0 || total != total) {  /* 0: no key allowed; NaN: see above */
+        for (int64_t j = 0; j < job->Lk; j++) weights_row[j] = total;
+        return total;
     }
-    for (int64_t j = zero_from; j < job->Lk; j++) weights_row[j] = 0;
-    return zero_from > 0;
+    const REAL inverse_total = 1 / total;
+    for (int64_t j = 0; j < visible; j++) weights_row[j] *= inverse_total;
+    for (int64_t j = visible; j < job->Lk; j++) weights_row[j] = 0;
+    return 1;
 }
 
 /* out row and weights row [Lk] (the caller's weights row, or a work buffer) of query i of problem b. */
@@ -188,7 +191,8 @@ static void FN(score_block)(const FN(forward_job) *job, FN(tile_space) *space, i
     if (job->mask) FN(mask_block)(job, space->scores_t, b, i0, rows, j0, n_keys);
 }
 
-/* out rows [i0, i0 + rows) = acc rows / row_sum (zeros where row_sum is 0: no key allowed). */
+/* out rows [i0, i0 + rows) = acc rows / row_sum (zeros where row_sum is 0: no key allowed;
+ * NaN where it is NaN: a NaN or inf score). */
 static void FN(store_rows)(const FN(forward_job) *job, const FN(tile_space) *space, int64_t b, int64_t i0,
                            int64_t rows)
 {
@@ -197,7 +201,7 @@ static void FN(store_rows)(const FN(forward_job) *job, const FN(tile_space) *spa
         REAL *out_row = job->out + (b * job->Lq + i0 + r) * Dv;
         const REAL *acc_row = space->acc + r * acc_stride;
         const REAL total = space->row_sum[r];
-        for (int64_t c = 0; c < Dv; c++) out_row[c] = total > 0 ? acc_row[c] / total : 0;
+        for (int64_t c = 0; c < Dv; c++) out_row[c] = total != 0 ? acc_row[c] / total : 0;
     }
 }
 

@@ -1,14 +1,20 @@
-/* Fork-join task runner for the attention kernels (included by attention.c and attention_backward.c).
+/* Task runner for the attention kernels (included by attention.c and attention_backward.c).
  *
  * A call's work is cut into n_tasks independent tasks; n_threads threads (the
  * caller's own thread is one of them) claim task numbers from one atomic counter
- * in the call's own stack frame, so there is no global mutable state and several
- * calls may run at once. Each thread gets its own work buffer, all allocated
+ * in the call's own stack frame. Each thread gets its own work buffer, all allocated
  * before any task runs: when that fails nothing has been written.
+ * The other threads come from a persistent pool (one per file that includes this),
+ * started on first use and parked on a condition variable between calls, so a small
+ * call does not pay ~25 us per thread to start and join it. One call uses the pool at
+ * a time: a call that finds it busy (another Python thread is in the kernel) starts its
+ * own threads, as every call did before the pool, so concurrent calls never wait for
+ * each other. A thread that cannot be started leaves its share to the others.
  * Thread count: GLASSBOX_NUM_THREADS when it is a positive integer, else the
  * online cores. The kernel calls no BLAS, so it never competes with BLAS threads. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -56,8 +62,93 @@ static void *gb_worker_main(void *arg)
     return NULL;
 }
 
-/* Runs run(context, t, work) for every t < n_tasks on up to n_threads threads.
- * A thread that cannot be started just leaves its share to the others. */
+/* The persistent workers. Worker w (1-based) takes part in a round when w <= active, with
+ * work slot w; the caller is slot 0. */
+static struct {
+    pthread_mutex_t owner;  /* held by the call that uses the pool */
+    pthread_mutex_t lock;   /* guards everything below */
+    pthread_cond_t wake, done;
+    gb_task_queue *queue;
+    char *work;
+    size_t stride;
+    int64_t round;          /* one more for every call that uses the pool */
+    int64_t first_round[GB_MAX_THREADS];  /* the round at each worker's start (it waits for the next) */
+    int n_workers, active, finished;
+} gb_pool = {.owner = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
+            .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static pthread_once_t gb_pool_once = PTHREAD_ONCE_INIT;
+
+static void *gb_pool_worker(void *arg)
+{
+    const int slot = (int)(intptr_t)arg;
+    pthread_mutex_lock(&gb_pool.lock);
+    for (int64_t seen = gb_pool.first_round[slot];;) {
+        while (gb_pool.round == seen) pthread_cond_wait(&gb_pool.wake, &gb_pool.lock);
+        seen = gb_pool.round;
+        if (slot > gb_pool.active) continue;  /* this call needs fewer threads */
+        gb_task_queue *queue = gb_pool.queue;
+        void *work = gb_pool.work + (size_t)slot * gb_pool.stride;
+        pthread_mutex_unlock(&gb_pool.lock);
+        gb_drain(queue, work);
+        pthread_mutex_lock(&gb_pool.lock);
+        if (++gb_pool.finished == gb_pool.active) pthread_cond_signal(&gb_pool.done);
+    }
+    return NULL;
+}
+
+/* A forked child has none of the parent's threads: it starts with an empty pool. */
+static void gb_pool_after_fork(void)
+{
+    pthread_mutex_init(&gb_pool.owner, NULL);
+    pthread_mutex_init(&gb_pool.lock, NULL);
+    pthread_cond_init(&gb_pool.wake, NULL);
+    pthread_cond_init(&gb_pool.done, NULL);
+    gb_pool.n_workers = 0;
+}
+
+static void gb_pool_setup(void) { pthread_atfork(NULL, NULL, gb_pool_after_fork); }
+
+/* Runs the queue on the caller and up to `helpers` pool workers (the caller holds gb_pool.owner). */
+static void gb_pool_run(gb_task_queue *queue, char *work, size_t stride, int helpers)
+{
+    pthread_mutex_lock(&gb_pool.lock);
+    while (gb_pool.n_workers < helpers) {
+        const int slot = gb_pool.n_workers + 1;
+        pthread_t thread;
+        gb_pool.first_round[slot] = gb_pool.round;
+        if (pthread_create(&thread, NULL, gb_pool_worker, (void *)(intptr_t)slot) != 0) break;
+        pthread_detach(thread);
+        gb_pool.n_workers = slot;
+    }
+    gb_pool.active = helpers < gb_pool.n_workers ? helpers : gb_pool.n_workers;
+    gb_pool.finished = 0;
+    gb_pool.queue = queue, gb_pool.work = work, gb_pool.stride = stride;
+    gb_pool.round++;
+    pthread_cond_broadcast(&gb_pool.wake);
+    pthread_mutex_unlock(&gb_pool.lock);
+    gb_drain(queue, work);
+    pthread_mutex_lock(&gb_pool.lock);
+    while (gb_pool.finished < gb_pool.active) pthread_cond_wait(&gb_pool.done, &gb_pool.lock);
+    pthread_mutex_unlock(&gb_pool.lock);
+}
+
+/* Runs the queue on the caller and `helpers` threads started for this call alone. */
+static void gb_spawn_run(gb_task_queue *queue, char *work, size_t stride, int helpers)
+{
+    pthread_t threads[GB_MAX_THREADS];
+    gb_worker workers[GB_MAX_THREADS];
+    int started[GB_MAX_THREADS] = {0};
+    for (int t = 1; t <= helpers; t++) {
+        workers[t] = (gb_worker){.queue = queue, .work = work + (size_t)t * stride};
+        started[t] = pthread_create(&threads[t], NULL, gb_worker_main, &workers[t]) == 0;
+    }
+    gb_drain(queue, work);
+    for (int t = 1; t <= helpers; t++)
+        if (started[t]) pthread_join(threads[t], NULL);
+}
+
+/* Runs run(context, t, work) for every t < n_tasks on up to n_threads threads. */
 static int gb_run_tasks(gb_task_fn run, void *context, int64_t n_tasks, int64_t n_threads, size_t work_bytes)
 {
     if (n_threads > n_tasks) n_threads = n_tasks;
@@ -68,16 +159,15 @@ static int gb_run_tasks(gb_task_fn run, void *context, int64_t n_tasks, int64_t 
     if (!work) return GB_ERR_NOMEM;
     gb_task_queue queue = {.run = run, .context = context, .n_tasks = n_tasks};
     atomic_init(&queue.next, 0);
-    pthread_t threads[GB_MAX_THREADS];
-    gb_worker workers[GB_MAX_THREADS];
-    int started[GB_MAX_THREADS] = {0};
-    for (int64_t t = 1; t < n_threads; t++) {
-        workers[t] = (gb_worker){.queue = &queue, .work = work + (size_t)t * stride};
-        started[t] = pthread_create(&threads[t], NULL, gb_worker_main, &workers[t]) == 0;
+    const int helpers = (int)n_threads - 1;
+    if (helpers == 0) {
+        gb_drain(&queue, work);
+    } else if (pthread_once(&gb_pool_once, gb_pool_setup) == 0 && pthread_mutex_trylock(&gb_pool.owner) == 0) {
+        gb_pool_run(&queue, work, stride, helpers);
+        pthread_mutex_unlock(&gb_pool.owner);
+    } else {
+        gb_spawn_run(&queue, work, stride, helpers);
     }
-    gb_drain(&queue, work);
-    for (int64_t t = 1; t < n_threads; t++)
-        if (started[t]) pthread_join(threads[t], NULL);
     free(work);
     return GB_OK;
 }

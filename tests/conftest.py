@@ -48,3 +48,16 @@ def assert_matches_reference(q, k, v, backend, **options):
 @pytest.fixture(params=available_backends())
 def backend(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def gpt2_models_dir(tmp_path_factory):
+    """A temporary models folder holding one GPT-2-small-shaped checkpoint, "gpt2-random"
+    (12 layers x 12 heads, n_embd 768, context 1024, GPT-2's real 50,257-token BPE, random
+    weights in Hugging Face's layout). Sets nothing global: point GLASSBOX_MODELS at it with
+    monkeypatch.setenv where needed. Shared by the session: do not write into it."""
+    from gpt2_helpers import write_gpt2_checkpoint
+
+    root = tmp_path_factory.mktemp("models")
+    write_gpt2_checkpoint(root / "gpt2-random")
+    return root

@@ -1,6 +1,10 @@
 """core.attention: both backends against the float64 reference and each other, bad input, threads."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import warnings
 
@@ -254,3 +258,219 @@ def test_kernel_validates_pointers_and_sizes():
     assert (null_output, zero_size, negative_size) == (lib.GB_ERR_NULL, lib.GB_ERR_SIZE, lib.GB_ERR_SIZE)
     with pytest.raises(RuntimeError, match="size was not positive"):
         attention._raise_for_status(lib.GB_ERR_SIZE)
+
+
+# ---- non-finite inputs, zero-width values, unaligned views, scale (issue 12) ----
+
+needs_c = pytest.mark.skipif("c" not in available_backends(), reason="C kernel not built")
+# kernels/attention.c: fewer than 16 query rows take the row path; with return_weights the tile path
+# writes its scores into the weight rows. Keys: 5 (the row path's scalar tail), 40 (vector loops, key blocks).
+KERNEL_PATHS = {"row": (6, 5, True), "row-long": (6, 40, False), "tile": (40, 40, False), "tile-weights": (40, 37, True)}
+
+
+@pytest.fixture(params=["default", "portable"])
+def simd(request, monkeypatch):
+    """Both C code paths: the CPU's (AVX2 when it has it) and plain C."""
+    if request.param == "portable":
+        monkeypatch.setenv("GLASSBOX_SIMD", "portable")
+    else:
+        monkeypatch.delenv("GLASSBOX_SIMD", raising=False)
+    return request.param
+
+
+def problem_with_mask(rng, lq, lk, dtype):
+    q, k, v = random_qkv(rng, (2,), lq, lk, 8, 5, dtype)
+    mask = rng.random((lq, lk)) < 0.8
+    mask[1] = False  # one row sees nothing
+    return q, k, v, mask
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # NumPy on NaN and inf
+@needs_c
+@pytest.mark.parametrize("path", KERNEL_PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["q", "k"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("causal", [False, True])
+def test_nan_or_inf_in_q_or_k_gives_nan_in_the_same_rows_as_numpy(simd, path, dtype, where, value, causal):
+    lq, lk, return_weights = KERNEL_PATHS[path]
+    rng = np.random.default_rng(11)
+    q, k, v, mask = problem_with_mask(rng, lq, lk, dtype)
+    q[..., 2], k[..., 2] = np.abs(q[..., 2]), np.abs(k[..., 2])  # +inf there: +inf scores; -inf: -inf scores
+    if where == "q":
+        q[0, 3, 2] = value  # one query row
+    else:
+        k[0, 2, 2] = value  # one key, seen by every row that may attend it
+    options = dict(causal=causal, mask=mask, return_weights=True)
+    np_out, np_weights = scaled_dot_product_attention(q, k, v, backend="numpy", **options)
+    if return_weights:
+        c_out, c_weights = scaled_dot_product_attention(q, k, v, backend="c", **options)
+        np.testing.assert_array_equal(np.isnan(c_weights).any(-1), np.isnan(np_weights).any(-1))
+    else:
+        c_out = scaled_dot_product_attention(q, k, v, backend="c", causal=causal, mask=mask)
+    nan_rows = np.isnan(np_out).any(-1)
+    assert nan_rows.any() == (value != -np.inf)  # -inf scores are like masked keys: no NaN
+    np.testing.assert_array_equal(np.isnan(c_out).any(-1), nan_rows)
+    np.testing.assert_array_equal(np.isnan(c_out[nan_rows]), True)  # whole rows, every column
+    assert np.isfinite(c_out[~nan_rows]).all()
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # NumPy on NaN and inf
+@needs_c
+@pytest.mark.parametrize("path", KERNEL_PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("causal", [False, True])
+def test_nan_or_inf_in_v_reaches_every_row_that_may_see_its_key(simd, path, dtype, value, causal):
+    lq, lk, return_weights = KERNEL_PATHS[path]
+    rng = np.random.default_rng(12)
+    q, k, v, mask = problem_with_mask(rng, lq, lk, dtype)
+    key, column = lk - 2, 3
+    mask[2:, key] = True  # seen by the last rows, causal or not
+    v[0, key, column] = value
+    seeing = mask[:, key] & ((not causal) | (key <= np.arange(lq) + lk - lq))  # [Lq] rows that may attend the key
+    assert seeing.any()
+    for backend in ("c", "numpy"):
+        result = scaled_dot_product_attention(q, k, v, backend=backend, causal=causal, mask=mask,
+                                              return_weights=return_weights)
+        out = result[0] if return_weights else result
+        assert not np.isfinite(out[0, seeing, column]).any(), backend
+        assert np.isfinite(np.delete(out, column, axis=-1)).all(), backend  # other columns untouched
+        assert np.isfinite(out[1]).all(), backend  # the other problem too
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # NumPy on NaN and inf
+@needs_c
+@pytest.mark.parametrize("where", ["masked k", "masked v", "q of a masked row", "d_out of a masked row",
+                                   "a weight", "q"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_nan_reaches_the_same_gradients_as_numpy(simd, where, dtype):
+    # the C backward skips keys whose weights are all zero; with a NaN about, 0 x NaN must still be NaN
+    rng = np.random.default_rng(13)
+    q, k, v, d_out = (rng.standard_normal((2, 9, 6)).astype(dtype) for _ in range(4))
+    mask = np.ones((9, 9), dtype=bool)
+    mask[:, 7] = False  # key 7: seen by no one
+    mask[4] = False  # query 4: sees nothing
+    if where == "masked k":
+        k[0, 7, 1] = np.nan
+    elif where == "masked v":
+        v[0, 7, 1] = np.nan
+    elif where == "q of a masked row":
+        q[0, 4, 1] = np.nan
+    elif where == "q":
+        q[0, 5, 1] = np.nan
+    _, weights = scaled_dot_product_attention(q, k, v, causal=True, mask=mask, return_weights=True, backend="numpy")
+    if where == "d_out of a masked row":
+        d_out[0, 4, 1] = np.nan
+    elif where == "a weight":
+        weights[0, 6, 2] = np.nan
+    c_grads = attention_backward(d_out, q, k, v, weights, backend="c")
+    numpy_grads = attention_backward(d_out, q, k, v, weights, backend="numpy")
+    assert any(np.isnan(grad).any() for grad in numpy_grads)
+    for name, c_grad, numpy_grad in zip("qkv", c_grads, numpy_grads):
+        np.testing.assert_array_equal(np.isnan(c_grad), np.isnan(numpy_grad), err_msg=f"d_{name}")
+        finite = ~np.isnan(numpy_grad)
+        np.testing.assert_allclose(c_grad[finite], numpy_grad[finite], rtol=1e-4, atol=1e-4, err_msg=f"d_{name}")
+
+
+@pytest.mark.parametrize("lq", [3, 20])  # C: row path, tile path
+def test_zero_width_values_still_give_the_softmax_weights(backend, lq):
+    rng = np.random.default_rng(14)
+    q, k, v = random_qkv(rng, (2,), lq, 6, 4, 3, np.float64)
+    expected_weights = reference_attention(q, k, v, causal=True)[1]
+    out, weights = scaled_dot_product_attention(q, k, v[..., :0], causal=True, return_weights=True, backend=backend)
+    assert out.shape == (2, lq, 0)
+    np.testing.assert_allclose(weights, expected_weights, atol=1e-12)
+    d_q, d_k, d_v = attention_backward(np.zeros((2, lq, 0)), q, k, v[..., :0], weights, backend=backend)
+    assert d_v.shape == (2, 6, 0) and (d_q == 0).all() and (d_k == 0).all()
+
+
+def unaligned(array: np.ndarray) -> np.ndarray:
+    """A copy of `array` at an odd byte offset: C-contiguous but not aligned for its dtype."""
+    buffer = np.zeros(array.nbytes + 1, dtype=np.uint8)
+    view = buffer[1:].view(array.dtype).reshape(array.shape)
+    view[...] = array
+    assert view.flags.c_contiguous and not view.flags.aligned
+    return view
+
+
+class AlignmentCheckingLib:
+    """The kernel's lib, with every float pointer argument checked for alignment first."""
+
+    def __init__(self, kernel):
+        self._ffi, self._lib, self.checked = kernel.ffi, kernel.lib, 0
+
+    def __getattr__(self, name):
+        function = getattr(self._lib, name)
+        if not name.startswith("gb_attention"):
+            return function
+
+        def checked(*args):
+            for arg in args:
+                if isinstance(arg, self._ffi.CData) and arg != self._ffi.NULL:
+                    item = self._ffi.sizeof(self._ffi.typeof(arg).item)
+                    assert int(self._ffi.cast("uintptr_t", arg)) % item == 0, f"{name}: unaligned pointer"
+            self.checked += 1
+            return function(*args)
+
+        return checked
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unaligned_views_are_copied_before_the_kernel_reads_them(monkeypatch, dtype):
+    lib = AlignmentCheckingLib(attention._kernel)
+    monkeypatch.setattr(attention, "_kernel", type("Kernel", (), {"ffi": attention._kernel.ffi, "lib": lib}))
+    monkeypatch.setattr(attention, "_FORWARD", {np.dtype(t): getattr(lib, f"gb_attention_forward_f{8 * np.dtype(t).itemsize}")
+                                                for t in (np.float32, np.float64)})
+    rng = np.random.default_rng(15)
+    q, k, v = random_qkv(rng, (2,), 20, 20, 8, 8, dtype)
+    expected_out, expected_weights = scaled_dot_product_attention(q, k, v, causal=True, return_weights=True, backend="c")
+    out, weights = scaled_dot_product_attention(*map(unaligned, (q, k, v)), causal=True, return_weights=True,
+                                                backend="c")
+    np.testing.assert_array_equal(out, expected_out)
+    d_out = rng.standard_normal(out.shape).astype(dtype)
+    expected_grads = attention_backward(d_out, q, k, v, weights, backend="c")
+    grads = attention_backward(*map(unaligned, (d_out, q, k, v, weights)), backend="c")
+    for got, want in zip(grads, expected_grads):
+        np.testing.assert_array_equal(got, want)
+    assert lib.checked == 4
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), 0.0, -0.5])
+def test_forward_and_backward_reject_a_bad_scale(backend, scale):
+    q = k = v = np.ones((2, 3, 4))
+    with pytest.raises(ValueError, match="scale"):
+        scaled_dot_product_attention(q, k, v, scale=scale, backend=backend)
+    with pytest.raises(ValueError, match="scale"):
+        attention_backward(np.ones((2, 3, 4)), q, k, v, np.full((2, 3, 3), 1 / 3), scale=scale, backend=backend)
+
+
+@needs_c
+def test_every_error_code_the_kernel_declares_has_a_message_and_no_thread_error():
+    # a worker thread that cannot start leaves its share to the others: no GB_ERR_THREAD to return
+    lib = attention._kernel.lib
+    codes = {getattr(lib, name) for name in dir(lib) if name.startswith("GB_ERR_")}
+    assert not hasattr(lib, "GB_ERR_THREAD")
+    assert codes == set(attention._ERROR_MESSAGES)
+
+
+@needs_c
+def test_a_forked_child_runs_threaded_calls_with_its_own_pool():
+    # the kernel keeps worker threads between calls; a fork has none of them, so the child starts its own
+    code = textwrap.dedent("""
+        import os, numpy as np
+        from core.attention import scaled_dot_product_attention
+        rng = np.random.default_rng(0)
+        q, k, v = (rng.standard_normal((8, 150, 64)).astype(np.float32) for _ in range(3))
+        expected = scaled_dot_product_attention(q, k, v, causal=True, backend="c")  # starts the pool
+        pid = os.fork()
+        if pid == 0:
+            same = np.array_equal(scaled_dot_product_attention(q, k, v, causal=True, backend="c"), expected)
+            os._exit(0 if same else 3)
+        _, status = os.waitpid(pid, 0)
+        raise SystemExit(os.waitstatus_to_exitcode(status))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "GLASSBOX_NUM_THREADS": "2"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

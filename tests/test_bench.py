@@ -112,3 +112,40 @@ def test_make_inputs_are_reproducible():
     for a, b in zip(first, second):
         assert a.dtype == np.float64
         np.testing.assert_array_equal(a, b)
+
+
+needs_torch = pytest.mark.skipif(not bench.peer_available(), reason="PyTorch (the peer) is not installed")
+
+
+@needs_torch
+@pytest.mark.parametrize("case, path", [
+    (bench.BenchCase("toy", 2, 8, 8, 4, causal=True), "torch sdpa 4-D, is_causal"),
+    (bench.BenchCase("toy", 2, 3, 8, 4, causal=True), "torch sdpa 4-D, bool mask"),  # Lq != Lk: bottom-right mask
+    (bench.BenchCase("toy", 2, 8, 8, 4), "torch sdpa 4-D"),
+    (bench.BenchCase("toy", 2, 8, 8, 4, causal=True, return_weights=True), "torch matmul+softmax+matmul 4-D"),
+])
+def test_peer_runs_its_fused_call_on_the_kernels_threads_and_says_so(monkeypatch, case, path):
+    import torch
+
+    monkeypatch.setenv("GLASSBOX_NUM_THREADS", "2")
+    torch.set_num_threads(1)  # as core's OMP_NUM_THREADS=1 default leaves it
+    rows = bench.run_grid([case], ["numpy", bench.PEER], repeats=1)
+    peer_row = rows[1]
+    assert peer_row["max_abs_diff"] < 1e-5  # the same answer as ours, alignment included
+    assert (peer_row["peer_path"], peer_row["peer_threads"], peer_row["peer_version"]) == (path, 2, torch.__version__)
+    assert torch.get_num_threads() == 2
+    assert rows[0]["speedup_vs_peer_path"] == path and rows[0]["speedup_vs_peer"] > 0
+    json.dumps(rows)
+
+
+@needs_torch
+def test_peer_call_passes_4d_tensors_to_torch(monkeypatch):
+    import torch
+
+    shapes = []
+    fused = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda q, *args, **kwargs: shapes.append(tuple(q.shape)) or fused(q, *args, **kwargs))
+    case = bench.BenchCase("toy", 3, 5, 5, 4, causal=True)
+    out = bench.attention_call(case, bench.PEER, *bench.make_inputs(case))()
+    assert set(shapes) == {(1, 3, 5, 4)} and out.shape == (3, 5, 4)

@@ -1,10 +1,13 @@
 """The real dashboard in a real browser: `streamlit run dashboard/app.py` on a free local port,
 driven by Playwright with Debian's Chromium (never a browser download).
 
-Every page must show its title and its charts and no exception box; a screenshot of each is saved
-to test-artifacts/screenshots/. The time a page takes to redraw after the prompt changes is
-written to test-artifacts/redraw-times.json. With GLASSBOX_README_SCREENSHOTS=1 the test also
-writes the README's small screenshots to dashboard/screenshots/.
+Every page and every tab must show its title and its charts, no exception box and no error message,
+and no chart wider than the page at 1280 px; a screenshot of each is saved to
+test-artifacts/screenshots/ (<page>.png, <page>--<tab>.png). Every page is also opened on a
+GPT-2-small-shaped checkpoint (random weights, GPT-2's vocabulary) in a temporary models folder.
+The time a page takes to redraw after the prompt changes (toy model, and GPT-2-shaped as
+"gpt2/<page>") is written to test-artifacts/redraw-times.json. With GLASSBOX_README_SCREENSHOTS=1
+the test also writes the README's small screenshots to dashboard/screenshots/.
 """
 from __future__ import annotations
 
@@ -34,21 +37,60 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
 README_SCREENSHOTS = ROOT / "dashboard" / "screenshots"
-PAGES = {  # url path: (title, charts at least)
+PAGES = {  # url path: (title, charts at least on its first tab)
     "": ("Overview", 1),
+    "start_here": ("Start here", 0),
     "attention_steps": ("Attention step by step", 1),
+    "block_steps": ("The block step by step", 1),
     "explorer": ("Attention explorer", 3),
     "sampling": ("Next token and sampling", 3),
+    "practice": ("Practice", 0),
+    "experiments": ("Experiments", 1),
     "training": ("Training", 3),
-    "benchmark": ("Kernel benchmark", 3),
+    "benchmark": ("Kernel benchmark", 0),  # its charts come with "Run benchmark" (pressed on the toy model)
+    "glossary": ("Glossary", 0),
 }
+PAGE_IDS = [path or "overview" for path in PAGES]
 README_PAGES = {  # url path: (file name, tab opened first, heading scrolled to the top of the README screenshot)
     "": ("overview", None, None), "attention_steps": ("attention", "3. Scores", "3. Scores"),
     "sampling": ("sampling", None, "Choosing one token"),
 }
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TIMEOUT_MS = 90_000
+CHARTS_TIMEOUT_MS = 30_000  # for a page's charts to appear and draw
+VIEWPORT = {"width": 1280, "height": 900}  # the narrowest window every figure must fit
+GPT2 = "gpt2-random"  # the checkpoint in conftest's gpt2_models_dir
+# A prompt per page that no page has traced before on the GPT-2 server, so that each redraw
+# includes the new trace, as when a learner types a prompt (the traces are shared between sessions).
+GPT2_PROMPTS = {path: f"The dog can {verb}" for path, verb in zip(PAGES, (
+    "run", "jump", "swim", "sing", "fly", "read", "cook", "dance", "climb", "write", "sleep"))}
+# Every chart (Vega-Lite) and every other drawing (canvas, svg) wider than the page's content box,
+# or whose drawing overflows its own box, and a main area that scrolls sideways.
+TOO_WIDE = """() => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    const block = document.querySelector('[data-testid="stMainBlockContainer"]');
+    const right = block.getBoundingClientRect().right - parseFloat(getComputedStyle(block).paddingRight) + 1;
+    const headings = [...block.querySelectorAll('h1, h2, h3, h4, h5')];
+    const under = (element) => headings.filter((heading) =>
+        heading.compareDocumentPosition(element) & Node.DOCUMENT_POSITION_FOLLOWING).pop()?.textContent.trim() || "?";
+    const charts = [...block.querySelectorAll('.vega-embed')].flatMap((chart, index) => {
+        const drawing = chart.querySelector('canvas, svg');
+        const edge = Math.max(chart.getBoundingClientRect().right, drawing ? drawing.getBoundingClientRect().right : 0);
+        const overflow = chart.scrollWidth > chart.clientWidth + 1;
+        return edge > right || overflow ? [`chart ${index} under "${under(chart)}": right edge ${Math.round(edge)} px > `
+            + `${Math.round(right)} px` + (overflow ? `, drawing ${chart.scrollWidth} px in a ${chart.clientWidth} px box` : "")] : [];
+    });
+    const drawings = [...block.querySelectorAll('canvas, svg')].filter((drawing) =>
+        !drawing.closest('.vega-embed') && drawing.getBoundingClientRect().width > 40
+        && drawing.getBoundingClientRect().right > right).map((drawing) =>
+        `${drawing.tagName.toLowerCase()} under "${under(drawing)}": right edge ${Math.round(drawing.getBoundingClientRect().right)} px > ${Math.round(right)} px`);
+    const sideways = main.scrollWidth > main.clientWidth + 1 ? [`the page scrolls sideways (${main.scrollWidth} px > ${main.clientWidth} px)`] : [];
+    return [...charts, ...drawings, ...sideways];
+}"""
+# True when every Vega-Lite chart on the page has drawn its canvas or svg.
+CHARTS_DRAWN = "[...document.querySelectorAll('.vega-embed')].every((chart) => chart.querySelector('canvas, svg'))"
 
 
 def free_port() -> int:
@@ -57,11 +99,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
+def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{process.stdout.read()}")
+            raise RuntimeError(f"streamlit exited early:\n{log.read_text(errors='replace')}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
                 if response.status == 200:
@@ -72,16 +114,22 @@ def wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 60)
 
 
 @contextmanager
-def running_dashboard():
-    """`streamlit run dashboard/app.py` (the console script, as a user types it) on a free port: its URL."""
+def running_dashboard(models_folder: Path | None = None, log_name: str = "server"):
+    """`streamlit run dashboard/app.py` (the console script, as a user types it) on a free port: its
+    URL. `models_folder` becomes the server's GLASSBOX_MODELS; the server's output goes to
+    test-artifacts/<log_name>.log (a pipe nobody reads would stall the server once full)."""
     port = free_port()
+    env = dict(os.environ, **({"GLASSBOX_MODELS": str(models_folder)} if models_folder else {}))
     command = [str(Path(sys.executable).parent / "streamlit"), "run", str(ROOT / "dashboard" / "app.py"),
                "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / f"{log_name}.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(url, process)
+        wait_until_healthy(url, process, log)
         yield url
     finally:
         process.terminate()
@@ -94,6 +142,12 @@ def running_dashboard():
 @pytest.fixture(scope="module")
 def server():
     with running_dashboard() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def gpt2_server(gpt2_models_dir):
+    with running_dashboard(gpt2_models_dir, "server-gpt2") as url:
         yield url
 
 
@@ -121,7 +175,7 @@ def wait_idle(page) -> None:
 
 
 def open_page(browser, url: str, path: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page = browser.new_page(viewport=VIEWPORT)
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(f"{url}/{path}")
     page.wait_for_selector("h1")
@@ -137,6 +191,14 @@ def train_a_few_steps(page) -> None:
     page.get_by_role("button", name="Start").click()
     page.wait_for_selector("text=Every run of this session", timeout=TIMEOUT_MS)
     wait_idle(page)
+
+
+def run_the_benchmark(page) -> int:
+    """Press "Run benchmark" (the default grid, a few seconds): the charts the page then shows at least."""
+    page.get_by_role("button", name="Run benchmark").click()
+    page.get_by_text("Timed ").first.wait_for(timeout=TIMEOUT_MS)
+    wait_idle(page)
+    return 3
 
 
 def change_prompt(page, text: str) -> float:
@@ -195,26 +257,109 @@ def whole_page_screenshot(page, path: Path) -> None:
     page.set_viewport_size(viewport)
 
 
+def problems(page, title: str, charts: int) -> list[str]:
+    """What is wrong with the page as drawn (after waiting for its charts): another title, fewer than
+    `charts` charts, an exception box, an error message, a chart or drawing wider than the page."""
+    found = []
+    heading = page.locator("h1").first.inner_text().strip()
+    if heading != title:
+        found.append(f"title {heading!r} instead of {title!r}")
+    try:
+        page.wait_for_function(f"document.querySelectorAll('.vega-embed').length >= {charts} && {CHARTS_DRAWN}",
+                               timeout=CHARTS_TIMEOUT_MS)
+    except playwright_api.TimeoutError:
+        found.append(f"{page.locator('.vega-embed').count()} charts on the page, drawn or not; at least {charts} expected")
+    found += [f"exception box: {text[:400]}" for text in page.get_by_test_id("stException").all_inner_texts()]
+    found += [f"error message: {text[:400]}" for text in page.get_by_test_id("stAlertContentError").all_inner_texts()]
+    found += [f"too wide at {VIEWPORT['width']} px: {text}" for text in page.evaluate(TOO_WIDE)]
+    return found
+
+
 def check_page(page, title: str, charts: int) -> None:
-    assert page.locator("h1").first.inner_text().strip() == title
-    page.wait_for_function(f"document.querySelectorAll('.vega-embed').length >= {charts}", timeout=TIMEOUT_MS)
-    assert page.locator('[data-testid="stException"]').count() == 0
+    found = problems(page, title, charts)
+    assert not found, "\n".join(found)
 
 
-@pytest.mark.parametrize("path", list(PAGES))
-def test_page_renders_and_redraws(server, browser, redraw_times, path):
+def tab_names(page) -> list[str]:
+    return [tab.inner_text().strip() for tab in page.get_by_role("tab").all()]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def visit_every_tab(page, name: str, title: str, charts: int) -> list[str]:
+    """Each tab of the page in turn, the first as it opened (with at least `charts` charts): a
+    screenshot of each (<name>.png, <name>--<tab>.png) and its problems, each line naming the page,
+    the tab and the screenshot. Ends on the first tab again."""
+    tabs = tab_names(page)
+    found = []
+    for index, tab in enumerate(tabs or [None]):
+        if index:
+            open_tab(page, tab)
+        shot = f"{name}--{slug(tab)}.png" if index else f"{name}.png"
+        tab_problems = problems(page, title, 0 if index else charts)
+        whole_page_screenshot(page, SCREENSHOTS / shot)
+        found += [f"{name}, tab {tab or '(none)'!r} ({shot}): {problem}" for problem in tab_problems]
+    if len(tabs) > 1:
+        open_tab(page, tabs[0])
+    return found
+
+
+def redraw(page, name: str, title: str, charts: int, prompt: str) -> tuple[float, list[str]]:
+    """Change the prompt on the open tab: the redraw's milliseconds, and the problems after it."""
+    milliseconds = change_prompt(page, prompt)
+    return round(milliseconds, 1), [f"{name}, after the prompt changed to {prompt!r}: {problem}"
+                                    for problem in problems(page, title, charts)]
+
+
+def pick_model(page, name: str) -> None:
+    """Choose `name` in the sidebar's model picker (its first select box)."""
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    wait_idle(page)
+    assert f"Model: {name}" in page.get_by_test_id("stSidebar").inner_text()
+
+
+@pytest.mark.parametrize("path", list(PAGES), ids=PAGE_IDS)
+def test_every_tab_is_clean_and_the_first_redraws(server, browser, redraw_times, path):
+    """Every tab of the page with the default prompt: no exception box or error message, charts
+    within the page at 1280 px, a screenshot; then the first tab's redraw after a prompt change."""
     title, charts = PAGES[path]
+    name = path or "overview"
     page = open_page(browser, server, path)
     try:
         if path == "training":
             train_a_few_steps(page)
-        check_page(page, title, charts)
-        name = path or "overview"
+        if path == "benchmark":
+            charts = run_the_benchmark(page)
+        found = visit_every_tab(page, name, title, charts)
         if os.environ.get("GLASSBOX_README_SCREENSHOTS") and path in README_PAGES:
             readme_screenshot(page, *README_PAGES[path])
-        whole_page_screenshot(page, ARTIFACTS / "screenshots" / f"{name}.png")
-        redraw_times[name] = round(change_prompt(page, "the dog can"), 1)
-        check_page(page, title, 1)
+            if tab_names(page):
+                open_tab(page, tab_names(page)[0])
+        redraw_times[name], after = redraw(page, name, title, charts, "the dog can")
+        assert not found + after, "\n".join(found + after)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("path", list(PAGES), ids=PAGE_IDS)
+def test_every_tab_on_a_gpt2_shaped_checkpoint(gpt2_server, browser, redraw_times, path):
+    """The same on GPT-2 small's shapes (picked in the sidebar), and the first tab's redraw after a
+    prompt change measured with a prompt no page has traced yet (issue 13's target: under 1 s; recorded, not asserted).
+    The training page says why it does not train this model."""
+    title, charts = PAGES[path]
+    name = f"gpt2-{path or 'overview'}"
+    page = open_page(browser, gpt2_server, path)
+    try:
+        pick_model(page, GPT2)
+        if path == "training":
+            charts = 0
+            assert page.get_by_text("Training is not offered for this model").count() == 1
+        found = visit_every_tab(page, name, title, charts)
+        redraw_times[f"gpt2/{path or 'overview'}"], after = redraw(page, name, title, charts, GPT2_PROMPTS[path])
+        assert not found + after, "\n".join(found + after)
     finally:
         page.close()
 
@@ -237,7 +382,7 @@ def test_a_deep_link_opened_first_gets_the_whole_app(browser):
     """The first page a fresh server is asked for is not the main one: it must still run through
     app.py (shared sidebar, every page in the navigation), which a pages/ folder beside app.py
     would break (see dashboard/app.py)."""
-    with running_dashboard() as url:
+    with running_dashboard(log_name="server-deep-link") as url:
         page = open_page(browser, url, "explorer")
         try:
             check_page(page, "Attention explorer", 3)
@@ -287,5 +432,17 @@ def test_charts_offer_an_svg_download(server, browser):
         svg = Path(download.value.path()).read_text(encoding="utf-8")
         assert svg.startswith("<svg") and "The 10 most likely next tokens" in svg
         assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()
+
+
+def test_a_32_token_prompt_s_figures_fit_the_page(server, browser):
+    """Issue 14: step 3's masked heatmap and step 7's PCA pair with a context-filling prompt stay
+    within the page at 1280 px, in every tab of the step-by-step page."""
+    page = open_page(browser, server, "attention_steps")
+    try:
+        change_prompt(page, " ".join(["the sky is blue ."] * 7))
+        found = visit_every_tab(page, "attention_steps-32-tokens", "Attention step by step", 1)
+        assert not found, "\n".join(found)
     finally:
         page.close()

@@ -160,3 +160,48 @@ def test_to_svg_draws_a_spec_with_its_datasets_and_title():
     svg = charts.to_svg(spec)
     assert svg.startswith("<svg")
     assert ">Layer 0, head 1</text>" in svg and ">1 b</text>" in svg  # the title, and a label from the data
+
+
+def test_heatmap_max_width_narrows_wide_matrices_and_thins_their_column_labels():
+    values = np.random.default_rng(0).normal(size=(3, 768))
+    spec = _spec(charts.vectors_heatmap(values, ["a", "b", "c"], title="wte", max_width=500, every_label=True))
+    assert spec["width"] == 500 and len(_data(spec)) == 3 * 768
+    x_axis = spec["layer"][0]["encoding"]["x"]["axis"]
+    every = int(x_axis["values"][1][1:])  # d0, d<every>, d<2 every>, ...
+    assert x_axis["values"] == [f"d{i}" for i in range(0, 768, every)] and x_axis["labelOverlap"] is False
+    assert every * 500 / 768 >= charts.MIN_LABEL_GAP  # labels far enough apart to be read
+    assert spec["layer"][0]["encoding"]["y"]["axis"]["labelOverlap"] is False  # every token named
+    assert not any(layer["mark"]["type"] == "text" for layer in spec["layer"])
+    small = _spec(charts.vectors_heatmap(values[:, :4], ["a", "b", "c"], title="q", max_width=500))
+    assert "values" not in small["layer"][0]["encoding"]["x"]["axis"]  # fits: every dimension labelled
+
+
+def test_side_by_side_max_width_wraps_what_does_not_fit():
+    figures = [charts.heatmap(np.eye(32), list(map(str, range(32))), list(map(str, range(32))), title=f"t{i}")
+               for i in range(3)]
+    one_per_row = charts.side_by_side(figures, max_width=780)
+    assert one_per_row["columns"] == 1
+    small = [charts.heatmap(np.eye(2), ["a", "b"], ["a", "b"], title=f"s{i}") for i in range(3)]
+    assert charts.side_by_side(small, max_width=2000)["columns"] == 3
+    assert charts.columns_that_fit([900, 100], 500) == 1  # one chart per row at least
+    alt.ConcatChart.from_dict(one_per_row)
+
+
+def test_bars_every_label_and_scatter_width():
+    spec = _spec(charts.bars(["a", "b"], [0.5, 0.5], title="t", every_label=True))
+    y_axes = [node["axis"] for node in _walk(spec) if node.get("field") == "label" and "axis" in node]
+    assert y_axes and y_axes[0]["labelOverlap"] is False
+    spec = _spec(charts.scatter_2d(np.zeros((2, 2)), ["a", "b"], ["q", "k"], title="pca", width=300))
+    assert spec["width"] == 300
+
+
+def test_pipeline_dot_draws_residual_connections_around_the_added_steps():
+    steps = [("tokens", "split", "[3]", False), ("ln_1", "norm", "[3, 4]", True), ("attention out", "proj", "[3, 4]", True),
+             ("MLP", "mlp", "[3, 4]", True), ("logits", "scores", "[3, 10]", False)]
+    dot = charts.pipeline_dot(steps, n_layer=2, adds_after=("attention out", "MLP"))
+    for edge in ("s0 -> block_in", "block_in -> s1", "s2 -> add2", "add2 -> s3", "s3 -> add3", "add3 -> s4"):
+        assert f"  {edge};" in dot, edge
+    assert "block_in -> add2 [" in dot and "add2 -> add3 [" in dot  # the skips, drawn as residual edges
+    assert dot.count('xlabel="residual"') == 2
+    assert "labeljust=l" in dot  # the frame's label at its top left, clear of the arrow into the block
+    assert "add" not in charts.pipeline_dot(steps, n_layer=2)  # without adds_after: no residual drawn

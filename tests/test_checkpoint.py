@@ -11,7 +11,8 @@ from model_helpers import random_model
 from safetensors.numpy import load_file, save_file
 
 import core
-from core.checkpoint import load_checkpoint, load_history, save_checkpoint
+from core import load_checkpoint
+from core.checkpoint import history_text, is_checkpoint, load_history, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +61,16 @@ def test_files_use_gpt2_names_and_layouts(model, saved):
     assert json.loads((saved / "vocab.json").read_text()) == model.tokenizer.to_vocab_dict()
 
 
-def test_saving_over_a_checkpoint_replaces_it(model, saved):
+def test_saving_over_a_checkpoint_replaces_it_only_when_asked(model, saved):
     other = random_model(seed=4)
-    other.save(saved)
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        other.save(saved)
+    assert_same_model(model, load_checkpoint(saved))
+    (saved / "history.json").write_text("[]")
+    other.save(saved, overwrite=True)
     assert_same_model(other, load_checkpoint(saved))
-    assert not list(saved.glob("*.partial"))
+    assert not (saved / "history.json").exists()  # an old history does not survive beside new weights
+    assert sorted(os.listdir(saved.parent)) == ["checkpoint"]  # no temporary folder left behind
 
 
 def test_saving_onto_a_file_is_refused(model, tmp_path):
@@ -120,7 +126,12 @@ BROKEN = {
     "config negative epsilon": lambda c: rewrite_json(c / "config.json", lambda d: d.update(layer_norm_epsilon=-1)),
     "config missing key": lambda c: rewrite_json(c / "config.json", lambda d: d.pop("n_head")),
     "config other model": lambda c: rewrite_json(c / "config.json", lambda d: d.update(model_type="llama")),
-    "config other activation": lambda c: rewrite_json(c / "config.json", lambda d: d.update(activation_function="relu")),
+    "config other activation": lambda c: rewrite_json(c / "config.json", lambda d: d.update(activation_function="xielu")),
+    "config activation a list": lambda c: rewrite_json(c / "config.json", lambda d: d.update(activation_function=[1])),
+    "config deeply nested": lambda c: (c / "config.json").write_text("[" * 100_000 + "]" * 100_000),
+    "config huge integer": lambda c: (c / "config.json").write_text('{"n_layer": 1' + "0" * 5000 + "}"),
+    "config huge epsilon": lambda c: rewrite_json(c / "config.json", lambda d: d.update(layer_norm_epsilon=10**400)),
+    "vocab deeply nested": lambda c: (c / "vocab.json").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"),
     "config tied": lambda c: rewrite_json(c / "config.json", lambda d: d.update(tie_word_embeddings=True)),
     "config wrong eos": lambda c: rewrite_json(c / "config.json", lambda d: d.update(eos_token_id=5)),
     "config wrong vocab size": lambda c: rewrite_json(c / "config.json", lambda d: d.update(vocab_size=100)),
@@ -138,8 +149,10 @@ BROKEN = {
                                                      np.zeros((96, 32), np.float32)})),
     "weights int": lambda c: rewrite_tensors(
         c / "model.safetensors", lambda t: t.update({"transformer.ln_f.bias": np.zeros(32, np.int32)})),
-    "weights float16": lambda c: rewrite_tensors(
-        c / "model.safetensors", lambda t: t.update({"transformer.ln_f.bias": np.zeros(32, np.float16)})),
+    "weights header lies about size": lambda c: (c / "model.safetensors").write_bytes(
+        (10**6).to_bytes(8, "little") + (c / "model.safetensors").read_bytes()[8:]),
+    "weights header deeply nested": lambda c: (c / "model.safetensors").write_bytes(
+        (200_000).to_bytes(8, "little") + b"[" * 100_000 + b"]" * 100_000),
     "weights mixed float64": lambda c: rewrite_tensors(
         c / "model.safetensors", lambda t: t.update({"transformer.ln_f.bias": np.zeros(32, np.float64)})),
     "weights nan": lambda c: rewrite_tensors(
@@ -157,6 +170,26 @@ def test_broken_checkpoints_raise_a_clear_value_error(saved, damage):
         load_checkpoint(saved)
     assert str(saved) in str(error.value)  # the message names the checkpoint's file
     assert "\n" not in str(error.value)
+
+
+def test_the_default_history_is_written_byte_for_byte():
+    text = (core.DEFAULT_CHECKPOINT / "history.json").read_text(encoding="utf-8")
+    assert history_text(json.loads(text)) == text
+
+
+def test_history_is_saved_with_the_checkpoint(model, tmp_path):
+    records = [{"step": 1, "train_loss": 2.5}, {"step": 2, "train_loss": 2.0}]
+    saved = save_checkpoint(model, tmp_path / "with-history", history=records)
+    assert load_history(saved) == records
+    assert (saved / "history.json").read_text() == history_text(records)
+
+
+def test_is_checkpoint(saved, tmp_path):
+    assert is_checkpoint(saved)
+    assert not is_checkpoint(tmp_path / "nothing") and not is_checkpoint(saved / "config.json")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    assert not is_checkpoint(tmp_path / "half")
 
 
 @pytest.mark.parametrize("path", ["does/not/exist", __file__])
@@ -182,3 +215,83 @@ def test_save_checkpoint_checks_the_parameters(model, tmp_path):
             save_checkpoint(model, tmp_path / "bad")
     finally:
         model.params["lm_head.weight"][0, 0] = 0.0
+
+
+# --- saving that cannot destroy -----------------------------------------------------------------
+
+def test_a_folder_that_is_not_a_checkpoint_is_never_replaced(model, tmp_path):
+    target = tmp_path / "home"
+    target.mkdir()
+    (target / "config.json").write_text('{"mine": true}')  # someone else's config.json
+    (target / "notes.txt").write_text("keep me")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="not a Glassbox checkpoint"):
+            model.save(target, overwrite=overwrite)
+    assert (target / "config.json").read_text() == '{"mine": true}' and (target / "notes.txt").exists()
+    assert sorted(os.listdir(tmp_path)) == ["home"]
+
+
+def test_a_checkpoint_with_foreign_files_is_not_replaced(model, saved):
+    (saved / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not a Glassbox checkpoint"):
+        model.save(saved, overwrite=True)
+    assert (saved / "notes.txt").read_text() == "keep me"
+
+
+def test_an_empty_folder_is_filled(model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_same_model(model, load_checkpoint(model.save(tmp_path / "empty")))
+
+
+def test_a_failed_save_leaves_the_old_checkpoint_whole(model, saved, monkeypatch):
+    before = {name: (saved / name).read_bytes() for name in os.listdir(saved)}
+
+    def broken_writer(tensors, filename, metadata=None):
+        with open(filename, "wb") as file:
+            file.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("core.checkpoint.save_file", broken_writer)
+    with pytest.raises(OSError, match="disk full"):
+        random_model(seed=5).save(saved, overwrite=True)
+    assert {name: (saved / name).read_bytes() for name in os.listdir(saved)} == before
+    assert sorted(os.listdir(saved.parent)) == ["checkpoint"]  # no .partial folder or file left
+    with pytest.raises(OSError, match="disk full"):
+        model.save(saved.parent / "new")
+    assert not (saved.parent / "new").exists() and sorted(os.listdir(saved.parent)) == ["checkpoint"]
+
+
+def test_symbolic_links_are_not_followed(model, saved, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="symbolic link"):
+        model.save(link, overwrite=True)
+    assert os.listdir(outside) == []
+    checkpoint_link = tmp_path / "checkpoint-link"
+    checkpoint_link.symlink_to(saved, target_is_directory=True)
+    with pytest.raises(ValueError, match="symbolic link"):
+        random_model(seed=6).save(checkpoint_link, overwrite=True)
+    assert_same_model(model, load_checkpoint(saved))
+    # a link inside a checkpoint: replacing the checkpoint removes the link, never its target
+    precious = tmp_path / "precious.json"
+    precious.write_text("{}")
+    (saved / "history.json").symlink_to(precious)
+    with pytest.raises(ValueError, match="not a Glassbox checkpoint"):
+        model.save(saved, overwrite=True)
+    assert precious.read_text() == "{}"
+
+
+@pytest.mark.parametrize("escape", ["../x", "a/../../y", "sub/../../../z"])
+def test_relative_targets_land_where_they_say(model, tmp_path, monkeypatch, escape):
+    """A path is the caller's to choose (the dashboard never takes one): it is written exactly
+    there, with its parents, and never over something else."""
+    base = tmp_path / "one" / "two" / "three"
+    base.mkdir(parents=True)
+    monkeypatch.chdir(base)
+    saved = model.save(escape)
+    assert is_checkpoint(base / escape)
+    with pytest.raises(ValueError, match="already holds"):
+        model.save(escape)
+    assert_same_model(model, load_checkpoint(saved))

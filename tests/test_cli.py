@@ -122,3 +122,14 @@ def test_argument_errors_exit_with_code_2(arguments, capsys):
         main(arguments)
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_trace_into_a_pipe_closed_early_ends_quietly():
+    # `python -m core trace ... --json | head -c 10`: the reader leaves after 10 bytes of ~200 kB
+    process = subprocess.Popen([sys.executable, "-m", "core", "trace", "the sky is", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.read(10) == '{"tokens":'
+    process.stdout.close()
+    error = process.stderr.read()
+    process.wait(timeout=120)
+    assert "Broken pipe" not in error and "Traceback" not in error and error == ""

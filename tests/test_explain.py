@@ -135,8 +135,20 @@ def test_head_summaries_of_known_patterns():
     np.testing.assert_allclose(summary["previous"][:2], [1.0, 1 / 3])
     np.testing.assert_allclose(summary["first"][:2], [1 / 3, 1.0])
     np.testing.assert_allclose(summary["entropy"][:2], [0.0, 0.0])
-    expected_entropy = np.mean([np.log2(i + 1) for i in range(length)])
+    expected_entropy = np.mean([np.log2(i + 1) for i in range(1, length)])  # rows 1..L-1, like the others
     assert summary["entropy"][2] == pytest.approx(expected_entropy)
+    assert summary["first"][2] == pytest.approx(np.mean([1 / (i + 1) for i in range(1, length)]))
+    assert not np.signbit(summary["entropy"]).any()  # 0.00, never -0.00
+
+
+def test_head_summaries_average_the_same_rows_for_every_number():
+    pattern = np.eye(3)  # every token looks at itself: row 0 has entropy 0 and all its weight on token 0
+    pattern[2] = [0.5, 0.5, 0.0]
+    summary = explain.head_summaries(pattern)
+    assert summary["entropy"] == pytest.approx(0.5)  # rows 1 and 2: 0 and 1 bit
+    assert summary["first"] == pytest.approx(0.25)  # rows 1 and 2: 0 and 0.5 (row 0's 1.0 left out)
+    assert summary["previous"] == pytest.approx(0.25)
+    assert "rows 1 to L-1" in explain.SUMMARY_ROWS
 
 
 def test_head_summaries_keep_leading_dims_and_handle_one_token():
@@ -181,6 +193,7 @@ def test_distribution_change():
 def test_entropy_and_kept_count():
     assert explain.entropy_bits([0.5, 0.5, 0.0]) == pytest.approx(1.0)
     assert explain.entropy_bits([1.0, 0.0]) == 0.0
+    assert f"{explain.entropy_bits([1.0, 0.0]):.2f}" == "0.00"  # not "-0.00"
     assert explain.kept_count([0.5, 0.5, 0.0]) == 2
 
 
@@ -220,25 +233,97 @@ def test_pipeline_shapes_follow_the_config():
         explain.pipeline_shapes(Config, 0)
 
 
-def test_logit_lens_of_the_last_point_matches_the_model():
+def test_speedups_live_in_bench_only():
+    assert not hasattr(explain, "speedups")  # core.bench.add_speedups is the one place
+
+
+def lens_setup(vocab_size=3000, seed=4):
     from core.config import GPTConfig
     from core.model import gpt_forward, init_params
-    config = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2)
-    params = init_params(config, seed=3)
+    config = GPTConfig(vocab_size=vocab_size, n_positions=16, n_embd=16, n_layer=2, n_head=2)
+    params = {name: value * 6 if name == "lm_head.weight" else value
+              for name, value in init_params(config, seed=seed).items()}
     cache = {}
-    logits = gpt_forward(params, config, np.array([1, 2, 3]), cache=cache)
+    logits = gpt_forward(params, config, np.array([5, 9, 2, 7, 1]), cache=cache)  # [5, V]
     stream = np.stack([cache["blocks.0.hook_resid_pre"], cache["blocks.0.hook_resid_post"],
-                       cache["blocks.1.hook_resid_post"]])
-    ids, probs = explain.logit_lens(params, config, stream, count=4)
-    assert ids.shape == probs.shape == (3, 4)
-    assert ids[-1, 0] == np.argmax(logits[-1])
-    expected = np.exp(logits[-1] - logits[-1].max())
-    expected /= expected.sum()
-    np.testing.assert_allclose(probs[-1], np.sort(expected)[::-1][:4], rtol=1e-5)
-    assert (np.diff(probs, axis=1) <= 0).all()
+                       cache["blocks.1.hook_resid_post"]])  # [3, 5, C]
+    return config, params, stream, logits
 
 
-def test_speedups_divide_by_the_baseline_of_the_same_case():
-    rows = [{"name": "a", "backend": "numpy", "seconds": 4.0}, {"name": "a", "backend": "c", "seconds": 1.0},
-            {"name": "b", "backend": "c", "seconds": 2.0}]
-    assert explain.speedups(rows) == [1.0, 4.0, None]
+def test_lens_table_matches_the_full_softmax_at_every_shown_position():
+    from core.sampling import ranking, softmax
+    config, params, stream, logits = lens_setup()
+    ids, probs = explain.lens_table(params, config, stream, [1, 4], count=3)
+    assert ids.shape == probs.shape == (3, 2, 3)
+    for column, position in enumerate([1, 4]):
+        expected = softmax(logits[position].astype(np.float64))  # the last point is the model's own output
+        np.testing.assert_array_equal(ids[-1, column], ranking(expected)[:3])
+        np.testing.assert_allclose(probs[-1, column], expected[ranking(expected)[:3]], rtol=1e-4)
+    assert (np.diff(probs, axis=2) <= 0).all()
+
+
+def test_lens_table_in_chunks_equals_one_chunk(monkeypatch):
+    config, params, stream, _ = lens_setup()
+    whole = explain.lens_table(params, config, stream, range(5), count=4)
+    monkeypatch.setattr(explain, "LENS_CHUNK", config.vocab_size * 2)  # two rows at a time
+    chunked = explain.lens_table(params, config, stream, range(5), count=4)
+    np.testing.assert_array_equal(whole[0], chunked[0])
+    np.testing.assert_allclose(whole[1], chunked[1], rtol=1e-5)  # float32 products, batched differently
+
+
+def test_lens_table_rejects_bad_positions_and_counts():
+    config, params, stream, _ = lens_setup(vocab_size=50)
+    with pytest.raises(ValueError, match="position"):
+        explain.lens_table(params, config, stream, [5])
+    with pytest.raises(ValueError):
+        explain.lens_table(params, config, stream, [])
+    with pytest.raises(ValueError, match="count"):
+        explain.lens_table(params, config, stream, [0], count=0)
+
+
+def test_top_probabilities_break_ties_by_id():
+    logits = np.array([[1.0, 3.0, 3.0, 0.0, 3.0]])
+    ids, probs = explain.top_probabilities(logits, 2)
+    assert ids.tolist() == [[1, 2]]
+    np.testing.assert_allclose(probs.sum() + np.exp(3) / np.exp(logits).sum() + np.exp(1) / np.exp(logits).sum()
+                               + 1 / np.exp(logits).sum(), 1.0)
+
+
+def test_pool_patterns_keep_rows_summing_to_one():
+    pattern = np.tril(np.random.default_rng(0).random((2, 3, 10, 10)))
+    pattern /= pattern.sum(axis=-1, keepdims=True)
+    pooled, edges = explain.pool_patterns(pattern, 4)
+    assert pooled.shape == (2, 3, 4, 4) and edges[0] == 0 and edges[-1] == 10 and len(edges) == 5
+    np.testing.assert_allclose(pooled.sum(axis=-1), 1.0)
+    assert pooled[0, 0, 0, 0] == pytest.approx(pattern[0, 0, edges[0]:edges[1], edges[0]:edges[1]].sum()
+                                               / (edges[1] - edges[0]))
+    same, edges = explain.pool_patterns(pattern, 40)
+    np.testing.assert_array_equal(same, pattern)
+    assert list(edges) == list(range(11))
+
+
+def test_what_if_notes_say_when_a_switch_cannot_act():
+    from core.model import Interventions
+    assert explain.what_if_notes(Interventions(), 5, 2) == []
+    one_token = explain.what_if_notes(Interventions(causal=False, scale_scores=False), 1, 2)
+    assert len(one_token) == 1 and "one-token prompt" in one_token[0]
+    no_mask = explain.what_if_notes(Interventions(causal=False), 4, 2)
+    assert len(no_mask) == 1 and "bottom row" in no_mask[0] and "cannot change" not in no_mask[0]
+    assert "prediction cannot change" in explain.what_if_notes(Interventions(causal=False), 4, 1)[0]
+    assert explain.what_if_notes(Interventions(zero_heads={(0, 1)}), 1, 2) == []
+
+
+def test_lens_table_of_a_tied_model_reads_the_embedding_as_its_head():
+    from core.config import GPTConfig
+    from core.model import gpt_forward, init_params
+    from core.sampling import ranking, softmax
+    config = GPTConfig(vocab_size=40, n_positions=8, n_embd=8, n_layer=1, n_head=2, tied=True)
+    params = init_params(config, seed=1)
+    assert "lm_head.weight" not in params
+    cache = {}
+    logits = gpt_forward(params, config, np.array([1, 2]), cache=cache)
+    stream = np.stack([cache["blocks.0.hook_resid_pre"], cache["blocks.0.hook_resid_post"]])
+    ids, probs = explain.lens_table(params, config, stream, [1], count=2)
+    expected = softmax(logits[1].astype(np.float64))
+    np.testing.assert_array_equal(ids[-1, 0], ranking(expected)[:2])
+    np.testing.assert_allclose(probs[-1, 0], expected[ranking(expected)[:2]], rtol=1e-4)

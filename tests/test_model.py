@@ -375,3 +375,12 @@ def test_config_out_of_range_is_rejected(changes, error):
     fields = {"vocab_size": 23, "n_positions": 12, "n_embd": 16, "n_layer": 2, "n_head": 4, **changes}
     with pytest.raises(error):
         GPTConfig(**fields)
+
+
+def test_unknown_word_notices_shorten_long_words():
+    from model_helpers import random_model
+
+    model = random_model()
+    trace = model.run("the sky is " + "a" * 5000)
+    notice = next(notice for notice in trace.notices if "unknown" in notice)
+    assert ("a" * 30 + "…") in notice and len(notice) < 100

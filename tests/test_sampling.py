@@ -120,3 +120,26 @@ def test_combined_stages_sum_to_one():
     logits = np.random.default_rng(2).normal(size=30)
     for stage in distribution_stages(logits, temperature=0.7, top_k=10, top_p=0.5).values():
         assert stage.sum() == pytest.approx(1.0) and np.all(stage >= 0)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize(
+    "probs, message",
+    [
+        ([0.0, 0.0, 0.0], "all zero"),
+        ([0.5, np.nan, 0.5], "finite"),
+        ([0.5, np.inf, 0.5], "finite"),
+        ([0.7, -0.2, 0.5], "negative"),
+        ([[0.5, 0.5]], "vector"),
+        ([], "vector"),
+        (["a", "b"], "numbers"),
+    ],
+)
+def test_choose_rejects_invalid_probabilities(temperature, probs, message):
+    with pytest.raises(ValueError, match=message):
+        Sampler(temperature=temperature, seed=0).choose(probs)
+
+
+def test_choose_draws_in_range_from_unnormalised_weights():
+    draws = {Sampler(seed=seed).choose(np.array([0.0, 2.0, 0.0, 6.0])) for seed in range(50)}
+    assert draws == {1, 3}

@@ -156,3 +156,12 @@ def test_heldout_scores_counts_correct_predictions(tokenizer):
     assert scores["perplexity"] == pytest.approx(expected_perplexity)
     with pytest.raises(ValueError, match="not one known token"):
         corpus.heldout_scores(Oracle(), [("the sky is", "zebra")])
+
+
+def test_accented_words_stay_whole():
+    assert tokenize("Ünïcödé été, naïve") == ["ünïcödé", "été", ",", "naïve"]
+    assert tokenize("e\u0301te\u0301") == ["e\u0301te\u0301"]  # combining accents belong to their word
+    tokenizer = Tokenizer.from_texts(["the sky is blue ."])
+    assert tokenizer.encode("the ünïcödé sky") == [tokenizer.ids["the"], tokenizer.unk_id, tokenizer.ids["sky"]]
+    assert tokenizer.unknown_words("the ünïcödé sky") == ["ünïcödé"]
+    assert tokenizer.kind == "word"

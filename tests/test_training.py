@@ -14,7 +14,7 @@ from core.cli import main
 from core.config import GPTConfig
 from core.model import Model, init_params
 from core.tokenizer import Tokenizer
-from core.training import AdamW, History, clip_gradients, decays, learning_rate, train
+from core.training import AdamW, History, TrainSettings, clip_gradients, decays, learning_rate, train
 
 COLOURS = {"sky": "blue", "grass": "green", "sun": "yellow", "snow": "white", "coal": "black", "rose": "red"}
 FRAMES = ["the {} is {} .", "i know that the {} is {} .", "yes , the {} is {} ."]
@@ -28,11 +28,11 @@ def tiny_model(seed=0, sentences=SENTENCES):
     return Model(config, init_params(config, seed), tokenizer)
 
 
-def quick_train(model, **options):
-    settings = dict(mode="full", steps=12, batch_size=4, lr=1e-2, seed=0, eval_every=5, heldout=HELDOUT,
-                    val_fraction=0.2)
+def quick_train(model, callback=None, **options):
+    settings = dict(mode="full", steps=12, batch_size=4, lr=1e-2, seed=0, eval_every=5, val_fraction=0.2,
+                    dropout=0.0)
     settings.update(options)
-    return train(model, SENTENCES, **settings)
+    return train(model, TrainSettings(**settings), corpus=SENTENCES, heldout=HELDOUT, callback=callback)
 
 
 def snapshot(params):
@@ -97,8 +97,9 @@ def test_token_stream_windows_start_at_sentences_and_wrap():
 def test_history_json_is_a_list_of_records(tmp_path):
     history = History(records=[{"step": 1, "train_loss": 2.5, "val_loss": None, "accuracy": None}])
     assert json.loads(history.to_json()) == history.records
-    history.save(tmp_path)
-    assert load_history(tmp_path) == history.records
+    training.save_trained(tiny_model(), history, tmp_path / "saved")
+    assert load_history(tmp_path / "saved") == history.records
+    assert (tmp_path / "saved" / "history.json").read_text() == history.to_json()
 
 
 # --- train() ---------------------------------------------------------------------------------------
@@ -149,7 +150,7 @@ def test_head_mode_reads_the_trained_blocks_on_the_bundled_corpus():
     model = core.load_default()
     model.params["lm_head.weight"] = init_params(model.config, 1)["lm_head.weight"]
     before = snapshot(model.params)
-    history = train(model, mode="head", steps=60, batch_size=32, eval_every=60, seed=0)
+    history = train(model, TrainSettings(mode="head", steps=60, batch_size=32, eval_every=60, seed=0))
     assert history.records[-1]["accuracy"] >= 0.9
     assert history.records[-1]["val_loss"] < history.records[0]["train_loss"] / 2
     for name, value in model.params.items():
@@ -209,6 +210,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_parameters(monkeypatch):
     history = quick_train(model, eval_every=100, val_fraction=0.0,
                           callback=lambda record, params: kept.append(snapshot(params)))
     assert len(history.records) == 3 and "step 4" in history.stop_reason and "nan" in history.stop_reason
+    assert history.diverged
     for name, value in model.params.items():  # those that gave step 3's finite loss: after step 2's update
         np.testing.assert_array_equal(value, kept[1][name])
 
@@ -221,35 +223,73 @@ def test_nan_loss_stops_and_keeps_the_last_good_parameters(monkeypatch):
     (["the sky is blue ."], {"val_fraction": 0.0}, "tokens, fewer than"),
     (["the sky is blue ."] * 10, {"val_fraction": 0.1}, "larger val_fraction"),
     (SENTENCES, {"batch_size": 40, "val_fraction": 0.0}, "larger than the 18"),
-    (SENTENCES, {"steps": 0}, "steps must be positive"),
-    (SENTENCES, {"steps": -5}, "steps must be positive"),
-    (SENTENCES, {"lr": 0.0}, "lr must be a positive"),
-    (SENTENCES, {"lr": -1e-3}, "lr must be a positive"),
-    (SENTENCES, {"lr": math.nan}, "lr must be a positive"),
-    (SENTENCES, {"mode": "middle"}, "mode must be one of"),
-    (SENTENCES, {"dropout": 1.0}, "dropout"),
     (SENTENCES, {"seq_len": 9}, "longer than the model's context"),
     (["zebras quietly eat purple hay ."] * 20, {}, "outside the model's vocabulary"),
 ])
-def test_bad_input_raises_a_clear_value_error(corpus, options, message):
-    model = tiny_model()
-    settings = dict(mode="full", steps=5, batch_size=2, heldout=HELDOUT)
+def test_data_that_does_not_fit_raises_a_clear_value_error(corpus, options, message):
+    settings = dict(mode="full", steps=5, batch_size=2)
     settings.update(options)
     with pytest.raises(ValueError, match=message):
-        train(model, corpus, **settings)
+        train(tiny_model(), TrainSettings(**settings), corpus=corpus, heldout=HELDOUT)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"steps": 0}, ValueError, "steps must be positive"),
+    ({"steps": -5}, ValueError, "steps must be positive"),
+    ({"steps": 2.5}, TypeError, "steps must be an integer"),
+    ({"batch_size": True}, TypeError, "batch_size must be an integer"),
+    ({"lr": 0.0}, ValueError, "lr must be a positive"),
+    ({"lr": -1e-3}, ValueError, "lr must be a positive"),
+    ({"lr": math.nan}, ValueError, "lr must be a positive"),
+    ({"lr": math.inf}, ValueError, "lr must be a positive"),
+    ({"mode": "middle"}, ValueError, "mode must be one of"),
+    ({"dropout": 1.0}, ValueError, "dropout must be in"),
+    ({"val_fraction": 1.0}, ValueError, "val_fraction must be in"),
+    ({"weight_decay": -0.1}, ValueError, "weight_decay must be in"),
+    ({"seed": -5}, ValueError, "seed must be a whole number >= 0"),
+    ({"warmup_steps": -1}, ValueError, "warmup_steps must be a whole number"),
+    ({"grad_clip": 0}, ValueError, "grad_clip must be a positive"),
+    ({"seq_len": 0}, ValueError, "seq_len must be positive"),
+    ({"from_scratch": "yes"}, TypeError, "from_scratch"),
+    ({"steps": None}, TypeError, "steps must be an integer"),
+    ({"seed": None}, ValueError, "seed must be"),
+    ({"grad_clip": None}, ValueError, "grad_clip must be"),
+])
+def test_bad_settings_are_refused_when_made(options, error, message):
+    with pytest.raises(error, match=message):
+        TrainSettings(**options)
+
+
+def test_settings_are_frozen_and_train_wants_them():
+    settings = TrainSettings()
+    with pytest.raises(AttributeError):
+        settings.steps = 5
+    with pytest.raises(TypeError, match="settings must be a TrainSettings"):
+        train(tiny_model(), {"steps": 5})
+
+
+def test_the_defaults_are_the_bundled_models_recipe_and_history_records_them():
+    recipe = TrainSettings()
+    assert (recipe.mode, recipe.steps, recipe.batch_size, recipe.dropout, recipe.eval_every) == ("full", 1000, 32, 0.1, 50)
+    assert (recipe.peak_lr, recipe.warmup, recipe.weight_decay, recipe.grad_clip) == (3e-3, 100, 0.01, 1.0)
+    history = quick_train(tiny_model(), steps=3, mode="head", dropout=0.1)
+    settings = history.settings
+    assert settings["lr"] == 1e-2 and settings["warmup_steps"] == 1 and settings["seq_len"] == 8
+    assert settings["dropout"] == 0.0  # head mode runs without dropout, and says so
+    assert settings["train_sentences"] == 14 and settings["heldout_prompts"] == 2
 
 
 def test_a_few_unknown_words_are_mapped_counted_and_reported():
     model = tiny_model()
     corpus = SENTENCES + ["the zebra is blue ."]
     with pytest.warns(UserWarning, match="1 corpus tokens .* zebra"):
-        history = train(model, corpus, steps=2, batch_size=2, heldout=HELDOUT, val_fraction=0.0)
+        history = train(model, TrainSettings(steps=2, batch_size=2, val_fraction=0.0), corpus=corpus, heldout=HELDOUT)
     assert history.settings["unknown_tokens"] == 1 and history.settings["unknown_words"] == ["zebra"]
 
 
 def test_non_string_sentences_are_a_type_error():
     with pytest.raises(TypeError, match="strings"):
-        train(tiny_model(), ["the sky is blue .", 42], steps=2, batch_size=1)
+        train(tiny_model(), TrainSettings(steps=2, batch_size=1), corpus=["the sky is blue .", 42])
 
 
 # --- the command line ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core import bench
+from core import bench, gpt2_bench, training_bench
 
 COLUMNS = ("case", "backend", "time", "GFLOP/s", "GB/s", "vs numpy", "vs torch", "max diff")
 WIDTHS = (43, 7, 10, 8, 7, 8, 8, 9)
@@ -25,6 +25,12 @@ def add_arguments(parser) -> None:
                         help="report each backend's fastest sample instead of the median "
                              "(fairer when other programs share the machine)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also save the rows and machine info as JSON")
+    parser.add_argument("--training", action="store_true",
+                        help="time training steps instead: Glassbox against transformers' GPT2LMHeadModel in "
+                             "PyTorch eager when installed (core.training_bench; --repeats rounds)")
+    parser.add_argument("--gpt2", action="store_true",
+                        help="GPT-2 small (random weights) against transformers' GPT2LMHeadModel: the trace, greedy "
+                             "generation per token, loading (core.gpt2_bench; needs torch and transformers)")
     parser.add_argument("--load", type=Path, metavar="PATH",
                         help="run nothing: print the table of a saved pytest-benchmark JSON "
                              "(pytest tests/benchmarks --benchmark-only --benchmark-json PATH)")
@@ -49,11 +55,22 @@ def format_row(row: dict) -> str:
 
 
 def print_header(statistic: str = "median") -> None:
-    print(f"# time: {statistic} per call; vs numpy / vs torch: that backend's time over this one's (above 1 = faster)")
+    print(f"# time: {statistic} per call; vs numpy / vs torch: that backend's time over this one's (above 1 = faster); "
+          "torch: its fused scaled_dot_product_attention on 4-D input (is_causal when Lq == Lk), "
+          "matmul+softmax+matmul for the cases with weights")
     print("  ".join(column.ljust(width) for column, width in zip(COLUMNS, WIDTHS)))
 
 
 def run(args) -> int:
+    if args.training:
+        for line in training_bench.table(training_bench.run(rounds=args.repeats)):
+            print(line)
+        return 0
+    if args.gpt2:
+        if not gpt2_bench.available():
+            raise ValueError("--gpt2 compares against transformers: pip install torch transformers")
+        print(gpt2_bench.format_report(gpt2_bench.run_gpt2_benchmark(repeats=args.repeats)))
+        return 0
     if args.load:
         print_header()
         for row in bench.load_benchmark_json(args.load):
@@ -68,7 +85,8 @@ def run(args) -> int:
         raise ValueError(f"backend(s) {sorted(unknown)} not available; choose from {bench.bench_backends()}")
     machine = bench.machine_info()
     print(f"# {machine['cpu']}, {machine['cores']} cores; C kernel: {machine['code_path']}, "
-          f"{machine['threads']} threads; numpy {machine['numpy']}; torch {machine['torch'] or 'not installed'}; "
+          f"{machine['threads']} threads; numpy {machine['numpy']}; "
+          f"torch {machine['torch'] + ' on ' + str(machine['torch_threads']) + ' threads' if machine['torch'] else 'not installed'}; "
           f"NumPy sgemm now: {machine['sgemm_gflops']} GFLOP/s")
     statistic = "min" if args.best else "median"
     print_header(statistic)

@@ -24,6 +24,7 @@ def run(args) -> int:
         "d_head": model.config.d_head,
         "parameters": model.parameter_count,
         "vocabulary": model.tokenizer.vocab_size,
+        "tokenizer": model.tokenizer.kind,
         "trained_steps": history[-1].get("step") if history else None,
         "attention_backend": default_backend(),
         "available_backends": list(available_backends()),
@@ -34,7 +35,9 @@ def run(args) -> int:
     config = model.config
     print(f"checkpoint: {info['checkpoint']}")
     print(f"model: GPT-2 style, {config.n_layer} layers, {config.n_head} heads of {config.d_head} dims, "
-          f"n_embd {config.n_embd}, context {config.n_positions} tokens, vocabulary {config.vocab_size}")
+          f"n_embd {config.n_embd}, context {config.n_positions} tokens, vocabulary {config.vocab_size} "
+          f"({'byte-level BPE' if model.tokenizer.kind == 'bpe' else 'words'}), MLP {config.d_mlp} "
+          f"({config.activation}), output head {'tied to the token embedding' if config.tied else 'its own matrix'}")
     print(f"parameters: {info['parameters']:,}")
     print("training: " + (f"{info['trained_steps']} steps (history.json)" if history else "no history.json (untrained?)"))
     print(f"attention backend: {info['attention_backend']} (available: {', '.join(info['available_backends'])})")

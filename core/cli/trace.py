@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import numpy as np
 
@@ -17,9 +19,19 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     trace = core.load_model(args.checkpoint).run(args.prompt)
-    if args.json:
-        print(json.dumps(trace.to_json_dict(), allow_nan=False))
-        return 0
+    try:
+        if args.json:
+            print(json.dumps(trace.to_json_dict(), allow_nan=False))
+        else:
+            print_summary(trace)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`| head`): Python's documented way out, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
+def print_summary(trace) -> None:
     for notice in trace.notices:
         print(f"notice: {notice}")
     print(f"tokens: {trace.tokens}  ids: {trace.ids.tolist()}")
@@ -32,4 +44,3 @@ def run(args) -> int:
             print(f"layer {layer_number} head {head}: {last!r} attends most to {trace.tokens[top]!r} ({weights[top]:.2f})")
     predictions = ", ".join(f"{token!r} {probability:.3f}" for token, probability in trace.top_predictions(5))
     print(f"next token: {predictions}")
-    return 0

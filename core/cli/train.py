@@ -3,43 +3,55 @@ text progress bar, and save it as a checkpoint plus history.json.
 
 It starts from a fresh random model (vocabulary built from the corpus, sizes from --n-embd etc.)
 unless `--init default` (the bundled model) or `--init DIR` (a checkpoint) says otherwise.
-The defaults are the recipe of the bundled model, so the same command with the same seed
-gives the same curve and the same weights on the same machine (see README):
-    python -m core train --mode full --steps 1000 --out core/data/default
+The defaults are TrainSettings's, the recipe of the bundled model, so the same command with the
+same seed gives the same curve and the same weights on the same kind of machine (see README):
+    python -m core train --mode full --steps 1000 --out core/data/default --force
+
+`--out` is checked before training starts: a new folder, or an existing checkpoint with `--force`.
+Training that diverges (core.training.divergence) saves nothing, says why and exits with code 1.
 """
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import core
+from core.checkpoint import check_target
 from core.config import GPTConfig
 from core.corpus import load_corpus
 from core.model import Model, init_params
 from core.tokenizer import Tokenizer
-from core.training import DEFAULT_LR, MODES, save_trained, train
+from core.training import DEFAULT_LR, MODES, TrainSettings, save_trained, train
 
 BAR_WIDTH = 24
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", metavar="DIR", required=True, help="where to save the checkpoint and history.json")
-    parser.add_argument("--mode", choices=MODES, default="full",
+    recipe = TrainSettings()
+    parser.add_argument("--out", metavar="DIR", required=True,
+                        help="where to save the checkpoint and history.json: a new folder (or a checkpoint, with --force)")
+    parser.add_argument("--force", action="store_true", help="replace the checkpoint already at --out")
+    parser.add_argument("--mode", choices=MODES, default=recipe.mode,
                         help="full: every parameter (default); head: lm_head only, the blocks frozen")
-    parser.add_argument("--steps", type=int, default=1000, help="optimisation steps (default 1000)")
+    parser.add_argument("--steps", type=int, default=recipe.steps, help=f"optimisation steps (default {recipe.steps})")
     parser.add_argument("--init", metavar="default|DIR", default=None,
                         help="start from the bundled model (default) or a checkpoint DIR (default: a fresh random model)")
     parser.add_argument("--corpus", metavar="FILE", default=None, help="one sentence a line (default: the bundled corpus)")
-    parser.add_argument("--batch-size", type=int, default=32, help="sentences per step (default 32)")
-    parser.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {DEFAULT_LR['full']:g} full, {DEFAULT_LR['head']:g} head)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the init, the batches and dropout (default 0)")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay of weight matrices (default 0.01)")
-    parser.add_argument("--dropout", type=float, default=0.1, help="dropout rate in full mode (default 0.1)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default min(100, steps/10))")
-    parser.add_argument("--eval-every", type=int, default=50, help="evaluate every this many steps (default 50)")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="share of sentences held out for the validation loss (default 0.1; 0 = none)")
+    parser.add_argument("--batch-size", type=int, default=recipe.batch_size,
+                        help=f"sentences per step (default {recipe.batch_size})")
+    parser.add_argument("--lr", type=float, default=recipe.lr,
+                        help=f"peak learning rate (default {DEFAULT_LR['full']:g} full, {DEFAULT_LR['head']:g} head)")
+    parser.add_argument("--seed", type=int, default=recipe.seed,
+                        help=f"seeds the init, the batches and dropout (default {recipe.seed})")
+    parser.add_argument("--weight-decay", type=float, default=recipe.weight_decay,
+                        help=f"AdamW decay of weight matrices (default {recipe.weight_decay:g})")
+    parser.add_argument("--dropout", type=float, default=recipe.dropout,
+                        help=f"dropout rate in full mode (default {recipe.dropout:g})")
+    parser.add_argument("--warmup", type=int, default=recipe.warmup_steps, help="warm-up steps (default min(100, steps/10))")
+    parser.add_argument("--eval-every", type=int, default=recipe.eval_every,
+                        help=f"evaluate every this many steps (default {recipe.eval_every})")
+    parser.add_argument("--val-fraction", type=float, default=recipe.val_fraction,
+                        help=f"share of sentences held out for the validation loss (default {recipe.val_fraction:g}; 0 = none)")
     sizes = parser.add_argument_group("a fresh model's sizes (ignored with --init)")
     defaults = GPTConfig(vocab_size=3)
     sizes.add_argument("--n-embd", type=int, default=defaults.n_embd, help=f"default {defaults.n_embd}")
@@ -47,6 +59,18 @@ def add_arguments(parser) -> None:
     sizes.add_argument("--n-head", type=int, default=defaults.n_head, help=f"default {defaults.n_head}")
     sizes.add_argument("--n-positions", type=int, default=defaults.n_positions, help=f"default {defaults.n_positions}")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def settings_from(args) -> TrainSettings:
+    """The TrainSettings the arguments ask for (ValueError/TypeError naming a bad one)."""
+    return TrainSettings(mode=args.mode, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         weight_decay=args.weight_decay, eval_every=args.eval_every, dropout=args.dropout,
+                         warmup_steps=args.warmup, val_fraction=args.val_fraction)
+
+
+def metric(value: float) -> str:
+    """A loss or perplexity for the terminal: 3 decimals, or 3 significant digits when huge (1.2e+250, inf)."""
+    return f"{value:.3f}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
 def starting_model(args, sentences: list[str]) -> Model:
@@ -74,10 +98,10 @@ class ProgressBar:
         if record["accuracy"] is not None:
             self.last_evaluation = f"  held-out acc {record['accuracy']:6.1%}"
             if record["val_loss"] is not None:
-                self.last_evaluation = f"  val {record['val_loss']:.3f}" + self.last_evaluation
+                self.last_evaluation = f"  val {metric(record['val_loss'])}" + self.last_evaluation
         filled = BAR_WIDTH * record["step"] // self.steps
         line = (f"train {self.mode} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {record['step']:>{len(str(self.steps))}}"
-                f"/{self.steps}  loss {record['train_loss']:.3f}{self.last_evaluation}"
+                f"/{self.steps}  loss {metric(record['train_loss'])}{self.last_evaluation}"
                 f"  {record['tokens_per_s']:,.0f} tok/s  {record['elapsed_s']:.0f}s"
                 f" (~{record['elapsed_s'] / record['step'] * (self.steps - record['step']):.0f}s left)")
         if self.redraw:
@@ -100,37 +124,33 @@ def summary(history, seconds: float) -> list[str]:
     scored = [record for record in history.evaluations() if record["accuracy"] is not None]
     if scored:
         final = scored[-1]
-        lines.append(f"held-out accuracy {final['accuracy']:.1%}, held-out perplexity {final['heldout_perplexity']:.3f}")
+        lines.append(f"held-out accuracy {final['accuracy']:.1%}, held-out perplexity {metric(final['heldout_perplexity'])}")
         reached = next((record for record in scored if record["accuracy"] >= 0.9), None)
         if reached:
             lines.append(f"90% held-out accuracy first measured at step {reached['step']} ({reached['elapsed_s']:.1f} s)")
     validated = [record for record in history.evaluations() if record["val_loss"] is not None]
     if validated:
-        lines.append(f"validation loss {validated[-1]['val_loss']:.3f}")
+        lines.append(f"validation loss {metric(validated[-1]['val_loss'])}")
     return lines
 
 
 def run(args) -> int:
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} is a file; it must be a directory (new or a checkpoint to replace)")
+    settings = settings_from(args)
+    check_target(args.out, overwrite=args.force)  # before any step: a bad --out fails at once
     sentences = load_corpus() if args.corpus is None else load_corpus(args.corpus)
     model = starting_model(args, sentences)
-    progress = None if args.quiet else ProgressBar(args.steps, args.mode)
+    progress = None if args.quiet else ProgressBar(settings.steps, settings.mode)
     began = time.perf_counter()
     try:
-        history = train(model, sentences, mode=args.mode, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                        seed=args.seed, weight_decay=args.weight_decay, eval_every=args.eval_every,
-                        callback=progress, dropout=args.dropout, warmup_steps=args.warmup,
-                        val_fraction=args.val_fraction)
+        history = train(model, settings, corpus=sentences, callback=progress)
     finally:
         if progress is not None:
             progress.close()
-    seconds = time.perf_counter() - began
-    path = save_trained(model, history, args.out)
-    for line in summary(history, seconds):
+    for line in summary(history, time.perf_counter() - began):
         print(line)
-    print(f"saved {path} (checkpoint + history.json)")
-    if history.stop_reason:
-        print(f"warning: {history.stop_reason}", file=sys.stderr)
+    if history.diverged:
+        print(f"error: {history.stop_reason}. Nothing was saved; try a lower --lr.", file=sys.stderr)
         return 1
+    path = save_trained(model, history, args.out, overwrite=args.force)
+    print(f"saved {path} (checkpoint + history.json)")
     return 0

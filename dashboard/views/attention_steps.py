@@ -4,53 +4,97 @@ Embeddings -> Q, K, V -> raw scores q.k -> scaled -> masked -> stable softmax (s
 row's max, exp, divide) -> weights -> weighted sum of the values; each token's ranked
 "influenced by" list; PCA pictures of the embeddings and of Q and K; the worked arithmetic
 of one weight, with the C kernel's value next to the NumPy fallback's.
+
+Wide matrices (GPT-2's [L, 768]) are drawn as heatmaps narrowed to the page, with a table of a
+slice of their numbers beside; figures wrap so that none is wider than the page at 1280 px.
+Every choice (layer, head, tab, query and key, the slice) is kept for the session.
 """
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from core import explain
 from core.attention import available_backends, scaled_dot_product_attention
 from dashboard import charts, state
 
+FIGURE_WIDTH = 780  # pixels a figure may take: the page's width at a 1280 px window, sidebar open
+PLOT_WIDTH = FIGURE_WIDTH - charts.LABEL_ROOM  # pixels of cells of a figure alone in its row
+SLICE = 16  # dimensions per slice in the tables of numbers
+TOP_KEYS = 8  # keys named per token in "who influenced whom"
+PCA_WIDTH = 260
+MAX_TERMS = 16  # products written out in the worked dot product
+
 
 def step(title: str, note: str, *figures, columns: int | None = None) -> None:
-    """One step: a plain-language note, then its charts drawn as one figure (`columns` per row)."""
+    """One step: a plain-language note, then its charts drawn as one figure (`columns` per row,
+    default: as many as fit in the page's width)."""
     st.markdown(f"#### {title}")
     st.info(note, icon=":material/lightbulb:")
-    state.show_chart(charts.side_by_side(figures, columns=columns))
+    state.show_chart(charts.side_by_side(figures, columns=columns, max_width=FIGURE_WIDTH))
 
 
 def choose_head(config) -> tuple[int, int]:
     layer_col, head_col = st.columns(2)
-    layer = layer_col.selectbox("Layer", range(config.n_layer), key="steps_layer")
-    head = head_col.selectbox("Head", range(config.n_head), key="steps_head")
+    layers, heads = range(config.n_layer), range(config.n_head)
+    state.keep("steps_layer", 0, layers)
+    state.keep("steps_head", 0, heads)
+    layer = layer_col.selectbox("Layer", layers, **state.kept_widget("steps_layer"))
+    head = head_col.selectbox("Head", heads, **state.kept_widget("steps_head"))
     return layer, head
 
 
+def wide(values, tokens, title: str) -> dict:
+    """A per-token matrix [L, d] as a heatmap that fits the page, every token labelled."""
+    return charts.vectors_heatmap(values, tokens, title=title, max_width=PLOT_WIDTH, every_label=True)
+
+
+def numbers(matrices: dict[str, np.ndarray], tokens, key: str) -> None:
+    """A table of real numbers: one of `matrices` ([L, d] each), every token, SLICE dimensions of
+    the learner's choice (both choices kept for the session)."""
+    names = list(matrices)
+    width = next(iter(matrices.values())).shape[1]
+    starts = list(range(0, width, SLICE))
+    left, right = st.columns(2)
+    state.keep(f"{key}_matrix", names[0], names)
+    state.keep(f"{key}_slice", 0, starts)
+    name = left.selectbox("Numbers of", names, **state.kept_widget(f"{key}_matrix"))
+    start = right.selectbox("Dimensions", starts, **state.kept_widget(f"{key}_slice"),
+                            format_func=lambda first: f"d{first} to d{min(first + SLICE, width) - 1} (of {width})")
+    values = matrices[name][:, start:start + SLICE]  # [L, SLICE]
+    table = pd.DataFrame(values, index=charts.token_labels(tokens), columns=[f"d{start + i}" for i in range(values.shape[1])])
+    st.dataframe(table, column_config={column: st.column_config.NumberColumn(format="%.4f") for column in table.columns})
+
+
 def embeddings(trace, tokens, layer: int) -> None:
-    token_embed = charts.vectors_heatmap(trace.token_embeddings, tokens, title="Token embeddings [L, d_model]")
-    position_embed = charts.vectors_heatmap(trace.position_embeddings, tokens, title="Position embeddings [L, d_model]")
-    layer_input = charts.vectors_heatmap(trace.layers[layer].ln_1, tokens,
-                                         title=f"Input to layer {layer}'s attention (after ln_1) [L, d_model]")
+    matrices = {"Token embeddings": trace.token_embeddings, "Position embeddings": trace.position_embeddings,
+                f"Input to layer {layer}'s attention (after ln_1)": trace.layers[layer].ln_1}
     step("1. Embeddings", "Each guest arrives with a short self-description: a row of numbers for the word "
          "plus a row for its seat (position). The two are added. Before attention, LayerNorm rescales each row "
-         "so no guest shouts louder than the others.", token_embed, position_embed, layer_input, columns=1)
+         "so no guest shouts louder than the others.",
+         *(wide(values, tokens, f"{name} [L, d_model]") for name, values in matrices.items()), columns=1)
+    numbers(matrices, tokens, "steps_embed")
 
 
 def qkv_tables(tokens, q, k, v) -> None:
-    figures = [charts.vectors_heatmap(array, tokens, title=f"{name} [L, d_head]")
-               for name, array in (("Q (queries)", q), ("K (keys)", k), ("V (values)", v))]
+    matrices = {"Q (queries)": q, "K (keys)": k, "V (values)": v}
     step("2. Queries, keys and values", "Three learned projections of each row. The query is the question a guest "
          "asks ('who here is a colour word?'), the key is the name tag the guest wears, the value is what the guest "
-         "will share with whoever listens. Every head has its own three projections.", *figures, columns=1)
+         "will share with whoever listens. Every head has its own three projections.",
+         *(wide(values, tokens, f"{name} [L, d_head]") for name, values in matrices.items()), columns=1)
+    numbers(matrices, tokens, "steps_qkv")
+
+
+def square(values, labels, title: str, value_title: str = "weight") -> dict:
+    """A token x token matrix [L, L], every token labelled, narrowed to fit the page."""
+    return charts.heatmap(values, labels, labels, title=title, value_title=value_title, every_label=True,
+                          max_width=PLOT_WIDTH)
 
 
 def scores(layer_trace, head: int, labels) -> None:
-    raw = charts.heatmap(layer_trace.raw_scores[head], labels, labels, title="Raw scores q · k", value_title="q · k")
-    scaled = charts.heatmap(layer_trace.scaled_scores[head], labels, labels,
-                            title=f"Scaled: × {layer_trace.scale:.4f} (1/√d_head)", value_title="scaled score")
-    masked = charts.heatmap(layer_trace.masked_scores[head], labels, labels,
-                            title="Masked: future tokens hidden (-inf)", value_title="masked score")
+    raw = square(layer_trace.raw_scores[head], labels, "Raw scores q · k", "q · k")
+    scaled = square(layer_trace.scaled_scores[head], labels, f"Scaled: × {layer_trace.scale:.4f} (1/√d_head)",
+                    "scaled score")
+    masked = square(layer_trace.masked_scores[head], labels, "Masked: future tokens hidden (-inf)", "masked score")
     step("3. Scores: how well each question matches each name tag", "A dot product is large when a query and a key "
          "point the same way. Dividing by √d_head keeps the numbers in a range where softmax still spreads its "
          "attention. The mask hides the tokens that come later: a guest cannot listen to someone who has not "
@@ -58,57 +102,66 @@ def scores(layer_trace, head: int, labels) -> None:
 
 
 def softmax(stages, model_weights, labels) -> None:
-    shifted = charts.heatmap(stages["shifted"], labels, labels, title="Subtract each row's max",
-                             value_title="score - max")
-    exps = charts.heatmap(stages["exp"], labels, labels, title="exp(score - max)", value_title="exp")
-    sums = charts.bars(labels, stages["sum"][:, 0], title="Row sums of exp", value_title="sum", label_title="query")
-    weights = charts.heatmap(model_weights, labels, labels, title="Divide by the row sum: the weights")
+    shifted = square(stages["shifted"], labels, "Subtract each row's max", "score - max")
+    exps = square(stages["exp"], labels, "exp(score - max)", "exp")
+    sums = charts.bars(labels, stages["sum"][:, 0], title="Row sums of exp", value_title="sum", label_title="query",
+                       every_label=True).properties(width=260)
+    weights = square(model_weights, labels, "Divide by the row sum: the weights")
     difference = float(np.abs(stages["weights"] - model_weights).max())
     step("4. Softmax, the stable way", "Subtracting the row's largest score first changes nothing in the result "
          "(it cancels in the division) but keeps exp from overflowing: the largest entry becomes exp(0) = 1. "
          "Hidden cells give exp(-inf) = 0. Dividing by the row sum makes every row add up to 1: each guest "
          "splits one unit of attention among the others. (The weights shown are the model's own; these steps, "
-         f"redone in float64, match them to {difference:.1e}.)", shifted, exps, sums, weights, columns=2)
+         f"redone in float64, match them to {difference:.1e}.)", shifted, exps, sums, weights)
 
 
 def weighted_sum(head_out, tokens) -> None:
-    out = charts.vectors_heatmap(head_out, tokens, title="Weighted sum of the values [L, d_head]")
+    out = wide(head_out, tokens, "Weighted sum of the values [L, d_head]")
     step("5. Weighted sum of values", "Each guest goes home with a mix of what the others shared, in proportion "
          "to the attention it paid them. This row is the head's output for that token; the heads' outputs are "
          "joined and projected back to d_model.", out)
+    numbers({"Weighted sum of the values": head_out}, tokens, "steps_out")
 
 
 def influence(weights, labels) -> None:
     st.markdown("#### 6. Who influenced whom")
     ranking = explain.influenced_by(weights)
-    lines = [f"**{labels[query]}** ← " + ", ".join(f"{labels[key]} ({weight:.1%})" for key, weight in ranked)
+    lines = [f"**{labels[query]}** ← " + ", ".join(f"{labels[key]} ({weight:.1%})" for key, weight in ranked[:TOP_KEYS])
+             + (f", and {state.count(len(ranked) - TOP_KEYS, 'other')}" if len(ranked) > TOP_KEYS else "")
              for query, ranked in enumerate(ranking)]
     st.markdown("\n".join(f"- {line}" for line in lines))
-    st.caption("Each token's keys ranked by attention weight, largest first; keys it cannot see are left out.")
+    st.caption(f"Each token's keys ranked by attention weight, largest first (at most {TOP_KEYS} named); keys it "
+               "cannot see are left out.")
 
 
 def pca_pictures(trace, labels, q, k) -> None:
     coords, share = explain.pca_2d(trace.embeddings)
     embed = charts.scatter_2d(coords, labels, ["embedding"] * len(labels), title="Embeddings (token + position)",
-                              share=share)
+                              share=share, width=PCA_WIDTH)
     coords, share = explain.pca_2d(np.concatenate([q, k]))
     qk = charts.scatter_2d(coords, labels + labels, ["query"] * len(labels) + ["key"] * len(labels),
-                           title="Queries and keys of this head", share=share)
+                           title="Queries and keys of this head", share=share, width=PCA_WIDTH)
     step("7. A map of the vectors (PCA to 2-D)", "The two directions along which the vectors differ most. "
          "A query close to a key (in the same direction from the middle) usually means a large score. With a "
-         "few tokens this is a rough picture: the axis titles say how much of the spread it shows.", embed, qk)
+         "few tokens this is a rough picture: the axis titles say how much of the spread it shows.", embed, qk,
+         columns=2)  # legends on top: two fit the page
 
 
 def worked_weight(q, k, v, labels) -> None:
     st.markdown("#### 8. The arithmetic of one weight")
     left, right = st.columns(2)
-    query = left.selectbox("Query token (asking)", range(len(labels)), index=len(labels) - 1,
-                           format_func=labels.__getitem__, key="steps_query")
-    key = right.selectbox("Key token (attended to)", range(len(labels)), format_func=labels.__getitem__,
-                          key="steps_key")
+    positions = range(len(labels))
+    state.keep("steps_query", len(labels) - 1, positions)
+    state.keep("steps_key", 0, positions)
+    query = left.selectbox("Query token (asking)", positions, format_func=labels.__getitem__,
+                           **state.kept_widget("steps_query"))
+    key = right.selectbox("Key token (attended to)", positions, format_func=labels.__getitem__,
+                          **state.kept_widget("steps_key"))
     worked = explain.weight_arithmetic(q, k, query, key)
-    terms = " + ".join(f"({a:.3f}×{b:.3f})" for a, b in zip(q[query], k[key]))
-    st.markdown(f"q · k = {terms} = **{worked['dot']:.6f}**")
+    products = [f"({a:.3f}×{b:.3f})" for a, b in zip(q[query], k[key])]
+    if len(products) > MAX_TERMS:  # GPT-2's 64 dimensions: the first terms, then their count
+        products = products[:MAX_TERMS] + [f"… ({len(products) - MAX_TERMS} more terms)"]
+    st.markdown(f"q · k = {' + '.join(products)} = **{worked['dot']:.6f}**")
     if not worked["visible"]:
         st.warning(f"{labels[key]} comes after {labels[query]}: the mask hides it, so its weight is 0.")
     else:

@@ -1,15 +1,24 @@
 """Attention explorer: every layer and head at once, per-head summaries, the residual stream's
-norm, MLP activations, the logit lens, and "what if" switches (the model's interventions)
-with the change they make to the next-token distribution."""
+norm, the logit lens, MLP activations, and "what if" switches (the model's interventions).
+With a switch on, every view shows the changed model (marked "what if"), the plain model one
+click away; the switches, layer and head are kept for the session."""
+from math import isqrt
+
 import numpy as np
 import streamlit as st
 
 from core import explain
-from core.model import Interventions
+from core.model import NO_INTERVENTIONS, Interventions
 from dashboard import charts, state
 
 LENS_TOP = 3
+LENS_POSITIONS = 8  # positions the logit lens and the residual chart show at once
 MLP_UNITS = 24
+TILE_CELLS = 12_288  # cells the overview of every head draws at most (longer prompts are pooled)
+SIDE_BY_SIDE = 12  # up to this many tokens the enlarged head sits beside the overview, else below it
+WHAT_IF_MARK = " · what if"
+TOGGLES = {"whatif_mask": "no causal mask", "whatif_scale": "no 1/√d_head scaling",
+           "whatif_relu": "ReLU instead of GELU"}
 
 
 def stream_labels(n_layer: int) -> list[str]:
@@ -17,88 +26,75 @@ def stream_labels(n_layer: int) -> list[str]:
     return ["embeddings"] + [f"after block {layer}" for layer in range(n_layer)]
 
 
-@st.fragment
-def head_grid(patterns: np.ndarray, tokens) -> None:
-    """The grid of small heatmaps and one large selected head (a fragment: picking a head redraws only this)."""
-    n_layer, n_head = patterns.shape[:2]
-    left, right = st.columns(2)
-    layer = left.selectbox("Layer", range(n_layer), key="explorer_layer")
-    head = right.selectbox("Head", range(n_head), key="explorer_head")
-    grid_col, large_col = st.columns([3, 2])
-    state.show_chart(charts.head_grid(patterns, tokens, selected=(layer, head)), grid_col)
-    labels = charts.token_labels(tokens)
-    state.show_chart(charts.heatmap(patterns[layer, head], labels, labels, title=f"Layer {layer}, head {head}"),
-                     large_col)
+# --- what if: the switches, kept for the session and applied to every view ----------------------
 
-
-def summaries(patterns: np.ndarray) -> None:
-    st.subheader("What each head does, in three numbers")
-    summary = explain.head_summaries(patterns)
-    layers = [f"layer {i}" for i in range(patterns.shape[0])]
-    heads = [f"head {i}" for i in range(patterns.shape[1])]
-    titles = {"entropy": "Entropy (bits): how spread out", "previous": "Weight on the previous token",
-              "first": "Weight on the first token"}
-    state.show_chart(charts.side_by_side([
-        charts.heatmap(summary[name], layers, heads, title=title, value_title=name, row_title="layer",
-                       col_title="head", cell=34)
-        for name, title in titles.items()]))
-    st.caption("Low entropy: the head listens to one guest. A head with a high previous-token weight passes each "
-               "word's neighbour along; one that stares at the first token is often just resting there.")
-
-
-def residual(trace, tokens, n_layer: int) -> None:
-    st.subheader("The residual stream through the layers")
-    labels, norms = stream_labels(n_layer), explain.residual_norms(trace.residual_stream)
-    series = dict(zip(charts.token_labels(tokens), norms.T))
-    state.show_chart(charts.lines(labels, series, title="Length (L2 norm) of each token's vector", x_title="point",
-                                 y_title="norm", x_sort=labels))
-    st.caption("Every block adds its attention and MLP output to this running sum; it never overwrites it.")
-
-
-def mlp_activations(trace, tokens, n_layer: int) -> None:
-    layer = st.selectbox("MLP of layer", range(n_layer), key="explorer_mlp_layer")
-    post = trace.layers[layer].mlp_post  # [L, 4C]
-    units = explain.top_units(post, MLP_UNITS)
-    state.show_chart(charts.heatmap(post[:, units], charts.token_labels(tokens), [f"unit {u}" for u in units],
-                                   title=f"The {MLP_UNITS} hidden units that fire most (after GELU)",
-                                   value_title="activation", row_title="token", col_title="hidden unit",
-                                   diverging=True, text=False, cell=20))
-    st.caption("The MLP works on each token alone: it expands the row to 4 × d_model numbers, lets the positive "
-               "ones through (GELU), and projects back. A unit that lights up for one word is a feature detector.")
-
-
-def logit_lens(trace, model) -> None:
-    st.subheader("Logit lens: the guess after every layer")
-    labels = stream_labels(model.config.n_layer)
-    ids, probs = explain.logit_lens(model.params, model.config, trace.residual_stream, LENS_TOP)
-    words = [[model.tokenizer.token(int(i)) for i in row] for row in ids]
-    state.show_chart(charts.top_tokens_table(labels, words, probs, title="Top next-token guesses at the last position",
-                                            row_title="read off"))
-    st.caption("The final LayerNorm and output head applied early, as if the model stopped after that layer.")
-
-
-def what_if_controls(config) -> Interventions:
-    heads = [(layer, head) for layer in range(config.n_layer) for head in range(config.n_head)]
+def switch_options(config) -> dict[str, list]:
     blocks = range(config.n_layer)
+    return {"whatif_heads": [(layer, head) for layer in blocks for head in range(config.n_head)],
+            "whatif_ln": [(block, name) for block in blocks for name in ("ln_1", "ln_2")],
+            "whatif_residual": [(block, name) for block in blocks for name in ("attn", "mlp")]}
+
+
+def kept_interventions(config) -> Interventions:
+    """The "what if" switches as this session left them (restored before any widget is drawn)."""
+    lists = {key: state.keep(key, [], options) for key, options in switch_options(config).items()}
+    toggles = {key: state.keep(key, False, (True, False)) for key in TOGGLES}
+    return Interventions(zero_heads=frozenset(lists["whatif_heads"]), causal=not toggles["whatif_mask"],
+                         scale_scores=not toggles["whatif_scale"], skip_ln=frozenset(lists["whatif_ln"]),
+                         skip_residual=frozenset(lists["whatif_residual"]),
+                         activation="relu" if toggles["whatif_relu"] else "gelu")
+
+
+def describe(interventions: Interventions) -> str:
+    """The switches that are on, in words."""
+    parts = [f"layer {layer} head {head} off" for layer, head in sorted(interventions.zero_heads)]
+    parts += [f"layer {layer} {name} skipped" for layer, name in sorted(interventions.skip_ln)]
+    parts += [f"no residual around layer {layer} {name}" for layer, name in sorted(interventions.skip_residual)]
+    flags = {"whatif_mask": not interventions.causal, "whatif_scale": not interventions.scale_scores,
+             "whatif_relu": interventions.activation == "relu"}
+    parts += [words for key, words in TOGGLES.items() if flags[key]]
+    return ", ".join(parts)
+
+
+def what_if_banner(switches: Interventions, length: int, n_layer: int) -> Interventions | None:
+    """The interventions every view shows: the switches, unless none is on or the learner picked
+    the plain model (a toggle above the tabs). Says which, and where a switch cannot act."""
+    if switches == NO_INTERVENTIONS:
+        return None
+    state.keep("explorer_plain", False, (True, False))
+    left, right = st.columns([3, 1])
+    plain = right.toggle("Show the plain model", **state.kept_widget("explorer_plain"),
+                         help="The same views without the \"what if\" switches, for comparison.")
+    if plain:
+        left.info(f"Showing the plain model. The \"what if\" switches ({describe(switches)}) are kept: turn this "
+                  "toggle off to see them again.")
+    else:
+        left.info(f"What if: {describe(switches)}. Every view on this page shows the changed model (titles marked "
+                  f"\"{WHAT_IF_MARK.strip(' ·')}\"); \"Show the plain model\" compares.")
+    for note in explain.what_if_notes(switches, length, n_layer):
+        st.info(note)
+    return None if plain else switches
+
+
+def what_if_controls(config) -> None:
+    """The switches (their values restored by `kept_interventions`, so no defaults here)."""
+    options = switch_options(config)
     left, right = st.columns(2)
-    zero = left.multiselect("Switch off heads", heads, format_func=lambda p: f"layer {p[0]} head {p[1]}",
-                            key="whatif_heads")
-    skip_ln = left.multiselect("Skip LayerNorms", [(b, n) for b in blocks for n in ("ln_1", "ln_2")],
-                               format_func=lambda p: f"layer {p[0]} {p[1]}", key="whatif_ln")
-    skip_residual = left.multiselect("Drop the residual around", [(b, n) for b in blocks for n in ("attn", "mlp")],
-                                     format_func=lambda p: f"layer {p[0]} {p[1]}", key="whatif_residual")
-    no_mask = right.toggle("No causal mask (tokens see the future)", key="whatif_mask")
-    no_scale = right.toggle("No 1/√d_head scaling", key="whatif_scale")
-    use_relu = right.toggle("ReLU instead of GELU", key="whatif_relu")
-    return Interventions(zero_heads=frozenset(zero), causal=not no_mask, scale_scores=not no_scale,
-                         skip_ln=frozenset(skip_ln), skip_residual=frozenset(skip_residual),
-                         activation="relu" if use_relu else "gelu")
+    left.multiselect("Switch off heads", options["whatif_heads"], format_func=lambda p: f"layer {p[0]} head {p[1]}",
+                     **state.kept_widget("whatif_heads"))
+    left.multiselect("Skip LayerNorms", options["whatif_ln"], format_func=lambda p: f"layer {p[0]} {p[1]}",
+                     **state.kept_widget("whatif_ln"))
+    left.multiselect("Drop the residual around", options["whatif_residual"],
+                     format_func=lambda p: f"layer {p[0]} {p[1]}", **state.kept_widget("whatif_residual"))
+    right.toggle("No causal mask (tokens see the future)", **state.kept_widget("whatif_mask"))
+    right.toggle("No 1/√d_head scaling", **state.kept_widget("whatif_scale"))
+    right.toggle("ReLU instead of GELU", **state.kept_widget("whatif_relu"))
 
 
-def what_if(prompt, model) -> None:
-    interventions = what_if_controls(model.config)
+def what_if(prompt, model, switches: Interventions) -> None:
+    what_if_controls(model.config)
     before = state.trace(prompt.ids).next_token_probs
-    after = state.trace(prompt.ids, interventions).next_token_probs
+    after = state.trace(prompt.ids, None if switches == NO_INTERVENTIONS else switches).next_token_probs
     change = explain.distribution_change(before, after)
     words = [model.tokenizer.token(int(i)) for i in change["ids"]]
     cols = st.columns(4)
@@ -106,21 +102,126 @@ def what_if(prompt, model) -> None:
     cols[1].metric("Top token after", model.tokenizer.token(int(after.argmax())))
     cols[2].metric("Total variation", f"{change['total_variation']:.3g}")
     cols[3].metric("KL(before ‖ after)", f"{change['kl']:.3g} bits")
+    if switches != NO_INTERVENTIONS and change["total_variation"] == 0:
+        st.info("These switches do not change the next-token distribution for this prompt. The other tabs show "
+                "what they change inside the model.")
     state.show_chart(charts.grouped_bars(words, {"before": change["before"], "after": change["after"]},
                                         title="Next-token probabilities with and without the change"))
 
 
-def every_head(patterns: np.ndarray, tokens) -> None:
-    head_grid(patterns, tokens)
-    summaries(patterns)
+# --- every head ----------------------------------------------------------------------------------
+
+def block_labels(edges: np.ndarray, tokens) -> list[str]:
+    """Labels of pooled blocks of positions: the token when a block is one position, else "3-9"."""
+    return [charts.token_labels(tokens)[start] if end - start == 1 else f"{start}-{end - 1}"
+            for start, end in zip(edges[:-1], edges[1:])]
 
 
-def stream_and_lens(trace, tokens, model) -> None:
+@st.fragment
+def head_grid(patterns: np.ndarray, tokens, mark: str) -> None:
+    """Every head in one compact chart and one enlarged (a fragment: picking a head redraws only this)."""
+    n_layer, n_head, length = patterns.shape[:3]
+    state.keep("explorer_layer", 0, range(n_layer))
+    state.keep("explorer_head", 0, range(n_head))
     left, right = st.columns(2)
-    with left:
-        residual(trace, tokens, model.config.n_layer)
-    with right:
-        logit_lens(trace, model)
+    layer = left.selectbox("Layer", range(n_layer), **state.kept_widget("explorer_layer"))
+    head = right.selectbox("Head", range(n_head), **state.kept_widget("explorer_head"))
+    pooled, edges = explain.pool_patterns(patterns, max(4, isqrt(TILE_CELLS // (n_layer * n_head))))
+    overview, enlarged = st.columns(2) if length <= SIDE_BY_SIDE else (st.container(), st.container())
+    state.show_chart(charts.head_tiles(pooled, block_labels(edges, tokens), selected=(layer, head), width=300,
+                                       title=f"All {n_layer} layers x {n_head} heads{mark}"), overview)
+    if len(edges) - 1 < length:
+        overview.caption(f"{length} tokens: each tile shows blocks of about {length // (len(edges) - 1)} positions "
+                         "(the average weight a block's queries give to a block's keys). The enlarged head shows "
+                         "every token.")
+    labels = charts.token_labels(tokens)
+    cell = max(3, min(charts.CELL, 640 // length))
+    state.show_chart(charts.heatmap(patterns[layer, head], labels, labels, title=f"Layer {layer}, head {head}{mark}",
+                                    cell=cell, every_label=cell >= 11), enlarged)
+
+
+def summaries(patterns: np.ndarray, mark: str) -> None:
+    st.subheader("What each head does, in three numbers")
+    n_layer, n_head = patterns.shape[:2]
+    summary = explain.head_summaries(patterns)
+    layers, heads = [str(i) for i in range(n_layer)], [str(i) for i in range(n_head)]
+    titles = {"entropy": "Entropy (bits): how spread out", "previous": "Weight on the previous token",
+              "first": "Weight on the first token"}
+    cell = max(12, min(34, 420 // (3 * n_head)))  # three maps side by side fit 1280 px
+    state.show_chart(charts.side_by_side([
+        charts.heatmap(summary[name], layers, heads, title=title + mark, value_title=name, row_title="layer",
+                       col_title="head", cell=cell, every_label=True)
+        for name, title in titles.items()]))
+    st.caption(f"All three are {explain.SUMMARY_ROWS}. Low entropy: the head listens to one token. A head with "
+               "a high previous-token weight passes each word's neighbour along; one that stares at the first "
+               "token is often just resting there.")
+
+
+def every_head(patterns: np.ndarray, tokens, mark: str) -> None:
+    head_grid(patterns, tokens, mark)
+    summaries(patterns, mark)
+
+
+# --- the residual stream and the logit lens -------------------------------------------------------
+
+def shown_positions(length: int) -> list[int]:
+    """The positions the lens and the residual chart show: all, or a window the learner moves."""
+    if length <= LENS_POSITIONS:
+        return list(range(length))
+    last = st.slider("Positions shown: up to", LENS_POSITIONS - 1, length - 1, length - 1,
+                     key=f"explorer_positions_{length}", help=f"{LENS_POSITIONS} positions at a time")
+    return list(range(last - LENS_POSITIONS + 1, last + 1))
+
+
+def residual(trace, tokens, positions, n_layer: int, mark: str) -> None:
+    st.subheader("The residual stream through the layers")
+    labels, norms = stream_labels(n_layer), explain.residual_norms(trace.residual_stream[:, positions])  # [P, N]
+    series = dict(zip([charts.token_labels(tokens)[p] for p in positions], norms.T))
+    state.show_chart(charts.lines(labels, series, title=f"Length (L2 norm) of each token's vector{mark}",
+                                  x_title="point", y_title="norm", x_sort=labels))
+    st.caption("Every block adds its attention and MLP output to this running sum; it never overwrites it.")
+
+
+def logit_lens(trace, tokens, positions, model, mark: str) -> None:
+    st.subheader("Logit lens: the guess after every layer")
+    ids, probs = explain.lens_table(model.params, model.config, trace.residual_stream, positions, LENS_TOP)
+    words = [[[model.tokenizer.token(int(i)) for i in cell] for cell in row] for row in ids]  # [P, N, top]
+    details = [[" · ".join(f"{word} {prob:.1%}" for word, prob in zip(cell_words, cell_probs))
+                for cell_words, cell_probs in zip(row_words, row_probs)] for row_words, row_probs in zip(words, probs)]
+    top = [[cell[0] for cell in row] for row in words]
+    labels = [charts.token_labels(tokens)[p] for p in positions]
+    state.show_chart(charts.lens_grid(stream_labels(model.config.n_layer), labels, top, probs[:, :, 0], details,
+                                      title=f"Top next-token guesses at each position{mark}",
+                                      col_title="position (the guess is for the token after it)"))
+    st.caption(f"The final LayerNorm and output head applied early, as if the model stopped after that layer. Each "
+               f"cell: the most likely next token and its probability (colour); the tooltip has the top {LENS_TOP}. "
+               "Only the positions shown are computed.")
+
+
+def stream_and_lens(trace, tokens, model, mark: str) -> None:
+    positions = shown_positions(len(tokens))
+    logit_lens(trace, tokens, positions, model, mark)
+    residual(trace, tokens, positions, model.config.n_layer, mark)
+
+
+# --- MLP ---------------------------------------------------------------------------------------------
+
+def mlp_activations(trace, tokens, config, mark: str) -> None:
+    state.keep("explorer_mlp_layer", 0, range(config.n_layer))
+    layer = st.selectbox("MLP of layer", range(config.n_layer), **state.kept_widget("explorer_mlp_layer"))
+    post = trace.layers[layer].mlp_post  # [L, 4C]
+    units = explain.top_units(post, MLP_UNITS)
+    cell = 20 if len(tokens) <= 32 else 11
+    state.show_chart(charts.heatmap(post[:, units], charts.token_labels(tokens), [f"unit {u}" for u in units],
+                                    title=f"The {len(units)} of {post.shape[1]:,} hidden units that fire most "
+                                          f"(after {'ReLU' if trace.interventions.activation == 'relu' else 'GELU'})"
+                                          f"{mark}",
+                                    value_title="activation", row_title="token", col_title="hidden unit",
+                                    diverging=True, symmetric=True, text=False, cell=cell, every_label=True))
+    st.caption("The MLP works on each token alone: it expands the row to 4 × d_model numbers, lets the positive "
+               "ones through (GELU), and projects back. A unit that lights up for one word is a feature detector. "
+               "The colours are proportional on both sides of zero (the scale runs from -m to m, m the largest "
+               "size), so GELU's small negative outputs stay pale.")
 
 
 def main() -> None:
@@ -128,14 +229,17 @@ def main() -> None:
     if prompt is None:
         return
     model = state.current_model()
-    n_layer = model.config.n_layer
-    trace = state.trace(prompt.ids)
+    config = model.config
+    switches = kept_interventions(config)
+    interventions = what_if_banner(switches, len(prompt.ids), config.n_layer)
+    trace = state.trace(prompt.ids, interventions)
+    mark = WHAT_IF_MARK if interventions is not None else ""
     patterns = np.stack([layer.weights for layer in trace.layers])  # [n_layer, n_head, L, L]
     state.lazy_tabs("explorer_tab", {
-        "Every head": lambda: every_head(patterns, prompt.tokens),
-        "Residual stream and logit lens": lambda: stream_and_lens(trace, prompt.tokens, model),
-        "MLP activations": lambda: mlp_activations(trace, prompt.tokens, n_layer),
-        "What if": lambda: what_if(prompt, model),
+        "Every head": lambda: every_head(patterns, prompt.tokens, mark),
+        "Residual stream and logit lens": lambda: stream_and_lens(trace, prompt.tokens, model, mark),
+        "MLP activations": lambda: mlp_activations(trace, prompt.tokens, config, mark),
+        "What if": lambda: what_if(prompt, model, switches),
     })
 
 

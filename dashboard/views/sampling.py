@@ -1,6 +1,7 @@
 """Next token and sampling: logits -> probabilities, the sampling stages (temperature, top-k,
 top-p) side by side, step-by-step generation with the new query against the growing KV
-cache, and a lab comparing several settings over N seeded samples each."""
+cache, and a lab comparing several settings over N seeded samples each. The settings are kept
+for the session (across tabs and pages)."""
 from collections import Counter
 
 import numpy as np
@@ -8,13 +9,20 @@ import pandas as pd
 import streamlit as st
 
 from core import explain
-from core.sampling import Sampler, distribution_stages
+from core.sampling import Sampler, distribution_stages, ranking
 from dashboard import charts, state
 
 TOP = 12
 LAB_COLUMNS = 3
 STAGE_NAMES = {"raw": "raw softmax", "tempered": "after temperature", "top_k": "after top-k",
                "top_p": "after top-p (renormalised)"}
+SIDE_BY_SIDE_PIXELS = 450  # the two KV-cache heatmaps' cells side by side up to this width, else stacked
+MAX_KV_ROWS = 48  # heads the KV-cache view shows at once (all layers' when they fit, else one layer's)
+CERTAIN = 0.999  # a top token this likely makes every sampling stage one token
+UNSURE_EXAMPLE = "the dog"  # a prompt where the bundled model is unsure
+MAX_LAB_SETTINGS = 8
+LARGE_MODEL = 10_000_000  # parameters: above this (GPT-2) the lab draws at most 20 samples per setting
+SETTING_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0}
 LAB_DEFAULTS = pd.DataFrame({
     "name": ["greedy", "T=0.7", "T=1.5", "top-k 5", "top-p 0.9"],
     "temperature": [0.0, 0.7, 1.5, 1.0, 1.0],
@@ -27,10 +35,15 @@ def words(model, ids) -> list[str]:
     return [model.tokenizer.token(int(i)) for i in ids]
 
 
+def tokens_count(count: int) -> str:
+    return f"{count:,} token" if count == 1 else f"{count:,} tokens"
+
+
 def probabilities(model, probs) -> None:
     st.subheader("From logits to probabilities")
-    ids = np.argsort(-probs, kind="stable")[:TOP]
-    state.show_chart(charts.bars(words(model, ids), probs[ids], title=f"The {TOP} most likely next tokens (softmax)"))
+    ids = ranking(probs)[:TOP]
+    state.show_chart(charts.bars(words(model, ids), probs[ids],
+                                 title=f"The {TOP} most likely next tokens of {probs.size:,} (softmax)"))
     st.caption("The model gives every word in its vocabulary a score (a logit); softmax turns the scores into "
                "probabilities that add up to 1.")
 
@@ -38,12 +51,14 @@ def probabilities(model, probs) -> None:
 def settings() -> dict:
     """The sampling settings from the sliders (shared by the stages and the generation)."""
     st.subheader("Choosing one token")
+    for key, default in SETTING_DEFAULTS.items():  # kept for the session: no default on the widgets
+        state.keep(key, default)
     cols = st.columns(4)
-    temperature = cols[0].slider("Temperature", 0.0, 3.0, 1.0, 0.05, key="temperature",
+    temperature = cols[0].slider("Temperature", 0.0, 3.0, step=0.05, **state.kept_widget("temperature"),
                                  help="0 = always the most likely token (greedy)")
-    top_k = cols[1].number_input("Top-k (0 = off)", 0, 100_000, 0, key="top_k")
-    top_p = cols[2].slider("Top-p (1 = off)", 0.001, 1.0, 1.0, 0.001, format="%.3f", key="top_p")
-    seed = cols[3].number_input("Seed", 0, 2**31 - 1, 0, key="seed")
+    top_k = cols[1].number_input("Top-k (0 = off)", 0, 100_000, **state.kept_widget("top_k"))
+    top_p = cols[2].slider("Top-p (1 = off)", 0.001, 1.0, step=0.001, format="%.3f", **state.kept_widget("top_p"))
+    seed = cols[3].number_input("Seed", 0, 2**31 - 1, **state.kept_widget("seed"))
     return {"temperature": float(temperature), "top_k": int(top_k), "top_p": float(top_p), "seed": int(seed)}
 
 
@@ -59,16 +74,29 @@ def setting_notes(setting: dict, vocab_size: int) -> None:
 def stages(model, logits, setting: dict) -> None:
     stage_probs = distribution_stages(logits, temperature=setting["temperature"], top_k=setting["top_k"],
                                       top_p=setting["top_p"])
-    ids = np.argsort(-stage_probs["raw"], kind="stable")[:TOP]
+    ids = ranking(stage_probs["raw"])[:TOP]
     shown = {STAGE_NAMES[name]: probs[ids] for name, probs in stage_probs.items()}
-    state.show_chart(charts.stage_bars(shown, words(model, ids), title="The distribution at every stage"))
+    state.show_chart(charts.stage_bars(shown, words(model, ids), title="The distribution at every stage",
+                                       every_label=True))
     cols = st.columns(len(stage_probs))
     for col, (name, probs) in zip(cols, stage_probs.items()):
-        col.metric(STAGE_NAMES[name], f"{explain.kept_count(probs)} tokens",
+        col.metric(STAGE_NAMES[name], tokens_count(explain.kept_count(probs)),
                    f"entropy {explain.entropy_bits(probs):.2f} bits", delta_color="off", delta_arrow="off")
+    certainty_note(model, stage_probs["raw"])
     st.caption("Temperature divides the logits before softmax (below 1 sharpens, above 1 flattens); top-k keeps "
                "the k most likely tokens; top-p keeps the fewest most likely tokens whose total reaches p. After "
                "each cut the rest is renormalised to add up to 1.")
+
+
+def certainty_note(model, raw) -> None:
+    """When the model is (almost) sure, no setting can change the pick: say so, and where to look."""
+    best = int(ranking(raw)[0])
+    if raw[best] < CERTAIN:
+        return
+    example = f" such as '{UNSURE_EXAMPLE}'" if not model.tokenizer.unknown_words(UNSURE_EXAMPLE) else ""
+    st.info(f"The model is sure of '{model.tokenizer.token(best)}' ({raw[best]:.1%}), so every stage is in effect "
+            "that one token (entropy about 0 bits) and temperature, top-k and top-p cannot change the pick. Try a prompt where the model is unsure"
+            f"{example} (the sidebar has examples): then the stages differ.")
 
 
 def sampler(setting: dict, seed: int | None = None) -> Sampler:
@@ -77,33 +105,51 @@ def sampler(setting: dict, seed: int | None = None) -> Sampler:
 
 
 def generation(model, prompt, setting: dict) -> None:
-    count = st.slider("New tokens", 1, 12, 5, key="new_tokens")
+    state.keep("new_tokens", 5, range(1, 13))
+    count = st.slider("New tokens", 1, 12, **state.kept_widget("new_tokens"))
     result = model.generate(list(prompt.ids), count, sampler(setting))
-    st.markdown(f"**{' '.join(prompt.tokens)}** {' '.join(result.new_tokens)}  \n"
+    decode = model.tokenizer.decode
+    st.markdown(f"**{decode(list(prompt.ids))}** {decode(result.new_ids)}  \n"
                 f"_stopped: {result.stop_reason.replace('_', ' ')}_")
     table = {"step": list(range(1, len(result.steps) + 1)), "token": [step.token for step in result.steps],
              "probability": [step.probability for step in result.steps]}
     st.dataframe(table, hide_index=True)
-    index = st.slider("Show step", 1, len(result.steps), len(result.steps), key="kv_step") - 1
+    if len(result.steps) == 1:  # a slider needs two steps to choose from
+        st.caption(f"One step ({result.stop_reason.replace('_', ' ')}): the KV cache below is that step's.")
+        index = 0
+    else:
+        index = st.slider("Show step", 1, len(result.steps), len(result.steps), key="kv_step") - 1
     kv_cache_view(model, prompt, result, index)
 
 
+def kv_layers(config) -> list[int]:
+    """The layers whose heads the KV-cache view shows: all when they fit, else the one picked."""
+    if config.n_layer * config.n_head <= MAX_KV_ROWS:
+        return list(range(config.n_layer))
+    state.keep("kv_layer", 0, range(config.n_layer))
+    return [st.selectbox("Layer", range(config.n_layer), **state.kept_widget("kv_layer"),
+                         help=f"{config.n_layer} layers x {config.n_head} heads: one layer at a time")]
+
+
 def kv_cache_view(model, prompt, result, index: int) -> None:
-    """Step `index`'s newest query against every cached key, one heatmap row per head and layer."""
+    """Step `index`'s newest query against every cached key, one heatmap row per head."""
     step = result.steps[index]
     tokens = list(prompt.tokens) + [earlier.token for earlier in result.steps[:index]]
     labels = charts.token_labels(tokens)
-    config = model.config
-    heads = [f"layer {layer} head {head}" for layer in range(config.n_layer) for head in range(config.n_head)]
-    weights = np.concatenate(step.weights)  # n_layer x [H, T] -> [n_layer * H, T]
-    queries = np.concatenate(step.queries)  # n_layer x [H, D] -> [n_layer * H, D]
+    layers = kv_layers(model.config)
+    heads = [f"layer {layer} head {head}" for layer in layers for head in range(model.config.n_head)]
+    weights = np.concatenate([step.weights[layer] for layer in layers])  # layers x [H, T] -> [rows, T]
+    queries = np.concatenate([step.queries[layer] for layer in layers])  # layers x [H, D] -> [rows, D]
     dims = [f"d{i}" for i in range(queries.shape[1])]
+    cell = max(3, min(charts.CELL, 600 // len(labels)))
+    query_cell = max(4, min(12, 500 // len(dims)))
     state.show_chart(charts.side_by_side([
         charts.heatmap(weights, heads, labels, title=f"Step {index + 1}: the new query over {len(labels)} cached keys",
-                       row_title="query of the newest token (per head)"),
+                       row_title="query of the newest token (per head)", cell=cell, text=cell >= charts.CELL,
+                       every_label=True),
         charts.heatmap(queries, heads, dims, title="The new query vectors", value_title="value", row_title="head",
-                       col_title="dimension", diverging=True, text=False, cell=12),
-    ]))
+                       col_title="dimension", diverging=True, text=False, cell=query_cell, every_label=True),
+    ], columns=1 if cell * len(labels) + query_cell * len(dims) > SIDE_BY_SIDE_PIXELS else None))
     st.caption("While generating, only the newest token asks a question: its query is one vector per head, "
                "compared with the keys of every token so far, which are kept (cached) instead of recomputed. "
                f"It chose '{step.token}' with probability {step.probability:.3f}.")
@@ -131,8 +177,13 @@ def run_setting(model, prompt, setting: dict, samples: int, new_tokens: int, see
 def lab(model, prompt) -> None:
     """Several settings side by side (a fragment: editing the lab does not recompute the page)."""
     table = st.data_editor(LAB_DEFAULTS, num_rows="dynamic", hide_index=True, key="lab_settings")
+    if len(table) > MAX_LAB_SETTINGS:
+        st.warning(f"The lab compares at most {MAX_LAB_SETTINGS} settings at once: the first {MAX_LAB_SETTINGS} "
+                   "are used.")
+        table = table.head(MAX_LAB_SETTINGS)
+    most, default = (20, 5) if model.parameter_count > LARGE_MODEL else (100, 10)  # bounded time per request
     cols = st.columns(3)
-    samples = cols[0].slider("Samples per setting (N)", 5, 100, 10, key="lab_samples")
+    samples = cols[0].slider("Samples per setting (N)", 5, most, default, key=f"lab_samples_{most}")
     new_tokens = cols[1].slider("Tokens per sample", 1, 8, 3, key="lab_tokens")
     seed = cols[2].number_input("First seed", 0, 2**31 - 1, 0, key="lab_seed")
     results = {}
@@ -171,7 +222,7 @@ def lab_results(model, results: dict) -> None:
 
 def frequency_chart(model, name: str, result: dict):
     """The first sampled token's observed frequency against the distribution it was drawn from."""
-    ids = np.argsort(-np.maximum(result["observed"], result["theoretical"]), kind="stable")[:8]
+    ids = ranking(np.maximum(result["observed"], result["theoretical"]))[:8]
     return charts.grouped_bars(words(model, ids), {"observed": result["observed"][ids],
                                                    "theoretical": result["theoretical"][ids]},
                                title=f"{name}: first token", width=220)

@@ -1,6 +1,7 @@
 """pytest-benchmark suite for the attention backends (issue 6): the C kernel and the
 NumPy fallback, plus PyTorch's CPU scaled_dot_product_attention as a peer when
-PyTorch is installed (skipped otherwise). One group per problem size, so each table
+PyTorch is installed (skipped otherwise; its fused call on 4-D input, on the C kernel's
+thread count: core.bench._peer_call). One group per problem size, so each table
 compares the backends on the same inputs. The cases are core.bench.default_cases().
 
 Out of the default test run (pyproject's addopts has --benchmark-skip); run with
@@ -42,6 +43,6 @@ def test_attention(benchmark, case, backend):
     rounds = max(MIN_ROUNDS, int(BUDGET_SECONDS / (one_call * iterations)))
     benchmark.group = case.name
     benchmark.extra_info.update(asdict(case), backend=backend, flops=case.flops, bytes_moved=case.bytes_moved,
-                                **bench.kernel_info())
+                                **bench.kernel_info(), **(bench.peer_info(case) if backend == bench.PEER else {}))
     time.sleep(bench.SETTLE_SECONDS)  # let the previous backend's worker threads go idle
     benchmark.pedantic(call, rounds=rounds, iterations=iterations, warmup_rounds=0)

@@ -1,0 +1,182 @@
+"""The block step by step: everything in a transformer block besides the attention pattern.
+
+One head's slice of c_attn making Q, K and V; the heads joined and c_proj; LayerNorm of one
+token; the MLP of one token with its pre-activations on the GELU curve; the residual stream
+as a sum of parts and each part's direct push on the predicted token's logit. Every number
+comes from core.lessons, checked against the model's own intermediates on the page.
+"""
+import numpy as np
+import streamlit as st
+
+from core import lessons
+from dashboard import charts, glossary, state
+
+WEIGHT_ROWS = 16  # rows of a weight matrix drawn (GPT-2's W_Q slice is 768 x 64)
+SHOWN = 8  # numbers written out in a line
+
+
+def numbers(values, count: int = SHOWN) -> str:
+    """The first `count` numbers of a vector, written out."""
+    values = np.asarray(values)
+    more = f", … ({values.size} in all)" if values.size > count else ""
+    return "[" + ", ".join(f"{value:.4f}" for value in values[:count]) + more + "]"
+
+
+def note(text: str) -> None:
+    st.info(text, icon=":material/lightbulb:")
+
+
+def choices(config, tokens) -> tuple[int, int, int]:
+    layer_col, head_col, token_col = st.columns(3)
+    layer = layer_col.selectbox("Layer", range(config.n_layer), key="block_layer")
+    head = head_col.selectbox("Head", range(config.n_head), key="block_head")
+    labels = charts.token_labels(tokens)
+    position = token_col.selectbox("Token", range(len(labels)), index=len(labels) - 1,
+                                   format_func=labels.__getitem__, key="block_token")
+    return layer, head, position
+
+
+def projections(model, trace, layer: int, head: int, position: int) -> None:
+    config = model.config
+    x = trace.layers[layer].ln_1  # [L, C]
+    parts = lessons.head_projections(model.params, config, layer, head, x)
+    L, C, D = x.shape[0], config.n_embd, config.d_head
+    note("Every token's row X (after ln_1) is multiplied by three weight matrices. The product with W_Q is the "
+         "question the token asks, with W_K the name tag it wears, with W_V what it will share. A head's three "
+         "matrices are slices of one big matrix, c_attn [C, 3C]: its columns for this head. "
+         f"({glossary.link('query, key, value')}, {glossary.link('head')}, {glossary.link('d_head')})")
+    label = charts.token_labels(trace.tokens)[position]
+    for name, model_out in (("Q", trace.layers[layer].q[head]), ("K", trace.layers[layer].k[head]),
+                            ("V", trace.layers[layer].v[head])):
+        part = parts[name]
+        columns = lessons.head_slices(config, head)[name]
+        st.markdown(f"##### {name}: `X [{L}, {C}] @ W_{name} [{C}, {D}] + b_{name} [{D}] = {name} [{L}, {D}]`")
+        st.caption(f"W_{name} is c_attn.weight[:, {columns.start}:{columns.stop}].")
+        difference = float(np.abs(part["out"] - model_out).max())
+        first = part["weight"][:, 0]
+        terms = " + ".join(f"{a:.3f}×{b:.3f}" for a, b in zip(x[position][:4], first[:4]))
+        st.markdown(f"{name}[{label}, 0] = {terms} + … + b = **{part['out'][position, 0]:.4f}**  \n"
+                    f"{name}[{label}] = {numbers(part['out'][position])}  \n"
+                    f"Largest difference from the model's own {name}: {difference:.1e}")
+        if name == "Q":
+            shown = min(WEIGHT_ROWS, C)
+            state.show_chart(charts.side_by_side([
+                charts.vectors_heatmap(x[:, :shown], trace.tokens, title=f"X, first {shown} of {C} columns"),
+                charts.heatmap(part["weight"][:shown], [f"c{i}" for i in range(shown)], [f"d{j}" for j in range(D)],
+                               title=f"W_Q, first {shown} of {C} rows", value_title="weight", row_title="input c",
+                               col_title="output d", diverging=True, text=shown * D <= 96),
+                charts.vectors_heatmap(part["out"], trace.tokens, title="Q = X @ W_Q + b_Q")]))
+
+
+def joined(model, trace, layer: int, position: int) -> None:
+    config = model.config
+    result = lessons.heads_joined(model.params, config, layer, trace.layers[layer].head_outputs)
+    H, C, D = config.n_head, config.n_embd, config.d_head
+    L = len(trace.tokens)
+    note("Each head hands back a short vector per token (its weighted mix of values). The heads' vectors are laid "
+         "side by side into one row of width C, and c_proj, a [C, C] matrix, mixes them into one update for the "
+         "residual stream. Because the rows of c_proj split by head, the update is a sum of one piece per head. "
+         f"({glossary.link('d_model')})")
+    st.markdown(f"`z [{H}, {L}, {D}]` → joined `[{L}, {H} × {D} = {C}]` → `@ c_proj [{C}, {C}] + b [{C}]` "
+                f"→ attention output `[{L}, {C}]`")
+    label = charts.token_labels(trace.tokens)[position]
+    difference = float(np.abs(result["out"] - trace.layers[layer].attn_out).max())
+    st.markdown(f"attention output[{label}] = {numbers(result['out'][position])}  \n"
+                f"Largest difference from the model's own attention output: {difference:.1e}")
+    sizes = np.linalg.norm(result["per_head"][:, position], axis=-1)  # [H]
+    state.show_chart(charts.bars([f"head {h}" for h in range(H)], sizes,
+                                 title=f"How big each head's piece of {label}'s update is", value_title="L2 norm",
+                                 label_title="head"))
+
+
+def layer_norm(model, trace, layer: int, position: int) -> None:
+    which = st.radio("LayerNorm", lessons.NORMS, horizontal=True, key="block_norm",
+                     format_func={"ln_1": "ln_1 (before attention)", "ln_2": "ln_2 (before the MLP)",
+                                  "ln_f": "ln_f (before the logits)"}.get)
+    x, weight, bias = lessons.norm_input(model.params, trace, which, layer)
+    steps = lessons.layer_norm_steps(x[position], weight, bias, model.config.layer_norm_epsilon)
+    model_out = {"ln_1": trace.layers[layer].ln_1, "ln_2": trace.layers[layer].ln_2, "ln_f": trace.final_ln}[which]
+    note("LayerNorm makes every token's row comparable: subtract the row's mean, divide by its standard "
+         "deviation, so the row has mean 0 and spread 1. Then a learned gain and bias per dimension let the model "
+         "turn up the dimensions it needs. Nothing mixes between tokens here. "
+         f"({glossary.link('LayerNorm')})")
+    cols = st.columns(4)
+    cols[0].metric("mean", f"{steps['mean']:.4f}")
+    cols[1].metric("variance", f"{steps['variance']:.4f}")
+    cols[2].metric("√(variance + ε)", f"{steps['std']:.4f}")
+    cols[3].metric("largest difference from the model", f"{np.abs(steps['out'] - model_out[position]).max():.1e}")
+    st.markdown(f"x = {numbers(steps['x'])}  \n(x − mean) / √(variance + ε) = {numbers(steps['normalised'])}  \n"
+                f"gain = {numbers(weight)}  \nbias = {numbers(bias)}  \n"
+                f"output = normalised × gain + bias = {numbers(steps['out'])}")
+    dims = list(range(x.shape[1]))
+    state.show_chart(charts.lines(dims, {"input x": steps["x"], "normalised": steps["normalised"],
+                                         "output": steps["out"]},
+                                  title=f"{which} of {charts.token_labels(trace.tokens)[position]}, every dimension",
+                                  x_title="dimension", y_title="value"))
+
+
+def mlp(model, trace, layer: int, position: int) -> None:
+    steps = lessons.mlp_steps(model.params, model.config, layer, trace.layers[layer].ln_2[position])
+    C = model.config.n_embd
+    note("The MLP works on each token alone. It expands the row to 4C numbers (many detectors, each asking "
+         "'is this pattern here?'), passes each through GELU, which lets positive values through and squashes "
+         "negative ones to nearly 0, and projects back to C: the detectors that fired write their answer. "
+         f"({glossary.link('MLP')}, {glossary.link('GELU')})")
+    st.markdown(f"`x [{C}] @ c_fc [{C}, {4 * C}] + b = pre [{4 * C}]` → `GELU` → `post [{4 * C}] @ c_proj "
+                f"[{4 * C}, {C}] + b = out [{C}]`  \n"
+                f"pre = {numbers(steps['pre'])}  \npost = GELU(pre) = {numbers(steps['post'])}  \n"
+                f"out = {numbers(steps['out'])}  \n"
+                f"Largest difference from the model's own MLP output: "
+                f"{np.abs(steps['out'] - trace.layers[layer].mlp_out[position]).max():.1e}")
+    curve_x, curve_y = lessons.gelu_curve(min(-4.0, steps["pre"].min()), max(4.0, steps["pre"].max()))
+    label = charts.token_labels(trace.tokens)[position]
+    state.show_chart(charts.curve_with_points(curve_x, curve_y, steps["pre"], steps["post"],
+                                              title=f"GELU, with {label}'s {4 * C} pre-activations on it",
+                                              x_title="pre-activation", y_title="GELU(pre)"))
+    top = steps["top"]
+    st.caption("The units that fire most for this token: " +
+               ", ".join(f"unit {unit} ({steps['post'][unit]:.3f})" for unit in top))
+
+
+def residual(model, trace) -> None:
+    token_id = lessons.predicted_token(trace)
+    token = trace.vocabulary[token_id]
+    result = lessons.logit_attribution(model.params, trace, token_id)
+    note("The residual stream is a running sum: it starts as the embedding, and every attention and MLP sub-layer "
+         "adds its output to it. So the last token's final vector is the sum of the parts below. Read through ln_f "
+         "and lm_head, each part pushes the predicted token's logit up or down by its own amount (direct logit "
+         "attribution, with ln_f's scale taken from the real residual). "
+         f"({glossary.link('residual stream')}, {glossary.link('logit')}, {glossary.link('direct logit attribution')})")
+    cols = st.columns(3)
+    cols[0].metric(f"logit of {token}", f"{result['logit']:.4f}")
+    cols[1].metric("sum of the parts + bias term", f"{result['total']:.4f}")
+    cols[2].metric("ln_f's bias term", f"{result['bias_term']:.4f}")
+    st.caption(f"ln_f divides the last token's residual by s = {result['scale']:.4f}; each part is centred, "
+               "divided by s, multiplied by ln_f's gain and dotted with lm_head's row for the token.")
+    state.show_chart(charts.bars(result["names"], result["contributions"],
+                                 title=f"How much each part pushes the logit of {token}", value_title="logit push",
+                                 label_title="part"))
+    parts = lessons.residual_parts(trace)
+    state.show_chart(charts.bars([name for name, _ in parts], [np.linalg.norm(part[-1]) for _, part in parts],
+                                 title="The size of each part (last token)", value_title="L2 norm",
+                                 label_title="part"))
+
+
+def main() -> None:
+    prompt = state.current_prompt()
+    if prompt is None:
+        return
+    model = state.current_model()
+    layer, head, position = choices(model.config, prompt.tokens)
+    trace = state.trace(prompt.ids)
+    state.lazy_tabs("block_tab", {
+        "1. Q, K, V projections": lambda: projections(model, trace, layer, head, position),
+        "2. Heads joined, c_proj": lambda: joined(model, trace, layer, position),
+        "3. LayerNorm": lambda: layer_norm(model, trace, layer, position),
+        "4. MLP": lambda: mlp(model, trace, layer, position),
+        "5. Residual stream and logit": lambda: residual(model, trace),
+    })
+
+
+state.render_page("The block step by step", main,
+                  "The rest of the block as carefully as attention: the weights, the multiplications, the numbers.")

@@ -1,0 +1,15 @@
+"""Glossary: every term the pages use, two or three plain sentences each, each with an anchor
+(glossary#entropy) that other pages link to through `dashboard.glossary.link`."""
+import streamlit as st
+
+from dashboard import glossary, state
+
+
+def main() -> None:
+    st.markdown(" · ".join(f"[{term}](#{glossary.anchor(term)})" for term in glossary.TERMS))
+    for term, meaning in glossary.TERMS.items():
+        st.subheader(term, anchor=glossary.anchor(term))
+        st.markdown(meaning)
+
+
+state.render_page("Glossary", main, "The words the pages use, in plain language.")

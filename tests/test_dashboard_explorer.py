@@ -1,0 +1,234 @@
+"""The attention explorer through Streamlit's AppTest: GPT-2's shapes (12 layers x 12 heads,
+d_model 768, 3,072 MLP units), every head and layer labelled, the logit lens as a layers x
+positions table, a symmetric MLP colour scale, "what if" applied to every view, and the
+explorer's settings kept for the session."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_dashboard import app, assert_clean, open_page, open_tab, rows, set_prompt, titled  # noqa: F401 (app: a fixture)
+
+import core
+from core import explain
+from core.model import Interventions, Model
+from dashboard import charts
+
+
+GPT2_NAME = "gpt2-random"  # the GPT-2-small-shaped checkpoint of conftest's `gpt2_models_dir`
+PROMPT = "the sky is"
+
+
+@lru_cache(maxsize=1)
+def load_gpt2(folder: Path) -> Model:
+    return core.load_checkpoint(folder)
+
+
+@pytest.fixture
+def gpt2(gpt2_models_dir, monkeypatch) -> Model:
+    """GPT-2 small's shapes (12 layers, 12 heads, n_embd 768, context 1024, GPT-2's 50,257-token BPE),
+    random weights, as the only checkpoint of the models folder; returns the model (for the expected
+    numbers)."""
+    monkeypatch.setenv("GLASSBOX_MODELS", str(gpt2_models_dir))
+    return load_gpt2(gpt2_models_dir / GPT2_NAME)
+
+
+def use_gpt2(at):
+    """Pick the GPT-2-shaped checkpoint, as the sidebar's model picker does."""
+    at.session_state["model_choice"] = GPT2_NAME
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def labels_of(model, prompt: str = PROMPT) -> list[str]:
+    return charts.token_labels(model.run(prompt).tokens)
+
+
+def infos(at) -> str:
+    return "\n".join(element.value for element in at.info)
+
+
+@pytest.fixture
+def gpt2_explorer(app, gpt2):
+    open_page(app, "explorer")
+    return use_gpt2(app)
+
+
+# --- GPT-2's shapes -------------------------------------------------------------------------------
+
+def test_gpt2_shaped_every_head_in_one_chart_and_12_x_12_summaries(gpt2_explorer, gpt2):
+    at = gpt2_explorer
+    tiles = titled(at, r"^All 12 layers x 12 heads")
+    assert {(row["layer"], row["head"]) for row in rows(tiles)} == {(l, h) for l in range(12) for h in range(12)}
+    assert len(rows(tiles)) == 144 * 3 * 3  # "the sky is": every weight of every head, in one chart
+    assert "facet" not in tiles and tiles["width"] <= 600
+    for title in ("Entropy", "previous token", "first token"):
+        summary = titled(at, title)
+        assert len(rows(summary)) == 144
+        assert {row["col"] for row in rows(summary)} == {str(h) for h in range(12)}
+        assert summary["layer"][0]["encoding"]["x"]["axis"]["labelOverlap"] is False  # every head labelled
+    expected = explain.head_summaries(gpt2.run(PROMPT).layers[11].weights)["entropy"][7]
+    shown = {(row["row"], row["col"]): row["value"] for row in rows(titled(at, "Entropy"))}
+    assert shown[("11", "7")] == pytest.approx(expected, rel=1e-6)
+    assert "rows 1 to L-1" in "\n".join(element.value for element in at.caption)
+    at.selectbox(key="explorer_layer").set_value(11)
+    at.selectbox(key="explorer_head").set_value(5).run()
+    assert_clean(at)
+    large = rows(titled(at, r"^Layer 11, head 5$"))
+    weights = gpt2.run(PROMPT).layers[11].weights[5]
+    labels = labels_of(gpt2)
+    assert labels == ["0 the", "1 ␣sky", "2 ␣is"]  # GPT-2's BPE, a leading space shown as ␣
+    assert {(row["row"], row["col"]): row["value"] for row in large}[(labels[2], labels[1])] == \
+        pytest.approx(weights[2, 1], rel=1e-5)
+
+
+def test_gpt2_shaped_logit_lens_is_a_layers_by_positions_table(gpt2_explorer, gpt2):
+    at = open_tab(gpt2_explorer, "explorer_tab", "Residual stream and logit lens")
+    lens = rows(titled(at, "Top next-token guesses at each position"))
+    assert {row["row"] for row in lens} == {"embeddings", *(f"after block {i}" for i in range(12))}
+    labels = labels_of(gpt2)
+    assert {row["col"] for row in lens} == set(labels)
+    model = gpt2
+    assert model.config.vocab_size == 50257
+    trace = model.run(PROMPT)
+    final = {row["col"]: row for row in lens if row["row"] == "after block 11"}
+    for position, label in enumerate(labels):
+        probs = np.exp(trace.logits[position] - trace.logits[position].max())
+        probs /= probs.sum()
+        assert final[label]["token"] == model.tokenizer.token(int(probs.argmax()))
+        assert final[label]["probability"] == pytest.approx(probs.max(), rel=1e-4)
+
+
+def test_gpt2_shaped_mlp_shows_the_most_active_of_3072_units_on_a_symmetric_scale(gpt2_explorer, gpt2):
+    at = open_tab(gpt2_explorer, "explorer_tab", "MLP activations")
+    at.selectbox(key="explorer_mlp_layer").set_value(3).run()
+    assert_clean(at)
+    chart = titled(at, r"The 24 of 3,072 hidden units that fire most")
+    post = gpt2.run(PROMPT).layers[3].mlp_post  # [3, 3072]
+    units = explain.top_units(post, 24)
+    assert [row["col"] for row in rows(chart)][:24] == [f"unit {u}" for u in units]
+    values = [row["value"] for row in rows(chart)]
+    largest = max(abs(value) for value in values)
+    scale = next(layer["encoding"]["color"]["scale"] for layer in chart["layer"] if "color" in layer["encoding"])
+    assert scale["domain"] == pytest.approx([-largest, largest])  # equal colours, equal sizes on both sides of 0
+    assert scale["domainMid"] == 0
+
+
+# --- what if, on every view -------------------------------------------------------------------------
+
+def test_what_if_applies_to_every_view_with_the_plain_model_one_click_away(app):
+    open_page(app, "explorer")
+    plain_large = {(row["row"], row["col"]): row for row in rows(titled(app, r"^Layer 0, head 0$"))}
+    assert plain_large[("0 the", "2 is")]["value"] == 0.0  # the mask hides the future
+    open_tab(app, "explorer_tab", "What if")
+    app.toggle(key="whatif_mask").set_value(True).run()
+    assert_clean(app)
+    open_tab(app, "explorer_tab", "Every head")
+    assert "What if: no causal mask" in infos(app) and "bottom row" in infos(app)
+    large = {(row["row"], row["col"]): row for row in rows(titled(app, r"^Layer 0, head 0 · what if$"))}
+    no_mask = core.load_default().run("the sky is", interventions=Interventions(causal=False))
+    assert large[("0 the", "2 is")]["value"] > 0.0
+    assert large[("0 the", "2 is")]["value"] == pytest.approx(no_mask.layers[0].weights[0, 0, 2], rel=1e-5)
+    assert titled(app, r"^All 2 layers x 4 heads · what if$")
+    open_tab(app, "explorer_tab", "Residual stream and logit lens")
+    lens = rows(titled(app, r"Top next-token guesses at each position · what if$"))
+    assert lens and titled(app, r"vector · what if$")
+    open_tab(app, "explorer_tab", "MLP activations")
+    assert titled(app, r"fire most \(after GELU\) · what if$")
+
+    app.toggle(key="explorer_plain").set_value(True).run()  # one click back to the plain model
+    assert_clean(app)
+    assert titled(app, r"fire most \(after GELU\)$")
+    open_tab(app, "explorer_tab", "Every head")
+    assert rows(titled(app, r"^Layer 0, head 0$")) == list(plain_large.values())
+    assert "Showing the plain model" in infos(app)
+
+
+def test_what_if_says_why_a_switch_cannot_act_on_a_one_token_prompt(app):
+    open_page(app, "explorer")
+    set_prompt(app, "the")
+    open_tab(app, "explorer_tab", "What if")
+    app.toggle(key="whatif_scale").set_value(True).run()
+    assert_clean(app)
+    assert "one-token prompt" in infos(app) and "cannot change anything" in infos(app)
+    assert float(next(m.value for m in app.metric if m.label == "Total variation")) == 0.0
+    assert "do not change the next-token distribution" in infos(app)
+
+
+# --- settings kept for the session ------------------------------------------------------------------
+
+def test_layer_head_and_switches_survive_other_tabs_and_pages(app):
+    open_page(app, "explorer")
+    app.selectbox(key="explorer_layer").set_value(1)
+    app.selectbox(key="explorer_head").set_value(3).run()
+    open_tab(app, "explorer_tab", "What if")
+    app.multiselect(key="whatif_heads").set_value([(1, 2)])
+    app.toggle(key="whatif_relu").set_value(True).run()
+    open_tab(app, "explorer_tab", "MLP activations")
+    app.selectbox(key="explorer_mlp_layer").set_value(1).run()
+    open_page(app, "sampling")
+    open_page(app, "explorer")
+    open_tab(app, "explorer_tab", "MLP activations")
+    assert app.selectbox(key="explorer_mlp_layer").value == 1
+    assert titled(app, r"fire most \(after ReLU\) · what if$")  # the switches still apply
+    open_tab(app, "explorer_tab", "Every head")
+    assert (app.selectbox(key="explorer_layer").value, app.selectbox(key="explorer_head").value) == (1, 3)
+    assert titled(app, r"^Layer 1, head 3 · what if$")
+    open_tab(app, "explorer_tab", "What if")
+    assert app.multiselect(key="whatif_heads").value == [(1, 2)] and app.toggle(key="whatif_relu").value
+
+
+def test_a_kept_layer_that_the_next_model_lacks_falls_back(app, gpt2):
+    open_page(app, "explorer")
+    use_gpt2(app)
+    app.selectbox(key="explorer_layer").set_value(11).run()
+    from dashboard import state
+    app.session_state["model_choice"] = state.BUNDLED  # back to the bundled 2-layer model
+    app.run()
+    assert_clean(app)
+    assert app.selectbox(key="explorer_layer").value == 0
+    assert titled(app, r"^Layer 0, head 0$")
+
+
+def test_a_long_prompt_pools_the_overview_and_labels_the_enlarged_head(app, gpt2):
+    open_page(app, "explorer")
+    use_gpt2(app)
+    long_prompt = " ".join(["the sky is blue ."] * 8)
+    labels = labels_of(gpt2, long_prompt)
+    assert len(labels) == 40
+    set_prompt(app, long_prompt)
+    assert_clean(app)
+    tiles = rows(titled(app, r"^All 12 layers x 12 heads"))
+    assert len(tiles) == 144 * 9 * 9  # blocks of about 4 positions
+    assert any("blocks of about 4 positions" in element.value for element in app.caption)
+    large = titled(app, r"^Layer 0, head 0$")
+    assert len({row["col"] for row in rows(large)}) == 40
+    assert large["layer"][0]["encoding"]["x"]["axis"]["labelOverlap"] is False
+    assert large["width"] <= 900
+    open_tab(app, "explorer_tab", "Residual stream and logit lens")
+    assert {row["col"] for row in rows(titled(app, "Top next-token guesses"))} == \
+        set(labels[32:])  # the last 8 positions: only what is shown is computed
+
+
+# --- the new chart builders draw ---------------------------------------------------------------------
+
+def test_head_tiles_and_lens_grid_are_valid_vega_lite_with_every_label():
+    import altair as alt
+
+    from dashboard import charts
+    patterns = np.tril(np.ones((12, 12, 4, 4)))
+    patterns /= patterns.sum(axis=-1, keepdims=True)
+    tiles = charts.head_tiles(patterns, ["0 a", "1 b", "2 c", "3 d"], selected=(11, 11), width=320)
+    svg = charts.to_svg(tiles)
+    assert svg.count("<text") >= 24 + 1  # 12 layer and 12 head labels, the title
+    assert tiles["width"] == 12 * 26 and tiles["height"] == 12 * 26
+    alt.Chart.from_dict({k: v for k, v in tiles.items() if k != "$schema"}, validate=True)
+    lens = charts.lens_grid(["embeddings", "after block 0"], ["0 a", "1 b"], [["x", "y"], ["z", "w"]],
+                            [[0.5, 0.25], [1.0, 0.0]], [["x 50%", "y 25%"], ["z 100%", "w 0%"]], title="lens")
+    assert "z" in charts.to_svg(lens)
+    alt.Chart.from_dict({k: v for k, v in lens.items() if k != "$schema"}, validate=True)
+    with pytest.raises(ValueError):
+        charts.lens_grid(["a"], ["b"], [["x"]], [[0.5, 0.5]], [["x"]], title="bad")

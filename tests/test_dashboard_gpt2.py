@@ -1,0 +1,201 @@
+"""The model picker and the pages H5 owns (overview, attention step by step) on a GPT-2-small-shaped
+checkpoint (12 layers x 12 heads, n_embd 768, context 1,024, GPT-2's 50,257-token BPE, random
+weights in Hugging Face's layout) in a temporary models folder, through Streamlit's AppTest."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from dashboard import state  # noqa: E402
+
+APP = ROOT / "dashboard" / "app.py"
+TIMEOUT = 300
+GPT2 = "gpt2-random"  # the checkpoint in conftest's gpt2_models_dir
+STEP_TABS = ["1. Embeddings", "2. Q, K, V", "3. Scores", "4. Softmax", "5. Weighted sum", "6. Who influenced whom",
+             "7. Map of the vectors", "8. One weight"]
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [element.value for element in at.exception]
+    assert not at.error, [element.value for element in at.error]
+
+
+def new_session() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert_clean(at)
+    return at
+
+
+@pytest.fixture
+def app(gpt2_models_dir, monkeypatch):
+    """A fresh session whose models folder holds the GPT-2-shaped checkpoint."""
+    monkeypatch.setenv("GLASSBOX_MODELS", str(gpt2_models_dir))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return new_session()
+
+
+@pytest.fixture(scope="module")
+def gpt2(gpt2_models_dir):
+    import core
+
+    return core.load_checkpoint(gpt2_models_dir / GPT2)
+
+
+def pick(at: AppTest, name: str) -> AppTest:
+    at.selectbox(key="model_picker").set_value(name).run()
+    assert_clean(at)
+    return at
+
+
+def open_page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(f"views/{name}.py").run()
+    assert_clean(at)
+    return at
+
+
+def open_tab(at: AppTest, label: str) -> AppTest:
+    at.session_state["steps_tab"] = label
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def views(at: AppTest) -> list[dict]:
+    """Every (sub)chart's spec on the page, with its rows under "rows"."""
+    import pyarrow.ipc
+
+    found = []
+    for chart in at.get("vega_lite_chart"):
+        datasets = {dataset.name: pyarrow.ipc.open_stream(dataset.data.data).read_all().to_pylist()
+                    for dataset in chart.proto.datasets}
+        spec = json.loads(chart.proto.spec)
+        for part in spec.get("hconcat") or spec.get("concat") or [spec]:
+            found.append(dict(part, rows=datasets.get(part.get("data", {}).get("name"), [])))
+    return found
+
+
+def titled(at: AppTest, start: str) -> dict:
+    (found,) = [view for view in views(at) if str(view.get("title", "")).startswith(start)]
+    return found
+
+
+# --- the picker -----------------------------------------------------------------------------------
+
+def test_the_picker_offers_the_bundled_model_and_the_folder_s_checkpoints(app):
+    picker = app.selectbox(key="model_picker")
+    assert list(picker.options) == [state.picker_label(state.BUNDLED), GPT2]
+    assert picker.value == state.BUNDLED
+
+
+def test_switching_to_gpt2_keeps_the_prompt_and_shows_its_card_and_prediction(app, gpt2):
+    app.text_input(key="prompt").set_value("The capital of France is").run()
+    pick(app, GPT2)
+    assert app.text_input(key="prompt").value == "The capital of France is"
+    card = app.table[0].value.set_index("")["value"]
+    assert (card["vocabulary"], card["layers"], card["heads per layer"], card["width d_model"], card["d_head"]) == \
+        ("50,257", "12", "12", "768", "64")
+    assert card["context (positions)"] == "1,024" and card["model"] == GPT2
+    expected = gpt2.run("The capital of France is").top_predictions(10)
+    bars = titled(app, "The 10 most likely next tokens")["rows"]
+    assert [(row["label"], row["value"]) for row in bars] == [(word, pytest.approx(prob, rel=1e-6))
+                                                           for word, prob in expected]
+    assert app.metric[0].value == expected[0][0]
+    tokens = [gpt2.tokenizer.token(int(i)) for i in gpt2.tokenizer.encode("The capital of France is")]
+    assert any(element.value == f"{len(tokens)} tokens: " + " · ".join(f"`{token}`" for token in tokens)
+               for element in app.markdown)
+    assert "␣capital" in tokens  # subwords as the tokenizer displays them
+    assert "[5, 768]" in app.get("graphviz_chart")[0].proto.spec
+
+
+def test_base_models_are_shared_but_each_session_picks_its_own(app):
+    pick(app, GPT2)
+    other = new_session()
+    assert other.selectbox(key="model_picker").value == state.BUNDLED
+    assert other.table[0].value.set_index("")["value"]["layers"] == "2"
+    pick(other, GPT2)
+    assert state.base_model(GPT2) is state.base_model(GPT2)  # one copy per server
+
+
+def test_a_checkpoint_that_cannot_be_loaded_gives_a_short_message_naming_only_the_model(tmp_path, monkeypatch):
+    broken = tmp_path / "models" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("{not json", encoding="utf-8")
+    (broken / "model.safetensors").write_bytes(b"\0" * 16)
+    monkeypatch.setenv("GLASSBOX_MODELS", str(tmp_path / "models"))
+    st.cache_resource.clear()
+    at = new_session()
+    at.selectbox(key="model_picker").set_value("broken").run()
+    assert_clean(at)
+    (warning,) = [element.value for element in at.warning]
+    assert "'broken' could not be loaded" in warning and str(tmp_path) not in warning
+    assert at.selectbox(key="model_picker").value == state.BUNDLED  # the previous model stays in use
+    assert at.table[0].value.set_index("")["value"]["layers"] == "2"
+
+
+# --- prompt limits --------------------------------------------------------------------------------
+
+def test_a_long_prompt_is_cut_to_the_dashboard_s_token_limit_with_a_notice(app):
+    pick(app, GPT2)
+    app.text_input(key="prompt").set_value("the sky is blue and " * 40).run()  # 200 GPT-2 tokens, 800 characters
+    assert_clean(app)
+    assert any(f"only the last {state.MAX_PROMPT_TOKENS} are used" in element.value for element in app.info)
+    assert f"[{state.MAX_PROMPT_TOKENS}, 768]" in app.get("graphviz_chart")[0].proto.spec
+
+
+# --- attention step by step on GPT-2 --------------------------------------------------------------
+
+def test_every_step_opens_on_gpt2_with_real_numbers(app, gpt2):
+    from dashboard.views import attention_steps as steps_page
+
+    pick(app, GPT2)
+    open_page(app, "attention_steps")
+    app.selectbox(key="steps_layer").set_value(11)
+    app.selectbox(key="steps_head").set_value(7).run()
+    trace = gpt2.run("the sky is")
+    embed = titled(app, "Token embeddings [L, d_model]")
+    assert len(embed["rows"]) == 3 * 768 and embed["width"] <= steps_page.PLOT_WIDTH
+    table = app.dataframe[0].value
+    assert list(table.columns) == [f"d{i}" for i in range(16)]
+    np.testing.assert_allclose(table.to_numpy(), trace.token_embeddings[:, :16], rtol=1e-6)
+    app.selectbox(key="steps_embed_slice").set_value(752).run()
+    np.testing.assert_allclose(app.dataframe[0].value.to_numpy(), trace.token_embeddings[:, 752:], rtol=1e-6)
+    open_tab(app, "2. Q, K, V")
+    q = titled(app, "Q (queries) [L, d_head]")
+    assert len(q["rows"]) == 3 * 64
+    values = {(row["row"], row["col"]): row["value"] for row in q["rows"]}
+    assert values[("2 ␣is", "d63")] == pytest.approx(float(trace.layers[11].q[7][2, 63]), rel=1e-6)
+    for tab in STEP_TABS[2:]:
+        open_tab(app, tab)
+        assert app.get("vega_lite_chart") or tab in ("6. Who influenced whom", "8. One weight"), tab
+    assert "more terms" in "\n".join(element.value for element in app.markdown)  # 64 products, the first shown
+
+
+def test_a_picked_checkpoint_that_stops_loading_falls_back_to_the_bundled_model(tmp_path, monkeypatch):
+    """The checkpoint loaded when picked, then the server dropped it from its cache and its files were
+    damaged: the next run uses the bundled model and says so, naming only the model."""
+    import core
+
+    folder = tmp_path / "models" / "tiny"
+    core.load_default().save(folder)
+    monkeypatch.setenv("GLASSBOX_MODELS", str(tmp_path / "models"))
+    st.cache_resource.clear()
+    at = new_session()
+    pick(at, "tiny")
+    (folder / "config.json").write_text("{not json", encoding="utf-8")
+    st.cache_resource.clear()
+    at.run()
+    assert_clean(at)
+    (warning,) = [element.value for element in at.warning]
+    assert "'tiny' could not be loaded" in warning and "bundled toy model is in use" in warning
+    assert str(tmp_path) not in warning
+    assert at.selectbox(key="model_picker").value == state.BUNDLED

@@ -1,0 +1,88 @@
+"""The C layer kernels of training (core.layer_kernels, kernels/layers.c) against their NumPy references."""
+import numpy as np
+import pytest
+
+from core import backward, layer_kernels
+from core.activations import gelu, gelu_numpy
+from core.model import layer_norm, layer_norm_numpy
+
+pytestmark = pytest.mark.skipif(layer_kernels._kernel is None, reason="the C kernel is not built")
+
+
+def _floats(shape, scale=1.0, offset=0.0, seed=0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale + offset).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5, 17), (32, 32, 256)])
+def test_gelu_forward_and_backward_match_numpy(shape):
+    x, d_out = _floats(shape, scale=4.0), _floats(shape, seed=1)
+    x.flat[:3] = [0.0, 1e-5, -30.0]  # tiny, and far in the flat tail
+    np.testing.assert_allclose(layer_kernels.gelu(x), gelu_numpy(x), rtol=1e-5, atol=5e-6)  # the rational tanh is within 4e-7
+    np.testing.assert_allclose(layer_kernels.gelu_backward(d_out, x), backward.gelu_backward_numpy(d_out, x),
+                               rtol=1e-5, atol=3e-5)  # 1 - tanh^2 near tanh = -1: x * 4e-7 * |d_out|
+
+
+def test_gelu_keeps_nan_and_infinities_as_numpy_does():
+    x = np.array([np.nan, np.inf, -np.inf, 2.0], np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.testing.assert_array_equal(layer_kernels.gelu(x), gelu_numpy(x))
+        assert np.isnan(layer_kernels.gelu_backward(np.ones(4, np.float32), x)[0])
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (5, 64), (4, 32, 64)])
+def test_layer_norm_forward_and_backward_match_numpy(shape):
+    x, d_out = _floats(shape, scale=3.0, offset=2.0), _floats(shape, seed=1)
+    weight, bias = _floats(shape[-1:], seed=2), _floats(shape[-1:], seed=3)
+    out, scale = layer_kernels.layer_norm(x, weight, bias, 1e-5)
+    ref_out, ref_scale = layer_norm_numpy(x, weight, bias, 1e-5)
+    assert scale.shape == ref_scale.shape
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scale, ref_scale, rtol=1e-6)
+    for ours, ref in zip(layer_kernels.layer_norm_backward(d_out, x, weight, 1e-5),
+                         backward.layer_norm_backward_numpy(d_out, x, weight, 1e-5)):
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_softmax_cross_entropy_matches_numpy():
+    logits = _floats((6, 8, 243), scale=5.0)
+    targets = np.random.default_rng(4).integers(0, 243, (6, 8))
+    loss, d_logits = layer_kernels.softmax_cross_entropy(logits, targets)
+    ref_loss, ref_d_logits = backward.softmax_cross_entropy_numpy(logits, targets)
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    np.testing.assert_allclose(d_logits, ref_d_logits, rtol=1e-5, atol=1e-9)
+
+
+def test_softmax_cross_entropy_gives_nan_for_a_nan_logit_and_rejects_bad_targets():
+    logits = _floats((2, 5))
+    logits[1, 3] = np.nan
+    loss, d_logits = layer_kernels.softmax_cross_entropy(logits, np.array([0, 1]))
+    assert np.isnan(loss) and np.isnan(d_logits[1]).all() and np.isfinite(d_logits[0]).all()
+    with pytest.raises(ValueError, match="targets"):
+        layer_kernels.softmax_cross_entropy(_floats((2, 5)), np.array([0, 5]))
+
+
+def test_embedding_backward_adds_repeated_ids_like_numpy_and_rejects_bad_ids():
+    d_out, ids = _floats((4, 6, 8)), np.random.default_rng(5).integers(0, 5, (4, 6))
+    np.testing.assert_allclose(layer_kernels.embedding_backward(d_out, ids, 7),
+                               backward.embedding_backward_numpy(d_out, ids, 7), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="ids"):
+        layer_kernels.embedding_backward(d_out, np.full((4, 6), 7), 7)
+
+
+def test_the_public_functions_take_the_kernel_for_float32_and_numpy_otherwise(monkeypatch):
+    x64 = _floats((3, 8)).astype(np.float64)
+    assert layer_kernels.fits(x64.astype(np.float32)) and not layer_kernels.fits(x64)
+    np.testing.assert_array_equal(gelu(x64), gelu_numpy(x64))  # float64: the reference itself
+    x32 = x64.astype(np.float32)
+    np.testing.assert_array_equal(gelu(x32), layer_kernels.gelu(x32))
+    weight, bias = np.ones(8, np.float32), np.zeros(8, np.float32)
+    np.testing.assert_array_equal(layer_norm(x32, weight, bias, 1e-5)[0], layer_kernels.layer_norm(x32, weight, bias, 1e-5)[0])
+    monkeypatch.setenv("GLASSBOX_BACKEND", "numpy")
+    assert not layer_kernels.fits(x32)
+    np.testing.assert_array_equal(gelu(x32), gelu_numpy(x32))
+
+
+def test_non_contiguous_inputs_give_the_contiguous_answer():
+    x = _floats((8, 6))
+    view = x.T  # not C-contiguous
+    np.testing.assert_array_equal(layer_kernels.gelu(view), layer_kernels.gelu(np.ascontiguousarray(view)))

@@ -1,0 +1,57 @@
+"""core.parallel.matmul: large products split by rows across the cores, equal to x @ w up to rounding."""
+import threading
+
+import numpy as np
+import pytest
+
+from core import parallel
+
+
+@pytest.mark.parametrize("shape, width", [((130, 768), 3072), ((2, 65, 768), 2304), ((3, 64), 16)])
+def test_matmul_equals_the_plain_product(shape, width):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((shape[-1], width)).astype(np.float32)
+    product = parallel.matmul(x, w)
+    assert product.shape == (*shape[:-1], width)
+    np.testing.assert_allclose(product, x @ w, rtol=1e-5, atol=1e-4)
+
+
+def test_a_large_product_is_split_and_a_transposed_weight_works(monkeypatch):
+    calls = []
+    original = parallel._shared_pool
+
+    def counting_pool():
+        pool = original()
+
+        class Counting:
+            def submit(self, function, *args, **kwargs):
+                calls.append(args[0].shape)
+                return pool.submit(function, *args, **kwargs)
+        return Counting()
+
+    monkeypatch.setattr(parallel, "_shared_pool", counting_pool)
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((100, 768)).astype(np.float32)
+    wte = rng.standard_normal((1000, 768)).astype(np.float32)  # [V, C], used as wte.T like lm_head
+    np.testing.assert_allclose(parallel.matmul(x, wte.T), x @ wte.T, rtol=1e-5, atol=1e-4)
+    assert calls == [(50, 768), (50, 768)]
+
+
+def test_sessions_multiplying_at_once_each_get_their_own_product():
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((768, 3072)).astype(np.float32)
+    inputs = [rng.standard_normal((64, 768)).astype(np.float32) for _ in range(4)]
+    results = [None] * len(inputs)
+
+    def run(index):
+        results[index] = parallel.matmul(inputs[index], w)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for x, result in zip(inputs, results):
+        np.testing.assert_allclose(result, x @ w, rtol=1e-5, atol=1e-4)
