@@ -17,6 +17,10 @@ from pathlib import Path
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
+from core.memory import keep_freed_memory  # noqa: E402  (malloc keeps training's freed arrays: core.memory)
+
+keep_freed_memory()
+
 from core.bpe import BPETokenizer
 from core.config import GPTConfig
 from core.model import Generation, GenerationStep, Interventions, Model, load_checkpoint

@@ -134,12 +134,16 @@ def embedding_backward_numpy(d_out, ids, table_rows):
     return d_table
 
 
+def lm_head_weight_gradient(d_logits, final_normalized):
+    """d_lm_head [V, C] alone (head-mode training needs nothing else), for logits = x @ lm_head.T."""
+    flat_d_logits = d_logits.reshape(-1, d_logits.shape[-1])  # [N, V]
+    return flat_d_logits.T @ final_normalized.reshape(-1, final_normalized.shape[-1])  # [V, N] @ [N, C] -> [V, C]
+
+
 def lm_head_backward(d_logits, final_normalized, lm_head):
     """logits = x @ lm_head.T with x [.., L, C], lm_head [V, C]: (d_x, d_lm_head)."""
-    flat_d_logits = d_logits.reshape(-1, d_logits.shape[-1])  # [N, V]
-    flat_x = final_normalized.reshape(-1, final_normalized.shape[-1])  # [N, C]
-    d_lm_head = beside(np.matmul, flat_d_logits.T, flat_x)  # [V, N] @ [N, C] -> [V, C], on another core
-    d_x = flat_d_logits @ lm_head  # [N, V] @ [V, C] -> [N, C]
+    d_lm_head = beside(lm_head_weight_gradient, d_logits, final_normalized)  # on another core
+    d_x = d_logits.reshape(-1, d_logits.shape[-1]) @ lm_head  # [N, V] @ [V, C] -> [N, C]
     return d_x.reshape(final_normalized.shape), d_lm_head.result()  # [.., L, C], [V, C]
 
 

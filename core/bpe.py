@@ -18,6 +18,8 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, pre_tokenizers
 from tokenizers.models import BPE
 
+from core.tokenizer import check_token_id
+
 END_OF_TEXT = "<|endoftext|>"
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥"}
 
@@ -117,11 +119,7 @@ class BPETokenizer:
 
     def token(self, index: int) -> str:
         """The display string of token id `index`."""
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"a token id must be an integer, got {index!r}")
-        if not 0 <= index < self.vocab_size:
-            raise ValueError(f"token id {index} is outside the vocabulary (0..{self.vocab_size - 1})")
-        return self.tokens[index]
+        return self.tokens[check_token_id(index, self.vocab_size)]
 
     def encode(self, text: str) -> list[int]:
         """GPT-2's token ids of `text` (`<|endoftext|>` in the text is the end-of-text token)."""

@@ -29,30 +29,28 @@ def check_settings(temperature, top_k, top_p) -> None:
         raise ValueError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
 
 
+def _finite_vector(values, name: str, not_numbers: type[Exception]) -> np.ndarray:
+    """`values` as a finite, non-empty float64 vector [V]; `not_numbers` or ValueError, naming `name`."""
+    try:
+        vector = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise not_numbers(f"{name} must be a vector of numbers") from None
+    if vector.ndim != 1 or vector.size == 0:
+        raise ValueError(f"{name} must be a non-empty vector [vocab], got shape {vector.shape}")
+    if not np.isfinite(vector).all():
+        raise ValueError(f"{name} must be finite (no NaN or infinity)")
+    return vector
+
+
 def check_logits(logits) -> np.ndarray:
     """`logits` as a finite float64 vector [V]; TypeError/ValueError otherwise."""
-    try:
-        logits = np.asarray(logits, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError("logits must be a vector of numbers") from None
-    if logits.ndim != 1 or logits.size == 0:
-        raise ValueError(f"logits must be a non-empty vector [vocab], got shape {logits.shape}")
-    if not np.isfinite(logits).all():
-        raise ValueError("logits must be finite (no NaN or infinity)")
-    return logits
+    return _finite_vector(logits, "logits", TypeError)
 
 
 def check_probs(probs) -> np.ndarray:
     """`probs` as a float64 vector [V] of finite weights >= 0 with a positive total (they need
     not sum to 1); ValueError otherwise."""
-    try:
-        probs = np.asarray(probs, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError("probs must be a vector of numbers") from None
-    if probs.ndim != 1 or probs.size == 0:
-        raise ValueError(f"probs must be a non-empty vector [vocab], got shape {probs.shape}")
-    if not np.isfinite(probs).all():
-        raise ValueError("probs must be finite (no NaN or infinity)")
+    probs = _finite_vector(probs, "probs", ValueError)
     if (probs < 0).any():
         raise ValueError("probs must not be negative")
     if not probs.sum() > 0:

@@ -27,6 +27,15 @@ def tokenize(text: str) -> list[str]:
     return TOKEN_PATTERN.findall(text.lower())
 
 
+def check_token_id(index, vocab_size: int) -> int:
+    """`index` when it is a token id of a vocabulary of `vocab_size`; TypeError or ValueError otherwise."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"a token id must be an integer, got {index!r}")
+    if not 0 <= index < vocab_size:
+        raise ValueError(f"token id {index} is outside the vocabulary (0..{vocab_size - 1})")
+    return int(index)
+
+
 class Tokenizer:
     """Maps tokens to ids and back; `tokens[i]` is the token with id i (its display string too)."""
 
@@ -92,11 +101,7 @@ class Tokenizer:
 
     def token(self, index: int) -> str:
         """The token with id `index`."""
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"a token id must be an integer, got {index!r}")
-        if not 0 <= index < self.vocab_size:
-            raise ValueError(f"token id {index} is outside the vocabulary (0..{self.vocab_size - 1})")
-        return self.tokens[index]
+        return self.tokens[check_token_id(index, self.vocab_size)]
 
     def decode(self, ids) -> str:
         """The tokens of `ids` joined by single spaces."""

@@ -387,8 +387,7 @@ class _Trainer:
             logits = gpt_forward(self.params, self.config, inputs, cache=cache, dropout=self.dropout, rng=self.rng)
             loss, d_logits = backward.softmax_cross_entropy(logits, targets)
             if self.mode == "head":
-                _, d_head = backward.lm_head_backward(d_logits, cache["ln_final.hook_normalized"], self.params[HEAD])
-                grads = {HEAD: d_head}
+                grads = {HEAD: backward.lm_head_weight_gradient(d_logits, cache["ln_final.hook_normalized"])}
             else:
                 grads = backward.gpt_backward(self.params, self.config, cache, d_logits)
             grad_norm = clip_gradients(grads, self.grad_clip)

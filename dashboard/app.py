@@ -1,7 +1,7 @@
 """Glassbox dashboard: `streamlit run dashboard/app.py`.
 
-The entry point: page config, the sidebar shared by every page (prompt, model in use),
-and the navigation between the six pages, one file each in dashboard/views/.
+The entry point: page config, the sidebar shared by every page (prompt, model picker, this
+session's training), and the navigation between the pages, one file each in dashboard/views/.
 
 The folder is not called pages/: Streamlit treats a pages/ folder beside the main script as a
 legacy multipage app (until st.navigation has run once in the server, and in every AppTest run),

@@ -36,6 +36,8 @@ LABEL_ROOM = 190  # pixels beside a chart's plot for its axis labels, axis title
 DEFAULT_PLOT_WIDTH = 300  # Vega-Lite's plot width when a chart sets none
 CONCAT_GAP = 20  # pixels between the charts of a row
 EVERY_LABEL = {"labelOverlap": False, "labelLimit": 160}  # axis options: draw every label, cut at 160 px
+PAGE_WIDTH = 780  # pixels a fixed-width figure may take: the main column at a 1280 px window, sidebar open (820)
+LEGEND_BELOW = {"orient": "bottom"}  # a colour legend under the plot, not beside it (narrower figures)
 
 
 def token_labels(tokens) -> list[str]:
@@ -73,7 +75,7 @@ def _cells(values, rows, cols) -> list[dict]:
 def heatmap(values, rows, cols, *, title: str, value_title: str = "weight", row_title: str = QUERY_TITLE,
             col_title: str = KEY_TITLE, diverging: bool = False, text: bool | None = None,
             cell: int | None = None, every_label: bool = False, symmetric: bool = False,
-            max_width: int | None = None, row_height: int | None = None) -> dict:
+            max_width: int | None = None, row_height: int | None = None, legend_below: bool = False) -> dict:
     """A labelled heatmap of values [R, C]; hidden cells (-inf) stay grey (and read "−∞").
 
     `diverging` centres a red-blue scale on 0 (for signed numbers such as q, k, v);
@@ -84,7 +86,8 @@ def heatmap(values, rows, cols, *, title: str, value_title: str = "weight", row_
     label (Streamlit's theme otherwise drops labels it thinks overlap). `max_width` (pixels of
     cells) narrows the columns of a wide matrix until it fits, every row label still drawn and the
     column labels thinned to every k-th (e.g. d0, d64, ...) once they cannot all be read;
-    `row_height` sets the rows' height in pixels apart from the columns' width.
+    `row_height` sets the rows' height in pixels apart from the columns' width; `legend_below`
+    puts the colour legend under the cells instead of to their right.
 
     Returns the Vega-Lite spec as a dict, written out as Altair would write it: a page draws a
     dozen heatmaps per prompt change, and Altair's layering deep-copies every part (about 20 ms
@@ -117,7 +120,8 @@ def heatmap(values, rows, cols, *, title: str, value_title: str = "weight", row_
                     {"field": "value", "type": "quantitative", "title": value_title},
                     {"field": "hidden", "type": "nominal", "title": "hidden by the mask"}],
     }
-    colour = {"field": "value", "type": "quantitative", "title": value_title, "scale": scale}
+    colour = {"field": "value", "type": "quantitative", "title": value_title, "scale": scale,
+              **({"legend": LEGEND_BELOW} if legend_below else {})}
     layers = [{"mark": {"type": "rect"}, "encoding": {**encoding, "color": colour}}]
     if any(record["hidden"] for record in cells):  # grey underneath: the coloured layer leaves hidden (None) cells out
         layers.insert(0, {"mark": {"type": "rect", "color": HIDDEN_COLOUR}, "encoding": encoding})
@@ -259,11 +263,12 @@ def head_grid(patterns, tokens, *, selected: tuple[int, int] | None = None) -> a
 
 
 def head_tiles(patterns, labels, *, selected: tuple[int, int] | None = None, width: int = 600,
-               title: str | None = None) -> dict:
+               title: str | None = None, legend_below: bool = False) -> dict:
     """Every layer x head as one compact chart: a tile per head, patterns [n_layer, n_head, S, S]
     (S positions, or blocks of positions, named by `labels` [S]), layer 0 at the top, every
     layer and head labelled, the selected head outlined. One mark instead of n_layer x n_head
-    facets, so that GPT-2's 144 heads draw quickly; at most `width` pixels wide.
+    facets, so that GPT-2's 144 heads draw quickly; at most `width` pixels wide (tiles of at least
+    24 pixels), the colour legend to the right or (`legend_below`) under the tiles.
 
     Returns the Vega-Lite spec as a dict (see `heatmap`).
     """
@@ -293,7 +298,8 @@ def head_tiles(patterns, labels, *, selected: tuple[int, int] | None = None, wid
     layers = [{"transform": [{"calculate": "datum.x + 1", "as": "x2"}, {"calculate": "datum.y + 1", "as": "y2"}],
                "mark": {"type": "rect"},
                "encoding": {**encoding, "color": {"field": "weight", "type": "quantitative", "title": "weight",
-                                                  "scale": {"scheme": "blues", "domain": [0, 1]}},
+                                                  "scale": {"scheme": "blues", "domain": [0, 1]},
+                                                  **({"legend": LEGEND_BELOW} if legend_below else {})},
                             "tooltip": [{"field": "layer", "type": "quantitative"},
                                         {"field": "head", "type": "quantitative"},
                                         {"field": "row", "type": "nominal", "title": QUERY_TITLE},
@@ -313,10 +319,11 @@ def head_tiles(patterns, labels, *, selected: tuple[int, int] | None = None, wid
 
 
 def lens_grid(row_labels, col_labels, tokens, probs, details, *, title: str, row_title: str = "read off",
-              col_title: str = "position") -> dict:
+              col_title: str = "position", col_width: int = 80, legend_below: bool = False) -> dict:
     """The logit lens as a table: rows (points of the residual stream) x columns (positions), each
     cell the top token written in it and coloured by its probability [R, C], with `details` [R, C]
-    (e.g. the runners-up) in the tooltip. Every row and column labelled.
+    (e.g. the runners-up) in the tooltip. Every row and column labelled; columns `col_width`
+    pixels wide; the colour legend to the right or (`legend_below`) under the table.
 
     Returns the Vega-Lite spec as a dict (see `heatmap`).
     """
@@ -339,12 +346,13 @@ def lens_grid(row_labels, col_labels, tokens, probs, details, *, title: str, row
                             {"field": "details", "type": "nominal", "title": "top guesses"}]}
     layers = [{"mark": {"type": "rect"},
                "encoding": {**encoding, "color": {"field": "probability", "type": "quantitative",
-                                                  "scale": {"scheme": "greens", "domain": [0, 1]}}}},
-              {"mark": {"type": "text", "fontSize": 11, "limit": 74},
+                                                  "scale": {"scheme": "greens", "domain": [0, 1]},
+                                                  **({"legend": LEGEND_BELOW} if legend_below else {})}}},
+              {"mark": {"type": "text", "fontSize": 11, "limit": col_width - 6},
                "encoding": {**encoding, "text": {"field": "token", "type": "nominal"}}}]
     name = "lens-" + hashlib.sha1(json.dumps(cells).encode()).hexdigest()[:16]
     return {"$schema": alt.SCHEMA_URL, "title": title, "data": {"name": name}, "layer": layers,
-            "width": 80 * len(col_labels), "height": 24 * len(row_labels), "autosize": {"type": "pad"},
+            "width": col_width * len(col_labels), "height": 24 * len(row_labels), "autosize": {"type": "pad"},
             "datasets": {name: cells}}
 
 

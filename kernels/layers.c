@@ -49,10 +49,12 @@ static inline float gb_tanhf(float u)
 
 /* e^x for float, written to vectorise: x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite),
  * e^r by its Taylor polynomial of degree 7 (within 2 ulp), 2^n put into the exponent bits.
- * Below -87.3 it gives 0 (e^x would be denormal), +-inf give inf and 0, a NaN stays NaN. */
+ * For softmax's shifted logits (x <= 0): below -87.3 it gives 0 (e^x would be denormal),
+ * -inf gives 0 and a NaN stays NaN; x is clamped at 88 above (never reached there). */
 static inline float gb_expf(float x)
 {
-    float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);
+    float xc = x > -87.0f ? x : -87.0f; /* a NaN becomes -87 here, so n below is always a small integer */
+    xc = xc < 88.0f ? xc : 88.0f;
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5 * 2^23 */
     float r = (xc - n * 0.693145751953125f) - n * 1.42860682030941723e-6f; /* ln2 = hi + lo */
     float p = 1.98412698412698413e-4f;
@@ -67,8 +69,8 @@ static inline float gb_expf(float x)
     float two_n;
     memcpy(&two_n, &bits, sizeof two_n);
     float e = p * two_n;
-    e = x > 88.0f ? INFINITY : e;
-    return x < -87.3f ? 0.0f : e;
+    e = x < -87.3f ? 0.0f : e;
+    return x != x ? x : e; /* NaN in, NaN out */
 }
 
 GB_CLONES

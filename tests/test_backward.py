@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from core.attention import available_backends
+from core import parallel
 from core.backward import (embedding_backward, gelu_backward, gpt_backward, layer_norm_backward, linear_backward,
-                           lm_head_backward, softmax_cross_entropy)
+                           lm_head_backward, lm_head_weight_gradient, softmax_cross_entropy)
 from core.config import GPTConfig
 from core.model import gelu, gpt_forward, layer_norm, param_shapes
 
@@ -107,6 +108,7 @@ def test_lm_head_backward(rng):
     d_x, d_lm_head = lm_head_backward(upstream, x, lm_head)
     assert_close(d_x, numerical_gradient(objective, x), "x")
     assert_close(d_lm_head, numerical_gradient(objective, lm_head), "lm_head")
+    np.testing.assert_array_equal(lm_head_weight_gradient(upstream, x), d_lm_head)
 
 
 # --- the whole model -------------------------------------------------------------------------
@@ -204,3 +206,15 @@ def test_gpt_backward_refuses_a_foreign_cache_or_wrong_gradient_shape():
     gpt_forward(params, TINY, np.array([1, 2, 3]), cache=cache)
     with pytest.raises(ValueError, match=r"\(3, 11\)"):
         gpt_backward(params, TINY, cache, np.zeros((4, 11)))
+
+
+def test_float32_gradients_are_the_same_bytes_with_products_on_two_cores_or_one(monkeypatch):
+    # each linear layer's d_x and d_weight run at once (core.parallel.beside): timing must not change a bit
+    params = {name: value.astype(np.float32) for name, value in tiny_params(3).items()}
+    rng = np.random.default_rng(9)
+    ids, targets = rng.integers(0, 11, size=(3, 6)), rng.integers(0, 11, size=(3, 6))
+    two_cores = analytic_gradients(params, ids, targets, 0.1)
+    monkeypatch.setattr(parallel, "cores", lambda: 1)  # beside() then runs the product in the caller
+    one_core = analytic_gradients(params, ids, targets, 0.1)
+    for name in params:
+        np.testing.assert_array_equal(two_cores[name], one_core[name], err_msg=name)

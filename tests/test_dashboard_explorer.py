@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chart_widths import too_wide
 from test_dashboard import app, assert_clean, open_page, open_tab, rows, set_prompt, titled  # noqa: F401 (app: a fixture)
 
 import core
@@ -211,6 +212,39 @@ def test_a_long_prompt_pools_the_overview_and_labels_the_enlarged_head(app, gpt2
     open_tab(app, "explorer_tab", "Residual stream and logit lens")
     assert {row["col"] for row in rows(titled(app, "Top next-token guesses"))} == \
         set(labels[32:])  # the last 8 positions: only what is shown is computed
+
+
+# --- every figure fits the page at 1280 px (issue 14) ---------------------------------------------------
+
+EXPLORER_TABS = ("Every head", "Residual stream and logit lens", "MLP activations", "What if")
+FULL_CONTEXT = " ".join(["the sky is blue ."] * 7)  # 35 words: the toy model keeps its 32 positions
+LONG_WORDS = "Internationalization of extraordinary telecommunications infrastructure notwithstanding"
+
+
+def assert_every_tab_fits(at, key: str, tabs) -> None:
+    """Every fixed-width chart of every tab within its place at a 1280 px window (chart_widths)."""
+    found = []
+    for tab in tabs:
+        open_tab(at, key, tab)
+        found += [f"{tab}: {problem}" for problem in too_wide(at)]
+    assert not found, found
+
+
+@pytest.mark.parametrize("prompt", [PROMPT, FULL_CONTEXT])
+def test_every_explorer_figure_fits_the_page_at_1280_px(app, prompt):
+    app.session_state["kept:whatif_mask"] = True  # titles marked "· what if", the longest
+    open_page(app, "explorer")
+    set_prompt(app, prompt)
+    assert_every_tab_fits(app, "explorer_tab", EXPLORER_TABS)
+
+
+@pytest.mark.parametrize("prompt", [LONG_WORDS, " ".join([LONG_WORDS] * 8)])
+def test_every_explorer_figure_fits_the_page_at_1280_px_on_gpt2_shapes(app, gpt2, prompt):
+    """Long BPE tokens beside the overview (12 tokens), and a long prompt below it."""
+    open_page(app, "explorer")
+    use_gpt2(app)
+    set_prompt(app, prompt)
+    assert_every_tab_fits(app, "explorer_tab", EXPLORER_TABS)
 
 
 # --- the new chart builders draw ---------------------------------------------------------------------

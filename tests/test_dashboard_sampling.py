@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 from test_dashboard import app, assert_clean, open_page, open_tab, rows, set_prompt, titled  # noqa: F401 (app: a fixture)
-from test_dashboard_explorer import gpt2, infos, use_gpt2  # noqa: F401 (gpt2: a fixture)
+from test_dashboard_explorer import (FULL_CONTEXT, LONG_WORDS, assert_every_tab_fits, gpt2,  # noqa: F401 (gpt2: a fixture)
+                                     infos, use_gpt2)
 
 import core
 from core.sampling import Sampler, ranking
@@ -123,3 +124,22 @@ def test_gpt2_shaped_sampling_page_shows_one_layer_of_heads_at_a_time(app, gpt2)
     open_tab(app, "sampling_tab", "Comparison lab")
     assert list(app.dataframe[-1].value["setting"]) == ["greedy", "T=0.7", "T=1.5", "top-k 5", "top-p 0.9"]
     assert app.slider(key="lab_samples_20").value == 5  # bounded work per request on a large model
+
+
+# --- every figure fits the page at 1280 px (issue 14) -----------------------------------------------
+
+SAMPLING_TABS = ("Step by step, with a KV cache", "Comparison lab")
+
+
+@pytest.mark.parametrize("prompt", ["the sky is", FULL_CONTEXT])
+def test_every_sampling_figure_fits_the_page_at_1280_px(app, prompt):
+    sampling_page(app)
+    set_prompt(app, prompt)
+    assert_every_tab_fits(app, "sampling_tab", SAMPLING_TABS)
+
+
+def test_the_kv_cache_of_a_long_gpt2_prompt_fits_the_page_at_1280_px(app, gpt2):
+    sampling_page(app)
+    use_gpt2(app)
+    set_prompt(app, " ".join([LONG_WORDS] * 8))
+    assert_every_tab_fits(app, "sampling_tab", SAMPLING_TABS[:1])

@@ -17,7 +17,8 @@ def _floats(shape, scale=1.0, offset=0.0, seed=0):
 def test_gelu_forward_and_backward_match_numpy(shape):
     x, d_out = _floats(shape, scale=4.0), _floats(shape, seed=1)
     x.flat[:3] = [0.0, 1e-5, -30.0]  # tiny, and far in the flat tail
-    np.testing.assert_allclose(layer_kernels.gelu(x), gelu_numpy(x), rtol=1e-5, atol=5e-6)  # the rational tanh is within 4e-7
+    # the kernel's rational tanh is within 4e-7 of tanh
+    np.testing.assert_allclose(layer_kernels.gelu(x), gelu_numpy(x), rtol=1e-5, atol=5e-6)
     np.testing.assert_allclose(layer_kernels.gelu_backward(d_out, x), backward.gelu_backward_numpy(d_out, x),
                                rtol=1e-5, atol=3e-5)  # 1 - tanh^2 near tanh = -1: x * 4e-7 * |d_out|
 
@@ -76,7 +77,8 @@ def test_the_public_functions_take_the_kernel_for_float32_and_numpy_otherwise(mo
     x32 = x64.astype(np.float32)
     np.testing.assert_array_equal(gelu(x32), layer_kernels.gelu(x32))
     weight, bias = np.ones(8, np.float32), np.zeros(8, np.float32)
-    np.testing.assert_array_equal(layer_norm(x32, weight, bias, 1e-5)[0], layer_kernels.layer_norm(x32, weight, bias, 1e-5)[0])
+    np.testing.assert_array_equal(layer_norm(x32, weight, bias, 1e-5)[0],
+                                  layer_kernels.layer_norm(x32, weight, bias, 1e-5)[0])
     monkeypatch.setenv("GLASSBOX_BACKEND", "numpy")
     assert not layer_kernels.fits(x32)
     np.testing.assert_array_equal(gelu(x32), gelu_numpy(x32))

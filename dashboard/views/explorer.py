@@ -13,9 +13,15 @@ from dashboard import charts, state
 
 LENS_TOP = 3
 LENS_POSITIONS = 8  # positions the logit lens and the residual chart show at once
+LENS_ROOM = 240  # pixels beside the lens's columns: "after block 11", titles, the last label's slant
 MLP_UNITS = 24
 TILE_CELLS = 12_288  # cells the overview of every head draws at most (longer prompts are pooled)
 SIDE_BY_SIDE = 12  # up to this many tokens the enlarged head sits beside the overview, else below it
+COLUMN_WIDTH = charts.PAGE_WIDTH // 2 - 20  # pixels a figure in one of two columns may take
+TILES_WIDTH = 300  # pixels of the overview's tiles at most
+TILES_ROOM = 60  # pixels beside the tiles (legend below them): layer numbers, axis title
+LABEL_ROOM = 220  # pixels beside a heatmap's cells (legend below): row labels (up to 160 px), axis title, paddings
+SUMMARY_ROOM = 100  # the same for a summary map (labels "0" to "11")
 WHAT_IF_MARK = " · what if"
 TOGGLES = {"whatif_mask": "no causal mask", "whatif_scale": "no 1/√d_head scaling",
            "whatif_relu": "ReLU instead of GELU"}
@@ -127,17 +133,20 @@ def head_grid(patterns: np.ndarray, tokens, mark: str) -> None:
     layer = left.selectbox("Layer", range(n_layer), **state.kept_widget("explorer_layer"))
     head = right.selectbox("Head", range(n_head), **state.kept_widget("explorer_head"))
     pooled, edges = explain.pool_patterns(patterns, max(4, isqrt(TILE_CELLS // (n_layer * n_head))))
-    overview, enlarged = st.columns(2) if length <= SIDE_BY_SIDE else (st.container(), st.container())
-    state.show_chart(charts.head_tiles(pooled, block_labels(edges, tokens), selected=(layer, head), width=300,
+    beside = length <= SIDE_BY_SIDE
+    overview, enlarged = st.columns(2) if beside else (st.container(), st.container())
+    room = COLUMN_WIDTH if beside else charts.PAGE_WIDTH  # pixels for each of the two figures
+    state.show_chart(charts.head_tiles(pooled, block_labels(edges, tokens), selected=(layer, head),
+                                       width=min(TILES_WIDTH, room - TILES_ROOM), legend_below=True,
                                        title=f"All {n_layer} layers x {n_head} heads{mark}"), overview)
     if len(edges) - 1 < length:
         overview.caption(f"{length} tokens: each tile shows blocks of about {length // (len(edges) - 1)} positions "
                          "(the average weight a block's queries give to a block's keys). The enlarged head shows "
                          "every token.")
     labels = charts.token_labels(tokens)
-    cell = max(3, min(charts.CELL, 640 // length))
+    cell = max(3, min(charts.CELL, (room - LABEL_ROOM) // length))
     state.show_chart(charts.heatmap(patterns[layer, head], labels, labels, title=f"Layer {layer}, head {head}{mark}",
-                                    cell=cell, every_label=cell >= 11), enlarged)
+                                    cell=cell, every_label=cell >= 11, legend_below=True), enlarged)
 
 
 def summaries(patterns: np.ndarray, mark: str) -> None:
@@ -145,13 +154,14 @@ def summaries(patterns: np.ndarray, mark: str) -> None:
     n_layer, n_head = patterns.shape[:2]
     summary = explain.head_summaries(patterns)
     layers, heads = [str(i) for i in range(n_layer)], [str(i) for i in range(n_head)]
-    titles = {"entropy": "Entropy (bits): how spread out", "previous": "Weight on the previous token",
-              "first": "Weight on the first token"}
-    cell = max(12, min(34, 420 // (3 * n_head)))  # three maps side by side fit 1280 px
+    titles = {"entropy": ("Entropy (bits):", "how spread out"), "previous": ("Weight on the", "previous token"),
+              "first": ("Weight on the", "first token")}  # two lines: a title no wider than its map
+    cell = max(10, min(34, (charts.PAGE_WIDTH - 3 * SUMMARY_ROOM) // (3 * n_head)))  # three in a row if they fit
+    in_a_row = 3 * (cell * n_head + SUMMARY_ROOM) <= charts.PAGE_WIDTH
     state.show_chart(charts.side_by_side([
-        charts.heatmap(summary[name], layers, heads, title=title + mark, value_title=name, row_title="layer",
-                       col_title="head", cell=cell, every_label=True)
-        for name, title in titles.items()]))
+        charts.heatmap(summary[name], layers, heads, title=[first, second + mark], value_title=name,
+                       row_title="layer", col_title="head", cell=cell, every_label=True, legend_below=True)
+        for name, (first, second) in titles.items()], columns=None if in_a_row else 1))
     st.caption(f"All three are {explain.SUMMARY_ROWS}. Low entropy: the head listens to one token. A head with "
                "a high previous-token weight passes each word's neighbour along; one that stares at the first "
                "token is often just resting there.")
@@ -192,7 +202,9 @@ def logit_lens(trace, tokens, positions, model, mark: str) -> None:
     labels = [charts.token_labels(tokens)[p] for p in positions]
     state.show_chart(charts.lens_grid(stream_labels(model.config.n_layer), labels, top, probs[:, :, 0], details,
                                       title=f"Top next-token guesses at each position{mark}",
-                                      col_title="position (the guess is for the token after it)"))
+                                      col_title="position (the guess is for the token after it)",
+                                      col_width=min(80, (charts.PAGE_WIDTH - LENS_ROOM) // len(positions)),
+                                      legend_below=True))
     st.caption(f"The final LayerNorm and output head applied early, as if the model stopped after that layer. Each "
                f"cell: the most likely next token and its probability (colour); the tooltip has the top {LENS_TOP}. "
                "Only the positions shown are computed.")
@@ -217,7 +229,8 @@ def mlp_activations(trace, tokens, config, mark: str) -> None:
                                           f"(after {'ReLU' if trace.interventions.activation == 'relu' else 'GELU'})"
                                           f"{mark}",
                                     value_title="activation", row_title="token", col_title="hidden unit",
-                                    diverging=True, symmetric=True, text=False, cell=cell, every_label=True))
+                                    diverging=True, symmetric=True, text=False, cell=cell, every_label=True,
+                                    legend_below=True))
     st.caption("The MLP works on each token alone: it expands the row to 4 × d_model numbers, lets the positive "
                "ones through (GELU), and projects back. A unit that lights up for one word is a feature detector. "
                "The colours are proportional on both sides of zero (the scale runs from -m to m, m the largest "

@@ -13,10 +13,11 @@ from core.sampling import Sampler, distribution_stages, ranking
 from dashboard import charts, state
 
 TOP = 12
-LAB_COLUMNS = 3
+LAB_COLUMNS = 2  # the lab's charts per row (two fit the page at 1280 px)
+LAB_CHART_WIDTH = charts.PAGE_WIDTH // LAB_COLUMNS - 100  # pixels of bars: the rest for the axes and the gap
 STAGE_NAMES = {"raw": "raw softmax", "tempered": "after temperature", "top_k": "after top-k",
                "top_p": "after top-p (renormalised)"}
-SIDE_BY_SIDE_PIXELS = 450  # the two KV-cache heatmaps' cells side by side up to this width, else stacked
+KV_LABEL_ROOM = 160  # pixels beside a KV-cache heatmap's cells: "layer 11 head 11", axis title, paddings
 MAX_KV_ROWS = 48  # heads the KV-cache view shows at once (all layers' when they fit, else one layer's)
 CERTAIN = 0.999  # a top token this likely makes every sampling stage one token
 UNSURE_EXAMPLE = "the dog"  # a prompt where the bundled model is unsure
@@ -141,15 +142,18 @@ def kv_cache_view(model, prompt, result, index: int) -> None:
     weights = np.concatenate([step.weights[layer] for layer in layers])  # layers x [H, T] -> [rows, T]
     queries = np.concatenate([step.queries[layer] for layer in layers])  # layers x [H, D] -> [rows, D]
     dims = [f"d{i}" for i in range(queries.shape[1])]
-    cell = max(3, min(charts.CELL, 600 // len(labels)))
-    query_cell = max(4, min(12, 500 // len(dims)))
+    cells = charts.PAGE_WIDTH - KV_LABEL_ROOM  # pixels of cells of a heatmap alone in its row
+    cell = max(3, min(charts.CELL, cells // len(labels)))
+    query_cell = max(4, min(12, cells // len(dims)))
+    in_a_row = cell * len(labels) + query_cell * len(dims) + 2 * KV_LABEL_ROOM + charts.CONCAT_GAP <= charts.PAGE_WIDTH
     state.show_chart(charts.side_by_side([
         charts.heatmap(weights, heads, labels, title=f"Step {index + 1}: the new query over {len(labels)} cached keys",
                        row_title="query of the newest token (per head)", cell=cell, text=cell >= charts.CELL,
-                       every_label=True),
+                       every_label=True, legend_below=True),
         charts.heatmap(queries, heads, dims, title="The new query vectors", value_title="value", row_title="head",
-                       col_title="dimension", diverging=True, text=False, cell=query_cell, every_label=True),
-    ], columns=1 if cell * len(labels) + query_cell * len(dims) > SIDE_BY_SIDE_PIXELS else None))
+                       col_title="dimension", diverging=True, text=False, cell=query_cell, every_label=True,
+                       legend_below=True),
+    ], columns=None if in_a_row else 1))
     st.caption("While generating, only the newest token asks a question: its query is one vector per head, "
                "compared with the keys of every token so far, which are kept (cached) instead of recomputed. "
                f"It chose '{step.token}' with probability {step.probability:.3f}.")
@@ -225,7 +229,7 @@ def frequency_chart(model, name: str, result: dict):
     ids = ranking(np.maximum(result["observed"], result["theoretical"]))[:8]
     return charts.grouped_bars(words(model, ids), {"observed": result["observed"][ids],
                                                    "theoretical": result["theoretical"][ids]},
-                               title=f"{name}: first token", width=220)
+                               title=f"{name}: first token", width=LAB_CHART_WIDTH)
 
 
 def main() -> None:
