@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -192,6 +192,21 @@ def open_page(browser, url: str, path: str):
     return page
 
 
+@contextmanager
+def opened(browser, url: str, path: str, name: str):
+    """The page at `url`/`path` in a fresh tab (a session of its own), closed after; when the
+    test fails on it, a screenshot test-artifacts/screenshots/failed-<name>.png first."""
+    page = open_page(browser, url, path)
+    try:
+        yield page
+    except Exception:
+        with suppress(Exception):
+            whole_page_screenshot(page, SCREENSHOTS / f"failed-{name}.png")
+        raise
+    finally:
+        page.close()
+
+
 def train_a_few_steps(page) -> None:
     steps = page.get_by_label("Steps", exact=True).and_(page.locator("input"))
     steps.fill("3")
@@ -323,8 +338,9 @@ def redraw(page, name: str, title: str, charts: int, prompt: str) -> tuple[float
 
 
 def pick_model(page, name: str) -> None:
-    """Choose `name` in the sidebar's model picker (its first select box)."""
-    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+    """Choose `name` in the sidebar's model picker (the select box labelled "Model")."""
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_test_id("stSelectbox").filter(has=page.get_by_text("Model", exact=True)).click()
     page.get_by_role("option", name=name, exact=True).click()
     wait_idle(page)
     assert f"Model: {name}" in page.get_by_test_id("stSidebar").inner_text()
@@ -336,8 +352,7 @@ def test_every_tab_is_clean_and_the_first_redraws(server, browser, redraw_times,
     within the page at 1280 px, a screenshot; then the first tab's redraw after a prompt change."""
     title, charts = PAGES[path]
     name = path or "overview"
-    page = open_page(browser, server, path)
-    try:
+    with opened(browser, server, path, name) as page:
         if path == "training":
             train_a_few_steps(page)
         if path == "benchmark":
@@ -349,8 +364,6 @@ def test_every_tab_is_clean_and_the_first_redraws(server, browser, redraw_times,
                 open_tab(page, tab_names(page)[0])
         redraw_times[name], after = redraw(page, name, title, charts, "the dog can")
         assert not found + after, "\n".join(found + after)
-    finally:
-        page.close()
 
 
 @pytest.mark.parametrize("path", list(PAGES), ids=PAGE_IDS)
@@ -360,8 +373,7 @@ def test_every_tab_on_a_gpt2_shaped_checkpoint(gpt2_server, browser, redraw_time
     The training page says why it does not train this model."""
     title, charts = PAGES[path]
     name = f"gpt2-{path or 'overview'}"
-    page = open_page(browser, gpt2_server, path)
-    try:
+    with opened(browser, gpt2_server, path, name) as page:
         pick_model(page, GPT2)
         if path == "training":
             charts = 0
@@ -369,8 +381,6 @@ def test_every_tab_on_a_gpt2_shaped_checkpoint(gpt2_server, browser, redraw_time
         found = visit_every_tab(page, name, title, charts)
         redraw_times[f"gpt2/{path or 'overview'}"], after = redraw(page, name, title, charts, GPT2_PROMPTS[path])
         assert not found + after, "\n".join(found + after)
-    finally:
-        page.close()
 
 
 def test_a_step_tab_draws_its_step_and_stays_open_when_the_prompt_changes(server, browser):

@@ -266,3 +266,22 @@ def test_head_tiles_and_lens_grid_are_valid_vega_lite_with_every_label():
     alt.Chart.from_dict({k: v for k, v in lens.items() if k != "$schema"}, validate=True)
     with pytest.raises(ValueError):
         charts.lens_grid(["a"], ["b"], [["x"]], [[0.5, 0.5]], [["x"]], title="bad")
+
+
+def test_a_legend_below_the_cells_makes_a_figure_narrower():
+    from chart_widths import drawn_width
+
+    from dashboard import charts
+    values = np.linspace(0, 1, 12 * 12).reshape(12, 12)
+    labels = [str(i) for i in range(12)]
+    beside = charts.heatmap(values, labels, labels, title="t", cell=12)
+    below = charts.heatmap(values, labels, labels, title="t", cell=12, legend_below=True)
+    assert below["layer"][0]["encoding"]["color"]["legend"] == {"orient": "bottom"}
+    assert "legend" not in beside["layer"][0]["encoding"]["color"]
+    assert drawn_width(below) < drawn_width(beside) - 40
+    tiles = charts.head_tiles(values.reshape(2, 2, 6, 6), labels[:6], width=200, legend_below=True)
+    assert tiles["layer"][0]["encoding"]["color"]["legend"] == {"orient": "bottom"}
+    lens = charts.lens_grid(["a"], ["0 x", "1 y"], [["p", "q"]], [[0.5, 0.5]], [["p", "q"]], title="lens",
+                            col_width=60, legend_below=True)
+    assert lens["width"] == 120 and lens["layer"][0]["encoding"]["color"]["legend"] == {"orient": "bottom"}
+    assert lens["layer"][1]["mark"]["limit"] == 54  # a token's text stays inside its cell

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 from test_dashboard import app, assert_clean, open_page, open_tab, rows, set_prompt, titled  # noqa: F401 (app: a fixture)
-from test_dashboard_explorer import (FULL_CONTEXT, LONG_WORDS, assert_every_tab_fits, gpt2,  # noqa: F401 (gpt2: a fixture)
-                                     infos, use_gpt2)
+from test_dashboard_explorer import gpt2, infos, use_gpt2  # noqa: F401 (gpt2: a fixture)
+from test_dashboard_explorer import FULL_CONTEXT, LONG_WORDS, assert_every_tab_fits
 
 import core
 from core.sampling import Sampler, ranking

@@ -192,7 +192,7 @@ def test_a_32_token_prompt_keeps_every_label_and_fits_the_page(app):
     assert [chart["title"] for chart in charts_][2] == "Masked: future tokens hidden (-inf)"
     columns = figure.get("columns", len(charts_))
     widths = [charts.estimated_width(chart) for chart in charts_]
-    assert sum(widths[:columns]) <= steps_page.FIGURE_WIDTH
+    assert sum(widths[:columns]) <= charts.PAGE_WIDTH
     masked = charts_[2]
     axes = [layer["encoding"][channel]["axis"] for layer in masked["layer"] for channel in ("x", "y")]
     assert all(axis["labelOverlap"] is False for axis in axes)
@@ -201,7 +201,7 @@ def test_a_32_token_prompt_keeps_every_label_and_fits_the_page(app):
     (figure,) = chart_specs(app)
     assert figure["columns"] == 2  # side by side: each legend on top, inside its chart's width (the
     assert all(chart["width"] == steps_page.PCA_WIDTH for chart in parts(figure))  # browser test measures it)
-    assert 2 * steps_page.PCA_WIDTH + 200 <= steps_page.FIGURE_WIDTH
+    assert 2 * steps_page.PCA_WIDTH + 200 <= charts.PAGE_WIDTH
 
 
 # --- the picker and a trained model ---------------------------------------------------------------

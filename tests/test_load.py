@@ -202,15 +202,15 @@ async def open_session(browser, url: str, path: str, title: str):
     return page
 
 
-async def wait_sidebar(page, pattern: str, what: str) -> str:
-    """Wait until the sidebar's text matches `pattern`: that text."""
+async def wait_text(page, pattern: str, what: str, selector: str = SIDEBAR) -> str:
+    """Wait until the text of `selector` (the sidebar, by default) matches `pattern`: that text."""
     try:
-        await page.wait_for_function("(pattern) => new RegExp(pattern).test(document.querySelector("
-                                     "'[data-testid=\"stSidebar\"]')?.textContent || '')", arg=pattern,
+        await page.wait_for_function("([pattern, selector]) => new RegExp(pattern).test("
+                                     "document.querySelector(selector)?.textContent || '')", arg=[pattern, selector],
                                      polling=POLL_MS, timeout=TIMEOUT_MS)
     except async_api.TimeoutError:
-        raise AssertionError(f"{what}: the sidebar never matched {pattern!r}:\n{await text_of(page)}") from None
-    return await text_of(page)
+        raise AssertionError(f"{what}: {selector} never matched {pattern!r}:\n{await text_of(page, selector)}") from None
+    return await text_of(page, selector)
 
 
 async def set_number(page, label: str, value: int) -> None:
@@ -225,7 +225,7 @@ async def start_training(page, batch: int, expected: str) -> str:
     await set_number(page, "Steps", 1000)
     await set_number(page, "Batch size", batch)
     await page.get_by_role("button", name="Start", exact=True).click()
-    return await wait_sidebar(page, expected, "starting a training")
+    return await wait_text(page, expected, "starting a training")
 
 
 async def press_in_sidebar(page, name: str) -> None:
@@ -279,19 +279,18 @@ async def scenario(url: str) -> dict:
 
         stopped = time.monotonic()
         await press_in_sidebar(first, "Stop")
-        await wait_sidebar(second, r"Training run 1: step \d+", "the queued training starting after the first stopped")
+        await wait_text(second, r"Training run 1: step \d+", "the queued training starting after the first stopped")
         found["handover_seconds"] = time.monotonic() - stopped
-        main = await text_of(second, '[data-testid="stMain"]')
+        main = await wait_text(second, r"Training run 1 \(", "the training page of the started run", '[data-testid="stMain"]')
         assert f"batch {BATCHES[1]}," in main and f"batch {BATCHES[0]}," not in main, main[:800]
         await second.wait_for_timeout(2000)
         await press_in_sidebar(second, "Stop")
 
         for number, page in zip((BROWSING, BROWSING + 1), trainers):
-            sidebar = await wait_sidebar(page, r"Model: your trained model \(run 1\)", "the stopped run becoming the model")
+            sidebar = await wait_text(page, r"Model: your trained model \(run 1\)", "the stopped run becoming the model")
             assert "Training run" not in sidebar and "is waiting" not in sidebar, sidebar
-            note = re.search(r"run 1: stopped after step (\d+): you pressed Stop",
-                             await text_of(page, '[data-testid="stMain"]'))
-            assert note, await text_of(page, '[data-testid="stMain"]')
+            note = re.search(r"run 1: stopped after step (\d+): you pressed Stop", await wait_text(
+                page, r"run 1: stopped after step \d+: you pressed Stop", "the stop note", '[data-testid="stMain"]'))
             found.setdefault("trained_steps", []).append(int(note.group(1)))
             # its own model draws its own prompt
             await page.get_by_role("link", name="Overview").first.click()

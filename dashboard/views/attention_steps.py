@@ -17,8 +17,7 @@ from core import explain
 from core.attention import available_backends, scaled_dot_product_attention
 from dashboard import charts, state
 
-FIGURE_WIDTH = 780  # pixels a figure may take: the page's width at a 1280 px window, sidebar open
-PLOT_WIDTH = FIGURE_WIDTH - charts.LABEL_ROOM  # pixels of cells of a figure alone in its row
+PLOT_WIDTH = charts.PAGE_WIDTH - charts.LABEL_ROOM  # pixels of cells of a figure alone in its row
 SLICE = 16  # dimensions per slice in the tables of numbers
 TOP_KEYS = 8  # keys named per token in "who influenced whom"
 PCA_WIDTH = 260
@@ -30,7 +29,7 @@ def step(title: str, note: str, *figures, columns: int | None = None) -> None:
     default: as many as fit in the page's width)."""
     st.markdown(f"#### {title}")
     st.info(note, icon=":material/lightbulb:")
-    state.show_chart(charts.side_by_side(figures, columns=columns, max_width=FIGURE_WIDTH))
+    state.show_chart(charts.side_by_side(figures, columns=columns, max_width=charts.PAGE_WIDTH))
 
 
 def choose_head(config) -> tuple[int, int]:

@@ -60,12 +60,15 @@ def projections(model, trace, layer: int, head: int, position: int) -> None:
                     f"Largest difference from the model's own {name}: {difference:.1e}")
         if name == "Q":
             shown = min(WEIGHT_ROWS, C)
+            fit = charts.PAGE_WIDTH - charts.LABEL_ROOM  # each part fits the page alone; the figure wraps
             state.show_chart(charts.side_by_side([
-                charts.vectors_heatmap(x[:, :shown], trace.tokens, title=f"X, first {shown} of {C} columns"),
+                charts.vectors_heatmap(x[:, :shown], trace.tokens, title=f"X, first {shown} of {C} columns",
+                                       max_width=fit),
                 charts.heatmap(part["weight"][:shown], [f"c{i}" for i in range(shown)], [f"d{j}" for j in range(D)],
                                title=f"W_Q, first {shown} of {C} rows", value_title="weight", row_title="input c",
-                               col_title="output d", diverging=True, text=shown * D <= 96),
-                charts.vectors_heatmap(part["out"], trace.tokens, title="Q = X @ W_Q + b_Q")]))
+                               col_title="output d", diverging=True, text=shown * D <= 96, max_width=fit),
+                charts.vectors_heatmap(part["out"], trace.tokens, title="Q = X @ W_Q + b_Q", max_width=fit)],
+                max_width=charts.PAGE_WIDTH))
 
 
 def joined(model, trace, layer: int, position: int) -> None:
