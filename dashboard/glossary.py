@@ -23,6 +23,8 @@ TERMS = {
                          "name tag it wears, the value is what it shares with whoever listens.",
     "softmax": "Turns a row of scores into weights that are positive and add up to 1: exp of each score, divided by "
                "the sum. Subtracting the row's largest score first gives the same weights without overflow.",
+    "causal mask": "Hides from each token the tokens that come after it: their scores become -inf before softmax, "
+                   "so their weights are 0. A model that predicts the next word must not read it.",
     "logit": "A raw score for one possible next token, before softmax. Larger means more likely; only the "
              "differences between logits matter.",
     "residual stream": "The running sum each token carries through the model: the embedding, plus the output of every "
@@ -41,6 +43,8 @@ TERMS = {
                  "rarer events.",
     "perplexity": "2 to the power of the mean surprisal in bits: the number of equally likely choices that would be "
                   "as surprising. 1 means the model is always sure and right.",
+    "cross-entropy loss": "What training lowers: the surprisal of the token that really came next, averaged over "
+                          "the batch, in nats per token. A model that gives the right token probability 1 scores 0.",
     "KL divergence": "How badly one distribution stands in for another, in bits: KL(p || q) is the extra surprisal of "
                      "using q when the truth is p. 0 when they are equal; not symmetric.",
     "total variation": "Half the sum of the absolute differences between two distributions: the largest amount of "

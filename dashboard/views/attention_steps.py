@@ -15,7 +15,7 @@ import streamlit as st
 
 from core import explain
 from core.attention import available_backends, scaled_dot_product_attention
-from dashboard import charts, state
+from dashboard import charts, glossary, state
 
 PLOT_WIDTH = charts.PAGE_WIDTH - charts.LABEL_ROOM  # pixels of cells of a figure alone in its row
 SLICE = 16  # dimensions per slice in the tables of numbers
@@ -67,18 +67,21 @@ def numbers(matrices: dict[str, np.ndarray], tokens, key: str) -> None:
 def embeddings(trace, tokens, layer: int) -> None:
     matrices = {"Token embeddings": trace.token_embeddings, "Position embeddings": trace.position_embeddings,
                 f"Input to layer {layer}'s attention (after ln_1)": trace.layers[layer].ln_1}
-    step("1. Embeddings", "Each guest arrives with a short self-description: a row of numbers for the word "
-         "plus a row for its seat (position). The two are added. Before attention, LayerNorm rescales each row "
-         "so no guest shouts louder than the others.",
+    step("1. Embeddings", "Each guest arrives with a short self-description: a row of "
+         f"{glossary.link('d_model')} numbers for the word (its {glossary.link('embedding')}) "
+         f"plus a row for its seat (position). The two are added. Before attention, {glossary.link('LayerNorm')} "
+         "rescales each row so no guest shouts louder than the others.",
          *(wide(values, tokens, f"{name} [L, d_model]") for name, values in matrices.items()), columns=1)
     numbers(matrices, tokens, "steps_embed")
 
 
 def qkv_tables(tokens, q, k, v) -> None:
     matrices = {"Q (queries)": q, "K (keys)": k, "V (values)": v}
-    step("2. Queries, keys and values", "Three learned projections of each row. The query is the question a guest "
+    step("2. Queries, keys and values", "Three learned projections of each row "
+         f"({glossary.link('query, key, value')}). The query is the question a guest "
          "asks ('who here is a colour word?'), the key is the name tag the guest wears, the value is what the guest "
-         "will share with whoever listens. Every head has its own three projections.",
+         f"will share with whoever listens. Every {glossary.link('head')} has its own three projections, "
+         f"{glossary.link('d_head')} numbers wide.",
          *(wide(values, tokens, f"{name} [L, d_head]") for name, values in matrices.items()), columns=1)
     numbers(matrices, tokens, "steps_qkv")
 
@@ -95,9 +98,9 @@ def scores(layer_trace, head: int, labels) -> None:
                     "scaled score")
     masked = square(layer_trace.masked_scores[head], labels, "Masked: future tokens hidden (-inf)", "masked score")
     step("3. Scores: how well each question matches each name tag", "A dot product is large when a query and a key "
-         "point the same way. Dividing by √d_head keeps the numbers in a range where softmax still spreads its "
-         "attention. The mask hides the tokens that come later: a guest cannot listen to someone who has not "
-         "arrived yet, so those cells become -inf (grey).", raw, scaled, masked)
+         f"point the same way. Dividing by √d_head keeps the numbers in a range where {glossary.link('softmax')} "
+         f"still spreads its attention. The {glossary.link('causal mask', 'mask')} hides the tokens that come "
+         "later: a guest cannot listen to someone who has not arrived yet, so those cells become -inf (grey).", raw, scaled, masked)
 
 
 def softmax(stages, model_weights, labels) -> None:
@@ -140,7 +143,8 @@ def pca_pictures(trace, labels, q, k) -> None:
     coords, share = explain.pca_2d(np.concatenate([q, k]))
     qk = charts.scatter_2d(coords, labels + labels, ["query"] * len(labels) + ["key"] * len(labels),
                            title="Queries and keys of this head", share=share, width=PCA_WIDTH)
-    step("7. A map of the vectors (PCA to 2-D)", "The two directions along which the vectors differ most. "
+    step("7. A map of the vectors (PCA to 2-D)", f"{glossary.link('PCA')}: the two directions along which the "
+         "vectors differ most. "
          "A query close to a key (in the same direction from the middle) usually means a large score. With a "
          "few tokens this is a rough picture: the axis titles say how much of the spread it shows.", embed, qk,
          columns=2)  # legends on top: two fit the page

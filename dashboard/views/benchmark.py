@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from core import bench
-from dashboard import charts, jobs, state
+from dashboard import charts, glossary, jobs, state
 
 LENGTHS = [16, 32, 64, 128, 256, 512]
 MAX_HEADS = 16
@@ -157,7 +157,9 @@ def results(rows: list[dict], title: str) -> None:
 
 def live_grid() -> None:
     st.subheader("Run a grid")
-    st.caption(f"Every case is attention over `heads` problems of L queries and L keys; times are medians of the "
+    st.caption(f"Every case is attention over `heads` problems of L queries and L keys (one per "
+               f"{glossary.link('head')}, each {glossary.link('d_head')} wide: scores, the "
+               f"{glossary.link('causal mask')} if causal, {glossary.link('softmax')}, weighted sum); times are medians of the "
                f"repeats, with the fastest and slowest repeat shown. The machine may be shared: compare backends "
                f"within one run. 'max_abs_diff' is the largest difference from a float64 reference. One benchmark "
                f"runs on this server at a time, for at most about {MAX_SECONDS} s.")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import explain
 from core.model import NO_INTERVENTIONS, Interventions
-from dashboard import charts, state
+from dashboard import charts, glossary, state
 
 LENS_TOP = 3
 LENS_POSITIONS = 8  # positions the logit lens and the residual chart show at once
@@ -162,7 +162,8 @@ def summaries(patterns: np.ndarray, mark: str) -> None:
         charts.heatmap(summary[name], layers, heads, title=[first, second + mark], value_title=name,
                        row_title="layer", col_title="head", cell=cell, every_label=True, legend_below=True)
         for name, (first, second) in titles.items()], columns=None if in_a_row else 1))
-    st.caption(f"All three are {explain.SUMMARY_ROWS}. Low entropy: the head listens to one token. A head with "
+    st.caption(f"All three are {explain.SUMMARY_ROWS}. Low {glossary.link('entropy')}: the head listens to one "
+               "token. A head with "
                "a high previous-token weight passes each word's neighbour along; one that stares at the first "
                "token is often just resting there.")
 
@@ -256,4 +257,6 @@ def main() -> None:
     })
 
 
-state.render_page("Attention explorer", main, "All layers and heads at once, and what happens if you change the model.")
+state.render_page("Attention explorer", main, "All layers and heads at once, and what happens if you change the model "
+                  f"({glossary.link('head')}, {glossary.link('residual stream')}, {glossary.link('logit')}, "
+                  f"{glossary.link('ablation')}).")

@@ -4,7 +4,7 @@ the model's prediction for the next token."""
 import streamlit as st
 
 from core import explain
-from dashboard import charts, state
+from dashboard import charts, glossary, state
 
 TOP = 10
 ADDS = ("attention out", "MLP")  # the block's steps whose output is added to the residual stream
@@ -30,10 +30,15 @@ EXPLAINED_IN = {  # pipeline step: (page, its tab or None, where the link goes, 
 def pipeline(prompt) -> None:
     st.subheader("From prompt to next token")
     st.caption("Every box is one step; the shapes are this prompt's (L = number of tokens). "
-               "The tokens are people at a party: in every block each one asks a question (query), "
+               "The tokens are people at a party: in every block each one asks a question "
+               f"({glossary.link('query, key, value', 'query')}), "
                "reads the others' name tags (keys) and takes home what they share (values). "
-               "The red arrows are the residual stream: each block's attention and MLP add their "
-               "result to it rather than replacing it.")
+               f"The red arrows are the {glossary.link('residual stream')}: each block's attention and "
+               f"{glossary.link('MLP')} add their result to it rather than replacing it. The widths are "
+               f"{glossary.link('d_model')} between the blocks and {glossary.link('d_head')} inside each "
+               f"{glossary.link('head')}; ln_1 and ln_f are {glossary.link('LayerNorm')}s, the MLP's activation is "
+               f"{glossary.link('GELU')}, and {glossary.link('softmax')} turns the {glossary.link('logit', 'logits')} "
+               "into the next token's probabilities.")
     config = state.current_model().config
     steps = explain.pipeline_shapes(config, len(prompt.ids))
     st.graphviz_chart(charts.pipeline_dot(steps, config.n_layer, adds_after=ADDS))

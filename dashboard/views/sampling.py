@@ -10,7 +10,7 @@ import streamlit as st
 
 from core import explain
 from core.sampling import Sampler, distribution_stages, ranking
-from dashboard import charts, state
+from dashboard import charts, glossary, state
 
 TOP = 12
 LAB_COLUMNS = 2  # the lab's charts per row (two fit the page at 1280 px)
@@ -213,7 +213,8 @@ def lab_results(model, results: dict) -> None:
                 "mean surprisal (bits)": result["surprisal"], "repetition": result["repetition"],
                 "distinct continuations": len(result["continuations"])} for name, result in results.items()]
     st.dataframe(pd.DataFrame(summary), hide_index=True)
-    st.caption("Entropy and tokens kept: of the distribution the first token is drawn from. Mean surprisal: "
+    st.caption(f"{glossary.link('entropy', 'Entropy')} and tokens kept: of the distribution the first token is drawn "
+               f"from. Mean {glossary.link('surprisal')}: "
                "-log2 of each chosen token's probability, averaged (0 = no surprise). Repetition: the share of "
                "generated tokens that repeat an earlier one in the same continuation.")
     state.show_chart(charts.side_by_side([frequency_chart(model, name, result) for name, result in results.items()],
@@ -248,4 +249,7 @@ def main() -> None:
 
 
 state.render_page("Next token and sampling", main,
-                  "How one token is picked from the model's probabilities, and how the settings change what you get.")
+                  "How one token is picked from the model's probabilities, and how the settings change what you get "
+                  f"({glossary.link('logit')}, {glossary.link('softmax')}, {glossary.link('temperature')}, "
+                  f"{glossary.link('top-k and top-p')}, {glossary.link('KV cache')}, {glossary.link('KL divergence')}, "
+                  f"{glossary.link('total variation')}, {glossary.link('bits and nats')}).")

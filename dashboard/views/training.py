@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 
 from core import models_dir, training
-from dashboard import charts, jobs, state
+from dashboard import charts, glossary, jobs, state
 
 MAX_STEPS = 1000  # with MAX_BATCH: the slowest run (whole model) takes about 2 minutes on a 2-core machine
 MAX_BATCH = 64
@@ -260,4 +260,7 @@ def main() -> None:
 
 
 state.render_page("Training", main, "Teach the model: only the output head (fast) or everything (backpropagation "
-                  "through every layer). Training runs in the background; your training stays in your session.")
+                  "through every layer). Training runs in the background; your training stays in your session. "
+                  f"The curves show the {glossary.link('cross-entropy loss', 'loss')} in "
+                  f"{glossary.link('bits and nats', 'nats')} per token; each step follows the "
+                  f"{glossary.link('gradient')}, as far as the {glossary.link('learning rate')} says.")
