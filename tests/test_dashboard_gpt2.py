@@ -15,17 +15,14 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from dashboard import state  # noqa: E402
+from test_dashboard import assert_clean, open_page  # noqa: E402
+from test_dashboard import open_tab as open_lazy_tab  # noqa: E402
 
 APP = ROOT / "dashboard" / "app.py"
 TIMEOUT = 300
 GPT2 = "gpt2-random"  # the checkpoint in conftest's gpt2_models_dir
 STEP_TABS = ["1. Embeddings", "2. Q, K, V", "3. Scores", "4. Softmax", "5. Weighted sum", "6. Who influenced whom",
              "7. Map of the vectors", "8. One weight"]
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [element.value for element in at.exception]
-    assert not at.error, [element.value for element in at.error]
 
 
 def new_session() -> AppTest:
@@ -57,17 +54,9 @@ def pick(at: AppTest, name: str) -> AppTest:
     return at
 
 
-def open_page(at: AppTest, name: str) -> AppTest:
-    at.switch_page(f"views/{name}.py").run()
-    assert_clean(at)
-    return at
-
-
 def open_tab(at: AppTest, label: str) -> AppTest:
-    at.session_state["steps_tab"] = label
-    at.run()
-    assert_clean(at)
-    return at
+    """Open the step-by-step page's tab `label`."""
+    return open_lazy_tab(at, "steps_tab", label)
 
 
 def views(at: AppTest) -> list[dict]:

@@ -14,14 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from dashboard import charts, state  # noqa: E402
 from dashboard.views import overview  # noqa: E402, F401  (only its constants: the page runs in AppTest)
+from test_dashboard import assert_clean, open_page  # noqa: E402
+from test_dashboard import open_tab as open_lazy_tab  # noqa: E402
 
 APP = ROOT / "dashboard" / "app.py"
 TIMEOUT = 120
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [element.value for element in at.exception]
-    assert not at.error, [element.value for element in at.error]
 
 
 @pytest.fixture
@@ -36,17 +33,9 @@ def app(tmp_path, monkeypatch):
     return at
 
 
-def open_page(at: AppTest, name: str) -> AppTest:
-    at.switch_page(f"views/{name}.py").run()
-    assert_clean(at)
-    return at
-
-
 def open_tab(at: AppTest, label: str) -> AppTest:
-    at.session_state["steps_tab"] = label
-    at.run()
-    assert_clean(at)
-    return at
+    """Open the step-by-step page's tab `label`."""
+    return open_lazy_tab(at, "steps_tab", label)
 
 
 def chart_specs(at: AppTest) -> list[dict]:
