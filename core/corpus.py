@@ -193,7 +193,8 @@ def heldout_scores(model, pairs=None) -> dict:
 
     `model` needs `.forward(ids) -> logits [L, V]` and `.tokenizer`. Each prompt is fed as it is
     (no end-of-text token in front); its last position's prediction is compared with the
-    expected word. Returns {"accuracy", "perplexity", "count", "correct": [bool per pair]}.
+    expected word. Returns {"accuracy", "perplexity", "count", "correct": [bool per pair],
+    "predicted": [the most likely next token's id per pair]}.
     The log-probabilities use Python's math (libm), not NumPy's float64 exp and log, whose
     AVX-512 and AVX2 kernels differ in the last bit: the scores are the same on both.
     """
@@ -201,7 +202,7 @@ def heldout_scores(model, pairs=None) -> dict:
     if not pairs:
         raise ValueError("no held-out pairs to score")
     tokenizer = model.tokenizer
-    correct, log_probs = [], []
+    correct, log_probs, predicted = [], [], []
     for prompt, expected in pairs:
         expected_ids = tokenizer.encode(expected)
         if len(expected_ids) != 1 or expected_ids[0] == tokenizer.unk_id:
@@ -209,9 +210,10 @@ def heldout_scores(model, pairs=None) -> dict:
         logits = np.asarray(model.forward(np.array(tokenizer.encode(prompt))), dtype=np.float64)[-1]  # [V]
         shifted = (logits - logits.max()).tolist()
         log_probs.append(shifted[expected_ids[0]] - math.log(math.fsum(math.exp(value) for value in shifted)))
-        correct.append(int(np.argmax(logits)) == expected_ids[0])
+        predicted.append(int(np.argmax(logits)))
+        correct.append(predicted[-1] == expected_ids[0])
     mean_loss = -math.fsum(log_probs) / len(log_probs)
-    return {"accuracy": float(np.mean(correct)), "count": len(pairs), "correct": correct,
+    return {"accuracy": float(np.mean(correct)), "count": len(pairs), "correct": correct, "predicted": predicted,
             "perplexity": math.exp(mean_loss) if mean_loss < MAX_EXP_ARGUMENT else math.inf}
 
 

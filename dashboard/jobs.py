@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from core.corpus import load_heldout
+from core.corpus import heldout_scores, load_heldout
 from core.model import Model, init_params
 from core.training import History, TrainSettings, train, usable_heldout
 
@@ -103,20 +103,17 @@ class Progress:
         return self.status in ("queued", "running")
 
 
-def predictions(model: Model, prompts) -> list[str]:
-    """The model's most likely next word for each prompt."""
-    return [model.tokenizer.token(int(np.argmax(model.forward(np.array(model.tokenizer.encode(p)))[-1])))
-            for p in prompts]
-
-
 def heldout_table(before: Model, after: Model):
     """Each held-out prompt with its expected word and the prediction before and after training."""
     import pandas as pd
 
     pairs = usable_heldout(after.tokenizer, load_heldout(), after.config.n_positions)
-    prompts = [prompt for prompt, _ in pairs]
-    return pd.DataFrame({"prompt": prompts, "expected": [expected for _, expected in pairs],
-                         "before": predictions(before, prompts), "after": predictions(after, prompts)})
+
+    def predicted(model: Model) -> list[str]:
+        return [model.tokenizer.token(index) for index in heldout_scores(model, pairs)["predicted"]]
+
+    return pd.DataFrame({"prompt": [prompt for prompt, _ in pairs], "expected": [expected for _, expected in pairs],
+                         "before": predicted(before), "after": predicted(after)})
 
 
 # --- the job -------------------------------------------------------------------------------------

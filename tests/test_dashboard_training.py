@@ -185,3 +185,18 @@ def test_a_closed_sessions_training_stops_and_its_queued_one_never_starts(monkey
     assert "session closed" in running.run.stop_reason
     assert waiting.status == "cancelled" and not waiting.run.records
 
+
+
+def test_the_heldout_table_is_what_heldout_scores_scored():
+    """The before/after table reads heldout_scores' own predictions: its accuracy is the score's."""
+    from core.corpus import heldout_scores
+    from core.model import Model, init_params
+
+    trained = load_default()
+    fresh = Model(trained.config, init_params(trained.config, 1), trained.tokenizer)
+    table = jobs.heldout_table(fresh, trained)
+    pairs = list(zip(table["prompt"], table["expected"]))
+    for column, model in (("before", fresh), ("after", trained)):
+        scores = heldout_scores(model, pairs)
+        assert list(table[column] == table["expected"]) == scores["correct"]
+    assert (table["before"] != table["after"]).any()

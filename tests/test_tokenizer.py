@@ -151,6 +151,7 @@ def test_heldout_scores_counts_correct_predictions(tokenizer):
 
     scores = corpus.heldout_scores(Oracle(), [("the sky is", "blue"), ("the grass is", "green")])
     assert scores["accuracy"] == 0.5 and scores["correct"] == [True, False] and scores["count"] == 2
+    assert scores["predicted"] == [tokenizer.ids["blue"]] * 2
     probability_blue = np.exp(10) / (np.exp(10) + tokenizer.vocab_size - 1)
     expected_perplexity = np.exp(-(np.log(probability_blue) + np.log(1 / (np.exp(10) + tokenizer.vocab_size - 1))) / 2)
     assert scores["perplexity"] == pytest.approx(expected_perplexity)

@@ -253,7 +253,8 @@ def main() -> None:
         st.rerun()
     if jobs.NOTICE_KEY in st.session_state:
         st.info(st.session_state.pop(jobs.NOTICE_KEY))
-    live_view()
+    if jobs.current_job() is not None:  # a fragment that draws nothing would let its reruns clear the next element
+        live_view()
     prompt = state.current_prompt()
     history_view(prompt)
     save_controls()
