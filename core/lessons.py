@@ -31,6 +31,7 @@ FLOAT32_EXP_LIMIT = float(np.log(np.finfo(np.float32).max))  # 88.72: exp of any
 FLOAT32_EXP_FLOOR = float(np.log(np.finfo(np.float32).smallest_subnormal))  # -103.28: below, exp is 0
 MAX_OPTIONS = 10  # answers offered for a question about the keys of a long prompt
 MAX_AUTO_ABLATIONS = 16  # heads ablated without asking (the toy model's 8); GPT-2's 144 wait for a button
+ABLATION_BATCH_TOKENS = 256  # tokens per batched ablation pass (GPT-2: its logits are 256 x 50,257 floats, 51 MB)
 
 
 def _f64(array) -> np.ndarray:
@@ -305,16 +306,23 @@ def scale_question(trace, layer: int, head: int, tag: str = "") -> Question | No
 
 def ablation_effects(model, ids, token_id: int, heads) -> np.ndarray:
     """For each (layer, head) in `heads`: the change in `token_id`'s next-token probability when
-    that head's output is zeroed (one forward pass each), [len(heads)]; negative = the head helped."""
+    that head's output is zeroed, [len(heads)]; negative = the head helped. The plain model and
+    the ablations run as rows of batched forward passes (zero_head_by_row), so that each pass
+    reads the weights once for many ablations; ABLATION_BATCH_TOKENS bounds a pass's memory."""
     ids = np.asarray(ids, dtype=np.int64)  # [L]
-    base = _next_probability(model, ids, token_id, NO_INTERVENTIONS)
-    return np.array([_next_probability(model, ids, token_id, Interventions(zero_heads={head})) - base
-                     for head in heads])
+    rows = [None, *heads]  # row 0: the plain model
+    per_pass = max(1, ABLATION_BATCH_TOKENS // ids.size)
+    probabilities = np.concatenate([_next_probabilities(model, ids, token_id, rows[first:first + per_pass])
+                                    for first in range(0, len(rows), per_pass)])  # [1 + len(heads)]
+    return probabilities[1:] - probabilities[0]
 
 
-def _next_probability(model, ids, token_id: int, interventions) -> float:
-    logits = gpt_forward(model.params, model.config, ids, interventions=interventions)  # [L, V]
-    return float(softmax(_f64(logits[-1]))[token_id])
+def _next_probabilities(model, ids, token_id: int, zeroed) -> np.ndarray:
+    """`token_id`'s next-token probability with one (layer, head) or None zeroed per row, [len(zeroed)]."""
+    batch = np.broadcast_to(ids, (len(zeroed), ids.size))  # [B, L]
+    logits = gpt_forward(model.params, model.config, batch,
+                         interventions=Interventions(zero_head_by_row=zeroed))  # [B, L, V]
+    return np.array([softmax(row)[token_id] for row in _f64(logits[:, -1])])  # [B]
 
 
 def head_question(effects, layer: int, token: str, tag: str = "") -> Question | None:

@@ -147,10 +147,12 @@ def attention(x, p, config, layer, hooks, interventions, kv_cache):
     scale = 1.0 / math.sqrt(config.d_head) if interventions.scale_scores else 1.0
     z, weights = scaled_dot_product_attention(
         q, k, v, causal=interventions.causal, scale=scale, return_weights=True)  # [.., H, L, D], [.., H, L, Lk]
-    zeroed = [head for head in range(config.n_head) if (layer, head) in interventions.zero_heads]
-    if zeroed:
+    zeroed, zeroed_by_row = interventions.zeroed_heads(layer, config.n_head)
+    if zeroed or zeroed_by_row:
         z = z.copy()
         z[..., zeroed, :, :] = 0.0
+        for row, head in zeroed_by_row:
+            z[row, head] = 0.0  # [B, H, L, D]: this row's head
     hooks[f"{name}.hook_q"], hooks[f"{name}.hook_k"], hooks[f"{name}.hook_v"] = q, k, v
     hooks[f"{name}.hook_pattern"], hooks[f"{name}.hook_z"] = weights, z
     if hooks.recording:
@@ -255,9 +257,9 @@ def gpt_forward(params, config, ids, *, cache=None, interventions=None, dropout=
     kv_cache: a `KVCache`; the ids are then the tokens after the cached ones.
     """
     interventions = NO_INTERVENTIONS if interventions is None else interventions
-    interventions.check(config)
     start = 0 if kv_cache is None else kv_cache.length
     ids = check_ids(ids, config, start)
+    interventions.check(config, ids.shape)
     hooks = _Hooks(cache)
     drop = make_dropout(dropout, rng, hooks)
     hooks["hook_tokens"] = ids  # [.., L]

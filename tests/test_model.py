@@ -317,6 +317,24 @@ def test_bad_interventions_are_rejected(params, ids, changes, error):
         gpt_forward(params, CONFIG, ids, interventions=Interventions(**changes))
 
 
+def test_zero_head_by_row_ablates_each_row_as_zero_heads_does_alone(params, ids):
+    """Row b of one batched pass equals a pass of its own with that one head zeroed."""
+    zeroed = (None, (0, 1), (1, 0))
+    batch = np.broadcast_to(ids, (len(zeroed), len(ids)))
+    together = gpt_forward(params, CONFIG, batch, interventions=Interventions(zero_head_by_row=zeroed))
+    for row, pair in enumerate(zeroed):
+        alone = gpt_forward(params, CONFIG, ids, interventions=Interventions(zero_heads={pair} if pair else set()))
+        np.testing.assert_allclose(together[row], alone, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(together[1], together[0])
+
+
+@pytest.mark.parametrize("zeroed", [((0, 1),), ((0, 1), None, None), ((0, 9), None)])
+def test_zero_head_by_row_needs_one_valid_pair_per_row(params, ids, zeroed):
+    batch = np.broadcast_to(ids, (2, len(ids)))
+    with pytest.raises(ValueError, match="zero_head"):
+        gpt_forward(params, CONFIG, batch, interventions=Interventions(zero_head_by_row=zeroed))
+
+
 # --- the KV cache ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
