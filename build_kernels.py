@@ -15,7 +15,7 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent
 KERNELS = ROOT / "kernels"
-HEADERS = [KERNELS / "attention.h", KERNELS / "layers.h"]
+HEADERS = [KERNELS / "attention.h", KERNELS / "layers.h", KERNELS / "matvec.h"]
 
 
 def _cdef_from_header(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The C layer kernels of training (kernels/layers.c, llm.c style), called from NumPy arrays.
+"""The C layer kernels (kernels/layers.c, llm.c style; kernels/matvec.c), called from NumPy arrays.
 
 GELU, LayerNorm, softmax + cross-entropy and the embedding gradient, forward and backward,
 for float32 arrays. The NumPy functions they replace stay the readable reference
@@ -6,7 +6,8 @@ for float32 arrays. The NumPy functions they replace stay the readable reference
 and tests/test_layer_kernels.py checks each kernel against its reference. Callers ask
 `fits(*arrays)` first: True when the kernel is built, the backend is not forced to NumPy
 (GLASSBOX_BACKEND=numpy) and every array is float32; otherwise they run the reference.
-The kernels are single-threaded and sum in a fixed order: the same inputs give the same bytes.
+The layer kernels are single-threaded; `few_rows_matmul` (decoding's products) runs on the
+kernel's threads. All sum in a fixed order: the same inputs give the same bytes.
 """
 from __future__ import annotations
 
@@ -87,3 +88,23 @@ def embedding_backward(d_out: np.ndarray, ids: np.ndarray, table_rows: int) -> n
     if status != 0:
         raise ValueError(f"ids must be in 0..{table_rows - 1}")
     return d_table
+
+
+def few_rows_matmul(x: np.ndarray, w: np.ndarray, threads: int = 0) -> np.ndarray | None:
+    """x [N, K] @ w [K, M] for a few rows N, the weight's columns split across `threads` threads
+    (0: every core, or GLASSBOX_NUM_THREADS); w C-contiguous, or the transpose of a C-contiguous
+    [M, K] array (the tied output head). None when w is neither (the caller uses BLAS)."""
+    rows, inner = x.shape
+    columns = w.shape[1]
+    if w.flags.c_contiguous:
+        product, weights = _kernel.lib.gb_matmul_few_rows_f32, w
+    elif w.T.flags.c_contiguous:
+        product, weights = _kernel.lib.gb_matmul_few_rows_transposed_f32, w.T
+    else:
+        return None
+    out = np.empty((rows, columns), FLOAT32)  # [N, M]
+    status = product(_floats(out), _floats(x), _kernel.ffi.from_buffer("float[]", weights), rows, inner, columns,
+                     threads)
+    if status != 0:
+        raise MemoryError("the few-row matrix product could not allocate its work buffers")
+    return out

@@ -88,3 +88,41 @@ def test_non_contiguous_inputs_give_the_contiguous_answer():
     x = _floats((8, 6))
     view = x.T  # not C-contiguous
     np.testing.assert_array_equal(layer_kernels.gelu(view), layer_kernels.gelu(np.ascontiguousarray(view)))
+
+
+# --- the few-row products of decoding (kernels/matvec.c) ----------------------------------------
+
+@pytest.mark.parametrize("rows, k, m", [(1, 768, 2304), (1, 7, 5), (3, 37, 130), (2, 3072, 768), (1, 1, 1)])
+def test_few_rows_products_match_numpy_for_any_thread_count(rows, k, m):
+    """Both layouts (w [k, m] and the transpose of a [m, k] head) against float64 NumPy, with the
+    same bytes on 1, 2 and 3 threads (the sums' order does not depend on the threads)."""
+    x, w = _floats((rows, k)), _floats((k, m), seed=1)
+    head = np.ascontiguousarray(w.T)  # [m, k]: used as head.T
+    expected = x.astype(np.float64) @ w.astype(np.float64)
+    for weights in (w, head.T):
+        outs = [layer_kernels.few_rows_matmul(x, weights, threads) for threads in (1, 2, 3)]
+        np.testing.assert_allclose(outs[0], expected, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+        for out in outs[1:]:
+            np.testing.assert_array_equal(out, outs[0])
+
+
+def test_a_strided_weight_is_left_to_blas():
+    w = _floats((64, 64))[:, ::2]  # neither C- nor F-contiguous
+    assert layer_kernels.few_rows_matmul(_floats((1, 64)), w) is None
+
+
+def test_decoding_products_go_to_the_kernel_and_match_blas(monkeypatch):
+    """core.parallel.matmul sends a one-row product of GPT-2's shapes to the kernel, and its
+    numbers are BLAS's to float rounding; a toy-sized product stays with BLAS."""
+    from core import parallel
+
+    calls = []
+    kernel = layer_kernels.few_rows_matmul
+    monkeypatch.setattr(layer_kernels, "few_rows_matmul", lambda *args: calls.append(args) or kernel(*args))
+    x, w = _floats((1, 1, 768)), _floats((768, 768), seed=1)
+    parallel.matmul(_floats((1, 64)), _floats((64, 64)))
+    assert not calls
+    out = parallel.matmul(x, w)
+    assert len(calls) == 1
+    assert out.shape == (1, 1, 768) and out.flags.c_contiguous
+    np.testing.assert_allclose(out, x @ w, rtol=1e-4, atol=1e-4)

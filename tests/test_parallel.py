@@ -1,4 +1,4 @@
-"""core.parallel.matmul: large products split by rows across the cores, equal to x @ w up to rounding."""
+"""core.parallel.matmul: large products split by the weight's columns across the cores, equal to x @ w up to rounding."""
 import threading
 
 import numpy as np
@@ -26,7 +26,7 @@ def test_a_large_product_is_split_and_a_transposed_weight_works(monkeypatch):
 
         class Counting:
             def submit(self, function, *args, **kwargs):
-                calls.append(args[0].shape)
+                calls.append(args[1].shape)  # the block of the weight
                 return pool.submit(function, *args, **kwargs)
         return Counting()
 
@@ -36,7 +36,11 @@ def test_a_large_product_is_split_and_a_transposed_weight_works(monkeypatch):
     x = rng.standard_normal((100, 768)).astype(np.float32)
     wte = rng.standard_normal((1000, 768)).astype(np.float32)  # [V, C], used as wte.T like lm_head
     np.testing.assert_allclose(parallel.matmul(x, wte.T), x @ wte.T, rtol=1e-5, atol=1e-4)
-    assert calls == [(50, 768), (50, 768)]
+    assert calls == [(768, 496), (768, 504)]  # block edges on whole vectors of 16 floats
+    calls.clear()
+    toy_weight = rng.standard_normal((64, 256)).astype(np.float32)  # below LARGE_WEIGHT: training stays unsplit
+    parallel.matmul(rng.standard_normal((1024, 64)).astype(np.float32), toy_weight)
+    assert calls == []
 
 
 def test_sessions_multiplying_at_once_each_get_their_own_product():
