@@ -91,7 +91,7 @@ def embedding_backward(d_out: np.ndarray, ids: np.ndarray, table_rows: int) -> n
 
 
 def few_rows_matmul(x: np.ndarray, w: np.ndarray, threads: int = 0) -> np.ndarray | None:
-    """x [N, K] @ w [K, M] for a few rows N, the weight's columns split across `threads` threads
+    """x [N, K] @ w [K, M] for a few rows N, the weight split across `threads` threads
     (0: every core, or GLASSBOX_NUM_THREADS); w C-contiguous, or the transpose of a C-contiguous
     [M, K] array (the tied output head). None when w is neither (the caller uses BLAS)."""
     rows, inner = x.shape

@@ -1,5 +1,5 @@
 /* The few-row matrix products declared in matvec.h: plain C loops that GCC vectorises at -O3
- * (with an AVX2 copy on x86-64 Linux), run as column ranges on the persistent thread pool. */
+ * (with an AVX2 + FMA copy on x86-64 Linux), run as tasks on the persistent thread pool. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,8 +19,7 @@
 #define GB_CLONES
 #endif
 
-#define GB_COLUMN_UNIT 16  /* columns per range are a multiple of this (whole vectors) */
-#define GB_RANGES_PER_THREAD 2  /* the transposed product's column ranges per thread */
+#define GB_RANGES_PER_THREAD 2  /* the transposed product's output ranges per thread */
 #define GB_K_SLICES 8  /* the x @ w product's slices of weight rows: fixed, so the sums' order is too */
 
 typedef struct {
@@ -29,16 +28,7 @@ typedef struct {
     int64_t rows, k, m, n_tasks;
 } gb_product;
 
-/* Task `task`'s columns [*first, *end) of m, cut into n_tasks nearly equal ranges. */
-static void gb_columns(int64_t m, int64_t n_tasks, int64_t task, int64_t *first, int64_t *end)
-{
-    const int64_t units = (m + GB_COLUMN_UNIT - 1) / GB_COLUMN_UNIT;
-    *first = units * task / n_tasks * GB_COLUMN_UNIT;
-    *end = units * (task + 1) / n_tasks * GB_COLUMN_UNIT;
-    if (*end > m) *end = m;
-}
-
-/* partial[first:end) of x [k] @ w [k, m] over the weight rows i in [first, end), in order, four
+/* partial[first:end) of x [k] @ w [k, m] over the weight rows i in [first, end), in order, eight
  * rows per pass over the partial sums (m floats, which stay in L1 or L2): the weights stream
  * through once, row after row. */
 GB_CLONES
@@ -83,12 +73,12 @@ static void gb_product_task(void *context, int64_t task, void *work)
                   p->k * slice / GB_K_SLICES, p->k * (slice + 1) / GB_K_SLICES);
 }
 
+/* Task t: outputs [m t / n_tasks, m (t + 1) / n_tasks) of every row, one dot product each. */
 static void gb_transposed_task(void *context, int64_t task, void *work)
 {
     (void)work;
     const gb_product *p = context;
-    int64_t first, end;
-    gb_columns(p->m, p->n_tasks, task, &first, &end);
+    const int64_t first = p->m * task / p->n_tasks, end = p->m * (task + 1) / p->n_tasks;
     for (int64_t j = first; j < end; j++)
         for (int64_t r = 0; r < p->rows; r++) p->out[r * p->m + j] = gb_dot(p->x + r * p->k, p->w + j * p->k, p->k);
 }
