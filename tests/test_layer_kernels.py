@@ -126,3 +126,25 @@ def test_decoding_products_go_to_the_kernel_and_match_blas(monkeypatch):
     assert len(calls) == 1
     assert out.shape == (1, 1, 768) and out.flags.c_contiguous
     np.testing.assert_allclose(out, x @ w, rtol=1e-4, atol=1e-4)
+
+
+def test_few_rows_products_from_several_threads_at_once_are_each_right():
+    """Sessions decode at once: one call has the kernel's pool, the others start threads of their own."""
+    import threading
+
+    w = _floats((768, 2304), seed=1)
+    inputs = [_floats((1, 768), seed=10 + n) for n in range(4)]
+    alone = [layer_kernels.few_rows_matmul(x, w) for x in inputs]
+    results = [None] * len(inputs)
+
+    def decode(index):
+        for _ in range(20):
+            results[index] = layer_kernels.few_rows_matmul(inputs[index], w)
+
+    threads = [threading.Thread(target=decode, args=(index,)) for index in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for result, expected in zip(results, alone):
+        np.testing.assert_array_equal(result, expected)
