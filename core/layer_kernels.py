@@ -103,8 +103,7 @@ def few_rows_matmul(x: np.ndarray, w: np.ndarray, threads: int = 0) -> np.ndarra
     else:
         return None
     out = np.empty((rows, columns), FLOAT32)  # [N, M]
-    status = product(_floats(out), _floats(x), _kernel.ffi.from_buffer("float[]", weights), rows, inner, columns,
-                     threads)
+    status = product(_floats(out), _floats(x), _floats(weights), rows, inner, columns, threads)
     if status != 0:
         raise MemoryError("the few-row matrix product could not allocate its work buffers")
     return out
