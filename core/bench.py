@@ -7,9 +7,12 @@ Pure functions returning plain dicts, shared by `python -m core bench`, the
 pytest-benchmark suite in tests/benchmarks/ and the dashboard's benchmark page:
     default_cases(quick=False) -> [BenchCase]       the issue's grid of sizes
     run_case(case, backend, repeats) -> dict        one timing (+ accuracy)
+    run_backends(case, backends, repeats) -> [dict] run_case for each, samples taken in turn
     run_grid(cases, backends) -> [dict]             every case x backend, with ratios
     add_speedups(rows) -> rows                      ratios to NumPy and to the peer, per case
     peer_available() -> bool                        is PyTorch importable?
+    machine_info() -> dict                          CPU, versions, threads, sgemm rates now
+    add_sgemm_shares(rows, sgemm) -> rows           float32 GFLOP/s as a share of sgemm's
     load_benchmark_json(path) -> [dict]             pytest-benchmark's saved JSON, flattened
 FLOP counts are of useful work only: 4 * heads * (visible query-key pairs) * D
 (q k^T and weights v, two FLOPs per multiply-add), so a causal case counts about
@@ -22,6 +25,8 @@ import json
 import math
 import os
 import platform
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +38,7 @@ from core.attention import available_backends, causal_mask, scaled_dot_product_a
 PEER = "torch"
 TARGET_SAMPLE_SECONDS = 0.02  # calls are repeated in a loop until one sample takes about this long
 SETTLE_SECONDS = 0.15  # after a call, OpenBLAS / OpenMP workers spin about this long, slowing whatever runs next
+ROUNDS = 5  # time_calls visits the backends in turn this many times
 
 
 @dataclass(frozen=True)
@@ -222,22 +228,45 @@ def _peer_call(case: BenchCase, q, k, v):
     return call
 
 
-def time_call(call, repeats: int = 5) -> list[float]:
-    """Seconds per call, `repeats` samples; each sample loops the call enough times to last
-    about TARGET_SAMPLE_SECONDS (one warm-up call first, then a pause so that the worker
-    threads of whatever ran before have gone idle)."""
-    start = time.perf_counter()
-    call()
-    first = time.perf_counter() - start
-    time.sleep(SETTLE_SECONDS)
-    loops = max(1, min(10_000, int(TARGET_SAMPLE_SECONDS / max(first, 1e-7))))
-    samples = []
-    for _ in range(max(1, repeats)):
+def settle(seconds: float = SETTLE_SECONDS) -> None:
+    """Waits until the worker threads of whatever ran before have gone idle, busy: a core that
+    sleeps even 0.1 s here drops its clock, and the next ~0.3 s run up to 1.6x slower (measured
+    on the 2-core EPYC: a 3.4 us call took 5.5 us after `time.sleep`)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def time_calls(calls: dict, repeats: int = 5) -> dict[str, list[float]]:
+    """Seconds per call of each named no-argument call, `repeats` samples each, taken in up to
+    ROUNDS rounds that visit every call in turn: settle(), one warm-up call, then this round's
+    share of the samples. Each call thus gets several chances at a quiet stretch of a shared
+    machine whose speed drifts from second to second. A sample loops the call enough times to
+    last about TARGET_SAMPLE_SECONDS."""
+    loops = {}
+    for name, call in calls.items():
         start = time.perf_counter()
-        for _ in range(loops):
+        call()
+        first = time.perf_counter() - start
+        loops[name] = max(1, min(10_000, int(TARGET_SAMPLE_SECONDS / max(first, 1e-7))))
+    repeats, samples = max(1, repeats), {name: [] for name in calls}
+    rounds = min(ROUNDS, repeats)
+    for round_index in range(rounds):
+        share = repeats * (round_index + 1) // rounds - repeats * round_index // rounds
+        for name, call in calls.items():
+            settle()
             call()
-        samples.append((time.perf_counter() - start) / loops)
+            for _ in range(share):
+                start = time.perf_counter()
+                for _ in range(loops[name]):
+                    call()
+                samples[name].append((time.perf_counter() - start) / loops[name])
     return samples
+
+
+def time_call(call, repeats: int = 5) -> list[float]:
+    """time_calls for one call."""
+    return time_calls({"call": call}, repeats)["call"]
 
 
 def kernel_info() -> dict:
@@ -260,14 +289,24 @@ def run_case(case: BenchCase, backend: str, repeats: int = 5, *, inputs=None, ex
     statistic="min", which is fairer on a machine busy with other work), `seconds_median`,
     `seconds_min`, `statistic`, `gflops` and `gbytes_per_s` (from `seconds`) and
     `max_abs_diff` (against the float64 reference; pass `inputs`/`expected` to reuse them)."""
+    return run_backends(case, [backend], repeats, inputs=inputs, expected=expected, statistic=statistic)[0]
+
+
+def run_backends(case: BenchCase, backends, repeats: int = 5, *, inputs=None, expected=None,
+                 statistic: str = "median") -> list[dict]:
+    """run_case's row for each backend, their samples taken in turn (time_calls)."""
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {sorted(STATISTICS)}, got {statistic!r}")
     q, k, v = inputs if inputs is not None else make_inputs(case)
-    call = attention_call(case, backend, q, k, v)
-    out = call()
+    calls = {backend: attention_call(case, backend, q, k, v) for backend in backends}
     if expected is None:
         expected = reference_output(case, q, k, v)
-    samples = time_call(call, repeats)
+    errors = {backend: float(np.abs(call() - expected).max()) for backend, call in calls.items()}
+    samples = time_calls(calls, repeats)
+    return [_row(case, backend, samples[backend], errors[backend], statistic) for backend in backends]
+
+
+def _row(case: BenchCase, backend: str, samples: list[float], max_abs_diff: float, statistic: str) -> dict:
     seconds = float(STATISTICS[statistic](samples))
     return {
         **asdict(case), "name": case.name, "backend": backend, **(peer_info(case) if backend == PEER else {}),
@@ -275,7 +314,7 @@ def run_case(case: BenchCase, backend: str, repeats: int = 5, *, inputs=None, ex
         "seconds": seconds, "seconds_median": float(np.median(samples)), "seconds_min": float(min(samples)),
         "seconds_max": float(max(samples)),
         "repeats": len(samples), "gflops": case.flops / seconds / 1e9, "gbytes_per_s": case.bytes_moved / seconds / 1e9,
-        "max_abs_diff": float(np.abs(out - expected).max()),
+        "max_abs_diff": max_abs_diff,
     }
 
 
@@ -289,8 +328,8 @@ def run_grid(cases, backends=None, repeats: int = 5, progress=None, statistic: s
     for case in cases:
         inputs = make_inputs(case)
         expected = reference_output(case, *inputs)
-        case_rows = add_speedups([run_case(case, backend, repeats, inputs=inputs, expected=expected,
-                                           statistic=statistic) for backend in backends])
+        case_rows = add_speedups(run_backends(case, backends, repeats, inputs=inputs, expected=expected,
+                                              statistic=statistic))
         for row in case_rows:
             if progress:
                 progress(row)
@@ -320,13 +359,35 @@ def sgemm_gflops(size: int = 1024, repeats: int = 5) -> float:
     return 2.0 * size**3 / best / 1e9
 
 
+def sgemm_gflops_on_threads(threads: int, size: int = 1024, repeats: int = 5) -> float:
+    """sgemm_gflops with BLAS on `threads` threads, in a fresh Python: OpenBLAS fixes its
+    thread count when NumPy loads, and this package pins it to one (core/__init__.py). With
+    the C kernel's thread count this is the limit its float32 GFLOP/s are measured against."""
+    env = {**os.environ, **{name: str(threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
+    script = f"from core.bench import sgemm_gflops; print(sgemm_gflops({size}, {repeats}))"
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                            timeout=300, check=True)
+    return float(result.stdout)
+
+
 def machine_info() -> dict:
     """Where the figures come from: CPU, cores, kernel path and threads, library versions,
-    and NumPy's sgemm GFLOP/s measured now."""
+    NumPy's sgemm GFLOP/s measured now on one thread (`sgemm_gflops`) and on the C kernel's
+    threads (`sgemm_gflops_kernel_threads`, None without the kernel)."""
+    kernel = kernel_info()
     return {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, **kernel_info(), "torch": _torch_version(),
+            "numpy": np.__version__, **kernel, "torch": _torch_version(),
             "torch_threads": peer_threads() if peer_available() else None,
-            "sgemm_gflops": round(sgemm_gflops(), 1)}
+            "sgemm_gflops": round(sgemm_gflops(), 1),
+            "sgemm_gflops_kernel_threads": round(sgemm_gflops_on_threads(kernel["threads"]), 1) if kernel["threads"] else None}
+
+
+def add_sgemm_shares(rows: list[dict], sgemm: float | None) -> list[dict]:
+    """Sets `share_of_sgemm` on every row: its GFLOP/s of useful work over `sgemm` (the
+    float32 matmul rate on the kernel's threads), for float32 rows; None otherwise."""
+    for row in rows:
+        row["share_of_sgemm"] = row["gflops"] / sgemm if sgemm and row.get("dtype") == "float32" else None
+    return rows
 
 
 def _cpu_name() -> str:

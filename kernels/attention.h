@@ -42,8 +42,9 @@ int gb_attention_forward_f64(double *out, double *weights,
                              int causal, double scale,
                              int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv);
 
-/* The forward kernel's code path for the next call on this CPU: "avx2+fma", or
- * "portable" (plain C: other CPUs, or GLASSBOX_SIMD=portable in the environment). */
+/* The forward kernel's code path for the next call on this CPU: "avx512" (AVX-512F), else
+ * "avx2+fma", else "portable" (plain C). GLASSBOX_SIMD=avx2 in the environment caps it at
+ * "avx2+fma", GLASSBOX_SIMD=portable forces plain C. */
 const char *gb_forward_code_path(void);
 /* Threads a large forward call uses: GLASSBOX_NUM_THREADS when a positive
  * integer, else the online cores (small calls use fewer, tiny ones just one). */

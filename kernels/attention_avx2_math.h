@@ -17,6 +17,18 @@
 
 #define GB_AVX2 __attribute__((target("avx2,fma")))
 
+/* 2^r = sum of (ln 2)^k / k! r^k, highest degree first (Horner), for |r| <= 1/2. */
+#define GB_EXP2_TERMS_F32 8
+#define GB_EXP2_TERMS_F64 14
+static const float gb_exp2_taylor_f32[GB_EXP2_TERMS_F32] = {
+    1.5252733804059838e-05f, 0.00015403530393381606f, 0.0013333558146428441f, 0.009618129107628477f,
+    0.055504108664821576f, 0.2402265069591007f, 0.6931471805599453f, 1.0f};
+static const double gb_exp2_taylor_f64[GB_EXP2_TERMS_F64] = {
+    1.3691488853904124e-12, 2.5678435993488196e-11, 4.44553827187081e-10, 7.054911620801121e-09,
+    1.0178086009239696e-07, 1.3215486790144305e-06, 1.5252733804059838e-05, 0.00015403530393381606,
+    0.0013333558146428441, 0.009618129107628477, 0.055504108664821576, 0.2402265069591007,
+    0.6931471805599453, 1.0};
+
 GB_AVX2 static inline __m256 gb_exp2_ps(__m256 x)
 {
     const __m256 lowest = _mm256_set1_ps(-125.0f), highest = _mm256_set1_ps(127.4f);
@@ -24,14 +36,9 @@ GB_AVX2 static inline __m256 gb_exp2_ps(__m256 x)
     x = _mm256_min_ps(highest, _mm256_max_ps(lowest, x));  /* NaN passes through */
     const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m256 r = _mm256_sub_ps(x, n);
-    __m256 p = _mm256_set1_ps(1.5252733804059838e-05f);  /* (ln 2)^7 / 7! */
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.00015403530393381606f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.0013333558146428441f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.009618129107628477f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.055504108664821576f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.2402265069591007f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.6931471805599453f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256 p = _mm256_set1_ps(gb_exp2_taylor_f32[0]);
+#pragma GCC unroll 16
+    for (int i = 1; i < GB_EXP2_TERMS_F32; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(gb_exp2_taylor_f32[i]));
     const __m256i scaled = _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23));
     return _mm256_andnot_ps(underflow, _mm256_castsi256_ps(scaled));
 }
@@ -43,20 +50,9 @@ GB_AVX2 static inline __m256d gb_exp2_pd(__m256d x)
     x = _mm256_min_pd(highest, _mm256_max_pd(lowest, x));
     const __m256d n = _mm256_round_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m256d r = _mm256_sub_pd(x, n);
-    __m256d p = _mm256_set1_pd(1.3691488853904124e-12);  /* (ln 2)^13 / 13! */
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(2.5678435993488196e-11));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(4.44553827187081e-10));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(7.054911620801121e-09));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0178086009239696e-07));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.3215486790144305e-06));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.5252733804059838e-05));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.00015403530393381606));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.0013333558146428441));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.009618129107628477));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.055504108664821576));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.2402265069591007));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(0.6931471805599453));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    __m256d p = _mm256_set1_pd(gb_exp2_taylor_f64[0]);
+#pragma GCC unroll 16
+    for (int i = 1; i < GB_EXP2_TERMS_F64; i++) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(gb_exp2_taylor_f64[i]));
     /* n as int64: adding 1.5 * 2^52 puts it in the low mantissa bits */
     const __m256d magic = _mm256_set1_pd(6755399441055744.0);
     const __m256i n_int = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(n, magic)), _mm256_castpd_si256(magic));

@@ -1,6 +1,6 @@
 /* The forward kernel's block functions in plain C (any CPU; the compiler
- * vectorises the inner loops for SSE2 or NEON), and the table type that both
- * this and the AVX2 version (attention_blocks_avx2_impl.h) fill in. Included once
+ * vectorises the inner loops for SSE2 or NEON), and the table type that this and
+ * the AVX2 and AVX-512 versions (attention_blocks_simd_impl.h) fill in. Included once
  * per element type by attention.c with REAL, FN(name) and EXP2 (exp2f or exp2) defined.
  * Layouts (see attention_forward_impl.h): q_t [d, BLOCK_Q] (queries of one block,
  * transposed), scores_t [n_keys, BLOCK_Q] (scores, then probabilities, key-major),
@@ -12,16 +12,17 @@ typedef struct {
     const char *name;
     /* scores_t[c, r] = scale * k[c] . q_t[:, r] for c < n_keys and r < rows (rounded up to
      * the function's tile: q_t is zero there); entries with c > diagonal + r (hidden by the
-     * causal mask, which overwrites them) may be skipped */
+     * causal mask) may be skipped: nothing reads them as scores */
     void (*scores)(REAL *scores_t, const REAL *q_t, const REAL *k, int64_t n_keys, int64_t d, REAL scale,
                    int64_t rows, int64_t diagonal);
     /* online softmax over a block of scores (masked ones are -inf), per query r:
      * new max m' = max(row_max, scores), rescale = exp2(row_max - m'),
      * scores = exp2(scores - m'), row_sum = row_sum * rescale + sum(scores), row_max = m'.
      * While a row has seen no allowed key its max stays -inf and everything stays 0.
-     * Rows r < rows (rounded up to the function's tile). */
+     * Rows r < rows (rounded up to the function's tile); scores with c > diagonal + r are
+     * hidden by the causal mask: whatever they hold, they come out 0 */
     void (*softmax_update)(REAL *scores_t, REAL *row_max, REAL *row_sum, REAL *rescale, int64_t n_keys,
-                           int64_t rows);
+                           int64_t rows, int64_t diagonal);
     /* acc[r, :dv] = acc[r, :dv] * rescale[r] + sum_c probs[c, r] v[c, :dv] for r < rows (the
      * tile rounding of acc rows is allowed; probs rows past `rows` are never read), where
      * probs[c, r] = probs[c * key_stride + r * row_stride] and v rows are dv apart;
@@ -60,21 +61,23 @@ static void FN(scores_portable)(REAL *scores_t, const REAL *q_t, const REAL *k, 
 }
 
 static void FN(softmax_update_portable)(REAL *scores_t, REAL *row_max, REAL *row_sum, REAL *rescale,
-                                        int64_t n_keys, int64_t rows)
+                                        int64_t n_keys, int64_t rows, int64_t diagonal)
 {
     for (int64_t r = 0; r < rows; r++) {
+        const int64_t visible = visible_in_tile(n_keys, diagonal, r + 1);
         REAL new_max = row_max[r];
-        for (int64_t c = 0; c < n_keys; c++) {
+        for (int64_t c = 0; c < visible; c++) {
             const REAL s = scores_t[c * BLOCK_Q + r];
             if (s > new_max) new_max = s;
         }
         const REAL shift = new_max == -INFINITY ? 0 : new_max;  /* nothing seen yet: exp2(-inf) = 0 */
         REAL sum = 0;
-        for (int64_t c = 0; c < n_keys; c++) {
+        for (int64_t c = 0; c < visible; c++) {
             REAL *s = scores_t + c * BLOCK_Q + r;
             *s = EXP2(*s - shift);
             sum += *s;
         }
+        for (int64_t c = visible; c < n_keys; c++) scores_t[c * BLOCK_Q + r] = 0;
         rescale[r] = EXP2(row_max[r] - shift);
         row_sum[r] = row_sum[r] * rescale[r] + sum;
         row_max[r] = new_max;

@@ -5,8 +5,9 @@
  * Work is cut into tasks of (problem b, block of query rows), run on threads:
  *  - tile path (Lq >= TILE_MIN_ROWS), FlashAttention style: a block of BLOCK_Q
  *    queries (transposed once into q_t [D, BLOCK_Q]) meets the keys BLOCK_K at a
- *    time: scores_t [BLOCK_K, BLOCK_Q] from a register-blocked micro-kernel, causal
- *    and user masks as -inf, then
+ *    time: scores_t [BLOCK_K, BLOCK_Q] from a register-blocked micro-kernel, the
+ *    user's mask as -inf (the causal mask is the softmax's: it reads each row's
+ *    visible keys only), then
  *      without weights: an online softmax (running max and sum per query; the
  *      accumulator is rescaled when the max grows) and acc [BLOCK_Q, Dv] +=
  *      probabilities x V after every key block; work memory per thread is
@@ -43,7 +44,8 @@ static int FN(check_forward)(const REAL *out, const REAL *q, const REAL *k, cons
 static const FN(blocks) *FN(select_blocks)(void)
 {
 #ifdef GB_X86_64
-    if (gb_use_avx2()) return &FN(blocks_avx2);
+    if (gb_avx512_usable()) return &FN(blocks_avx512);
+    if (gb_avx2_usable(1)) return &FN(blocks_avx2);
 #endif
     return &FN(blocks_portable);
 }
@@ -116,16 +118,6 @@ static void FN(row_task)(void *context, int64_t task, void *work)
 
 /* ---- tile paths ---- */
 
-/* scores_t[c, r] = -inf where key j0 + c is past query i0 + r's causal limit (r < rows). */
-static void FN(mask_causal)(const FN(forward_job) *job, REAL *scores_t, int64_t i0, int64_t rows, int64_t j0,
-                            int64_t n_keys)
-{
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t first_hidden = i0 + r + (job->Lk - job->Lq) + 1 - j0;
-        for (int64_t c = first_hidden < 0 ? 0 : first_hidden; c < n_keys; c++) scores_t[c * BLOCK_Q + r] = -INFINITY;
-    }
-}
-
 /* scores_t[c, r] = -inf where the user's mask forbids (query i0 + r, key j0 + c); rows < rows only. */
 static void FN(mask_block)(const FN(forward_job) *job, REAL *scores_t, int64_t b, int64_t i0, int64_t rows,
                            int64_t j0, int64_t n_keys)
@@ -180,14 +172,15 @@ static int64_t FN(tile_diagonal)(const FN(forward_job) *job, int64_t i0, int64_t
     return job->causal ? i0 + (job->Lk - job->Lq) - j0 : n_keys;
 }
 
-/* space->scores_t = scaled scores of the tile's queries against keys [j0, j0 + n_keys), -inf where masked. */
+/* space->scores_t = scaled scores of the tile's queries against keys [j0, j0 + n_keys), -inf where
+ * the user's mask forbids. Entries past the causal diagonal are left as they are: the softmax
+ * (softmax_update, normalise_row) reads only each row's visible keys. */
 static void FN(score_block)(const FN(forward_job) *job, FN(tile_space) *space, int64_t b, int64_t i0,
                             int64_t rows, int64_t j0, int64_t n_keys)
 {
     const REAL *k = job->k + (b * job->Lk + j0) * job->D;
     job->blocks->scores(space->scores_t, space->q_t, k, n_keys, job->D, job->scale, rows,
                         FN(tile_diagonal)(job, i0, j0, n_keys));
-    if (job->causal && j0 + n_keys > FN(visible_keys)(job, i0)) FN(mask_causal)(job, space->scores_t, i0, rows, j0, n_keys);
     if (job->mask) FN(mask_block)(job, space->scores_t, b, i0, rows, j0, n_keys);
 }
 
@@ -200,9 +193,16 @@ static void FN(store_rows)(const FN(forward_job) *job, const FN(tile_space) *spa
     for (int64_t r = 0; r < rows; r++) {
         REAL *out_row = job->out + (b * job->Lq + i0 + r) * Dv;
         const REAL *acc_row = space->acc + r * acc_stride;
-        const REAL total = space->row_sum[r];
-        for (int64_t c = 0; c < Dv; c++) out_row[c] = total != 0 ? acc_row[c] / total : 0;
+        const REAL total = space->row_sum[r], inverse_total = total != 0 ? 1 / total : 0;  /* NaN stays NaN */
+        for (int64_t c = 0; c < Dv; c++) out_row[c] = acc_row[c] * inverse_total;
     }
+}
+
+/* Keys in the first of the key blocks [0, key_end): the partial one goes first, so that the last
+ * block ends at key_end and a causal tile's diagonal falls in one block, not across two. */
+static int64_t FN(first_key_block)(int64_t key_end)
+{
+    return key_end % BLOCK_K ? key_end % BLOCK_K : BLOCK_K;
 }
 
 /* Tile path without weights: online softmax over key blocks. */
@@ -214,12 +214,13 @@ static void FN(tile_task)(void *context, int64_t task, void *work)
     FN(tile_space) space = FN(start_tile)(job, work, b, i0, rows);
     const REAL *v = job->v + b * job->Lk * job->Dv;
     const int64_t key_end = FN(visible_keys)(job, i0 + rows - 1);
-    for (int64_t j0 = 0; j0 < key_end; j0 += BLOCK_K) {
-        const int64_t n_keys = key_end - j0 < BLOCK_K ? key_end - j0 : BLOCK_K;
+    for (int64_t j0 = 0, n_keys = FN(first_key_block)(key_end); j0 < key_end; j0 += n_keys, n_keys = BLOCK_K) {
+        const int64_t diagonal = FN(tile_diagonal)(job, i0, j0, n_keys);
         FN(score_block)(job, &space, b, i0, rows, j0, n_keys);
-        job->blocks->softmax_update(space.scores_t, space.row_max, space.row_sum, space.rescale, n_keys, rows);
+        job->blocks->softmax_update(space.scores_t, space.row_max, space.row_sum, space.rescale, n_keys, rows,
+                                    diagonal);
         job->blocks->accumulate(space.acc, space.scores_t, BLOCK_Q, 1, v + j0 * job->Dv, space.rescale, n_keys,
-                                job->Dv, rows, FN(tile_diagonal)(job, i0, j0, n_keys));
+                                job->Dv, rows, diagonal);
     }
     FN(store_rows)(job, &space, b, i0, rows);
 }
@@ -255,6 +256,16 @@ static void FN(weights_task)(void *context, int64_t task, void *work)
 
 /* ---- entry points ---- */
 
+/* Query rows per tile task: Lq cut into as few blocks of at most BLOCK_Q rows as it takes,
+ * of near-equal size rounded up to 16 (64 rows: 2 x 32, not 48 + 16, which would leave one
+ * thread the bigger share and fill a whole-tile micro-kernel with 16 rows). */
+static int64_t FN(tile_rows_per_task)(int64_t Lq)
+{
+    const int64_t blocks = (Lq + BLOCK_Q - 1) / BLOCK_Q;
+    const int64_t rows = (Lq + blocks - 1) / blocks;
+    return (rows + 15) / 16 * 16;
+}
+
 int FN(gb_attention_forward)(REAL *out, REAL *weights,
                              const REAL *q, const REAL *k, const REAL *v,
                              const uint8_t *mask, int64_t mask_sb, int64_t mask_sq, int64_t mask_sk,
@@ -268,7 +279,7 @@ int FN(gb_attention_forward)(REAL *out, REAL *weights,
         .out = out, .weights = weights, .q = q, .k = k, .v = v,
         .mask = mask, .mask_sb = mask_sb, .mask_sq = mask_sq, .mask_sk = mask_sk,
         .causal = causal, .scale = (REAL)(scale * 1.4426950408889634), .Lq = Lq, .Lk = Lk, .D = D, .Dv = Dv,
-        .rows_per_task = use_tiles ? BLOCK_Q : ROWS_PER_TASK,
+        .rows_per_task = use_tiles ? FN(tile_rows_per_task)(Lq) : ROWS_PER_TASK,
         .blocks = FN(select_blocks)(),
     };
     job.tasks_per_problem = (Lq + job.rows_per_task - 1) / job.rows_per_task;

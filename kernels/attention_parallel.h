@@ -5,8 +5,8 @@
  * in the call's own stack frame. Each thread gets its own work buffer, all allocated
  * before any task runs: when that fails nothing has been written.
  * The other threads come from a persistent pool (one per file that includes this),
- * started on first use and parked on a condition variable between calls, so a small
- * call does not pay ~25 us per thread to start and join it. One call uses the pool at
+ * started on first use, spinning briefly and then parked on a condition variable between
+ * calls, so a small call does not pay ~25 us per thread to start and join it. One call uses the pool at
  * a time: a call that finds it busy (another Python thread is in the kernel) starts its
  * own threads, as every call did before the pool, so concurrent calls never wait for
  * each other. A thread that cannot be started leaves its share to the others.
@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define GB_MAX_THREADS 64
@@ -63,36 +64,91 @@ static void *gb_worker_main(void *arg)
 }
 
 /* The persistent workers. Worker w (1-based) takes part in a round when w <= active, with
- * work slot w; the caller is slot 0. */
+ * work slot w; the caller is slot 0. Between rounds a worker first spins for up to
+ * GB_SPIN_NS on the round counter (a call that follows soon after, as the next layer's
+ * does, then needs no wake-up through the kernel: that costs ~15-20 us), then sleeps. The
+ * caller waits for the workers the same way. */
+#define GB_SPIN_NS 50000
+
 static struct {
     pthread_mutex_t owner;  /* held by the call that uses the pool */
-    pthread_mutex_t lock;   /* guards everything below */
+    pthread_mutex_t lock;   /* guards the sleeps and wake-ups, and everything below but the atomics */
     pthread_cond_t wake, done;
     gb_task_queue *queue;
     char *work;
     size_t stride;
-    int64_t round;          /* one more for every call that uses the pool */
+    atomic_llong round;     /* one more for every call that uses the pool (written under lock) */
+    atomic_int finished;    /* workers done with this round */
     int64_t first_round[GB_MAX_THREADS];  /* the round at each worker's start (it waits for the next) */
-    int n_workers, active, finished;
+    int n_workers, active;
 } gb_pool = {.owner = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER,
             .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
 
 static pthread_once_t gb_pool_once = PTHREAD_ONCE_INIT;
 
+static inline void gb_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static int64_t gb_now_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+/* 1 when the round moved past `seen` within GB_SPIN_NS of spinning. */
+static int gb_spin_for_round(int64_t seen)
+{
+    const int64_t deadline = gb_now_ns() + GB_SPIN_NS;
+    for (int spins = 1;; spins++) {
+        if (atomic_load_explicit(&gb_pool.round, memory_order_acquire) != seen) return 1;
+        gb_cpu_relax();
+        if (spins % 64 == 0 && gb_now_ns() > deadline) return 0;
+    }
+}
+
+/* 1 when the round's `active` workers all finished within GB_SPIN_NS of spinning. */
+static int gb_spin_for_workers(int active)
+{
+    const int64_t deadline = gb_now_ns() + GB_SPIN_NS;
+    for (int spins = 1;; spins++) {
+        if (atomic_load_explicit(&gb_pool.finished, memory_order_acquire) >= active) return 1;
+        gb_cpu_relax();
+        if (spins % 64 == 0 && gb_now_ns() > deadline) return 0;
+    }
+}
+
 static void *gb_pool_worker(void *arg)
 {
     const int slot = (int)(intptr_t)arg;
     pthread_mutex_lock(&gb_pool.lock);
-    for (int64_t seen = gb_pool.first_round[slot];;) {
-        while (gb_pool.round == seen) pthread_cond_wait(&gb_pool.wake, &gb_pool.lock);
-        seen = gb_pool.round;
-        if (slot > gb_pool.active) continue;  /* this call needs fewer threads */
+    int64_t seen = gb_pool.first_round[slot];
+    pthread_mutex_unlock(&gb_pool.lock);
+    for (;;) {
+        if (!gb_spin_for_round(seen)) {
+            pthread_mutex_lock(&gb_pool.lock);
+            while (atomic_load(&gb_pool.round) == seen) pthread_cond_wait(&gb_pool.wake, &gb_pool.lock);
+            pthread_mutex_unlock(&gb_pool.lock);
+        }
+        pthread_mutex_lock(&gb_pool.lock);  /* the round's fields, as the caller wrote them */
+        seen = atomic_load(&gb_pool.round);
+        const int active = gb_pool.active;
         gb_task_queue *queue = gb_pool.queue;
         void *work = gb_pool.work + (size_t)slot * gb_pool.stride;
         pthread_mutex_unlock(&gb_pool.lock);
+        if (slot > active) continue;  /* this call needs fewer threads */
         gb_drain(queue, work);
-        pthread_mutex_lock(&gb_pool.lock);
-        if (++gb_pool.finished == gb_pool.active) pthread_cond_signal(&gb_pool.done);
+        if (atomic_fetch_add_explicit(&gb_pool.finished, 1, memory_order_acq_rel) + 1 == active) {
+            pthread_mutex_lock(&gb_pool.lock);
+            pthread_cond_signal(&gb_pool.done);
+            pthread_mutex_unlock(&gb_pool.lock);
+        }
     }
     return NULL;
 }
@@ -116,20 +172,22 @@ static void gb_pool_run(gb_task_queue *queue, char *work, size_t stride, int hel
     while (gb_pool.n_workers < helpers) {
         const int slot = gb_pool.n_workers + 1;
         pthread_t thread;
-        gb_pool.first_round[slot] = gb_pool.round;
+        gb_pool.first_round[slot] = atomic_load(&gb_pool.round);
         if (pthread_create(&thread, NULL, gb_pool_worker, (void *)(intptr_t)slot) != 0) break;
         pthread_detach(thread);
         gb_pool.n_workers = slot;
     }
-    gb_pool.active = helpers < gb_pool.n_workers ? helpers : gb_pool.n_workers;
-    gb_pool.finished = 0;
+    const int active = helpers < gb_pool.n_workers ? helpers : gb_pool.n_workers;
+    gb_pool.active = active;
+    atomic_store(&gb_pool.finished, 0);
     gb_pool.queue = queue, gb_pool.work = work, gb_pool.stride = stride;
-    gb_pool.round++;
+    atomic_fetch_add_explicit(&gb_pool.round, 1, memory_order_release);
     pthread_cond_broadcast(&gb_pool.wake);
     pthread_mutex_unlock(&gb_pool.lock);
     gb_drain(queue, work);
+    if (gb_spin_for_workers(active)) return;
     pthread_mutex_lock(&gb_pool.lock);
-    while (gb_pool.finished < gb_pool.active) pthread_cond_wait(&gb_pool.done, &gb_pool.lock);
+    while (atomic_load(&gb_pool.finished) < active) pthread_cond_wait(&gb_pool.done, &gb_pool.lock);
     pthread_mutex_unlock(&gb_pool.lock);
 }
 

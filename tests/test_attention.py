@@ -268,13 +268,13 @@ needs_c = pytest.mark.skipif("c" not in available_backends(), reason="C kernel n
 KERNEL_PATHS = {"row": (6, 5, True), "row-long": (6, 40, False), "tile": (40, 40, False), "tile-weights": (40, 37, True)}
 
 
-@pytest.fixture(params=["default", "portable"])
+@pytest.fixture(params=["default", "avx2", "portable"])
 def simd(request, monkeypatch):
-    """Both C code paths: the CPU's (AVX2 when it has it) and plain C."""
-    if request.param == "portable":
-        monkeypatch.setenv("GLASSBOX_SIMD", "portable")
-    else:
+    """The C code paths: the CPU's best (AVX-512 when it has it), AVX2 at most, and plain C."""
+    if request.param == "default":
         monkeypatch.delenv("GLASSBOX_SIMD", raising=False)
+    else:
+        monkeypatch.setenv("GLASSBOX_SIMD", request.param)
     return request.param
 
 

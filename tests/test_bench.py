@@ -81,6 +81,28 @@ def test_cli_prints_a_table_and_saves_json(tmp_path, capsys):
     assert "GFLOP/s" in printed and "custom h1 L4x4 d4 f32 causal" in printed
     saved = json.loads(out_path.read_text())
     assert len(saved["rows"]) == len(available_backends()) and "cpu" in saved["machine"]
+    sgemm = saved["machine"]["sgemm_gflops_kernel_threads"]
+    if "c" in available_backends():  # the yardstick on the kernel's threads, and each row's share of it
+        assert sgemm > 0 and "% sgemm" in printed
+        assert all(row["share_of_sgemm"] == pytest.approx(row["gflops"] / sgemm) for row in saved["rows"])
+
+
+def test_time_calls_takes_the_backends_samples_in_turn():
+    order = []
+    samples = bench.time_calls({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3)
+    assert [len(samples["a"]), len(samples["b"])] == [3, 3] and min(samples["a"] + samples["b"]) > 0
+    runs = [name for index, name in enumerate(order) if index == 0 or order[index - 1] != name]
+    assert runs == ["a", "b"] * 4  # one warm-up call each, then three rounds of one sample each
+
+
+def test_sgemm_shares_are_for_float32_rows_only():
+    rows = [{"gflops": 50.0, "dtype": "float32"}, {"gflops": 50.0, "dtype": "float64"}]
+    assert [row["share_of_sgemm"] for row in bench.add_sgemm_shares(rows, 200.0)] == [0.25, None]
+    assert bench.add_sgemm_shares(rows, None)[0]["share_of_sgemm"] is None
+
+
+def test_sgemm_on_more_threads_runs_in_a_fresh_process():
+    assert bench.sgemm_gflops_on_threads(2, size=64, repeats=1) > 0
 
 
 def test_cli_rejects_bad_sizes(capsys):

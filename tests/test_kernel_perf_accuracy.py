@@ -1,6 +1,6 @@
 """The fast C forward kernel's accuracy (issue 6): the tiled FlashAttention path and
-the row path against a float64 reference, on both code paths (AVX2+FMA and portable
-C), any thread count; the vectorised exp2's error in ULP; the thread and code-path
+the row path against a float64 reference, on every code path this CPU runs (AVX-512,
+AVX2+FMA, portable C), any thread count; the vectorised exp2's error in ULP; the thread and code-path
 settings; memory at L=16384 without weights. No timing assertions here: speed is
 measured by tests/benchmarks and `python -m core bench`."""
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,18 +29,27 @@ TOLERANCE = {np.float32: 3e-5, np.float64: 1e-12}  # |out - reference| / max(1, 
 EXP2_MAX_ULP = 1.0  # the softmax's exp2; measured max 0.83 ULP (float32), 0.80 ULP (float64) on AVX2, 0.51 portable
 
 
+SIMD_SETTINGS = {"portable": "portable", "avx2+fma": "avx2", "avx512": "auto"}  # GLASSBOX_SIMD per code path
+
+
+def path_under(setting: str) -> str:
+    """The forward kernel's code path while GLASSBOX_SIMD is `setting`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GLASSBOX_SIMD", setting)
+        return ffi.string(lib.gb_forward_code_path()).decode()
+
+
 def code_paths() -> list[str]:
-    """The code paths this CPU can run: always "portable", and "avx2+fma" when supported."""
-    native = ffi.string(lib.gb_forward_code_path()).decode() if "c" in available_backends() else "portable"
-    return sorted({"portable", native})
+    """The code paths this CPU can run: always "portable"; "avx2+fma" and "avx512" when it
+    has their features."""
+    if "c" not in available_backends():
+        return ["portable"]
+    return sorted({path_under(setting) for setting in SIMD_SETTINGS.values()})
 
 
 @pytest.fixture(params=code_paths())
 def code_path(request, monkeypatch):
-    if request.param == "portable":
-        monkeypatch.setenv("GLASSBOX_SIMD", "portable")
-    else:
-        monkeypatch.delenv("GLASSBOX_SIMD", raising=False)
+    monkeypatch.setenv("GLASSBOX_SIMD", SIMD_SETTINGS[request.param])
     assert ffi.string(lib.gb_forward_code_path()).decode() == request.param
     return request.param
 
@@ -160,14 +170,39 @@ def test_few_query_rows_decode_on_the_row_path(code_path, lq, return_weights):
     assert_close_to_reference(q, k, v, causal=True, mask=mask, return_weights=return_weights)
 
 
-def test_avx2_and_portable_paths_agree(monkeypatch):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dv", [1, 8, 16, 40, 64, 65, 127, 128, 200])
+def test_row_path_value_widths(code_path, dtype, dv):
+    """Every pass of the row path's weighted sum: full chunks of 8 vectors, of 4, and masked tails."""
+    rng = np.random.default_rng(dv)
+    q, k, v = (rng.standard_normal(shape).astype(dtype) for shape in ((3, 1, 16), (3, 70, 16), (3, 70, dv)))
+    assert_close_to_reference(q, k, v, causal=True)
+
+
+def test_all_code_paths_agree(monkeypatch):
     rng = np.random.default_rng(11)
     q, k, v = (rng.standard_normal((2, 77, 33)) for _ in range(3))
     results = []
     for path in code_paths():
-        monkeypatch.setenv("GLASSBOX_SIMD", "portable" if path == "portable" else "auto")
+        monkeypatch.setenv("GLASSBOX_SIMD", SIMD_SETTINGS[path])
         results.append(scaled_dot_product_attention(q, k, v, causal=True, backend="c"))
-    np.testing.assert_allclose(results[0], results[-1], rtol=0, atol=1e-13)
+    for result in results[1:]:
+        np.testing.assert_allclose(result, results[0], rtol=0, atol=1e-13)
+
+
+def cpu_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU's flags from /proc/cpuinfo")
+def test_each_simd_path_runs_exactly_where_the_cpu_has_its_features():
+    flags = cpu_flags()
+    has_avx2 = {"avx2", "fma"} <= flags
+    assert ("avx2+fma" in code_paths()) == has_avx2
+    assert ("avx512" in code_paths()) == (has_avx2 and "avx512f" in flags)
 
 
 @pytest.mark.parametrize("return_weights", [False, True])
