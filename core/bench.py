@@ -8,11 +8,13 @@ pytest-benchmark suite in tests/benchmarks/ and the dashboard's benchmark page:
     default_cases(quick=False) -> [BenchCase]       the issue's grid of sizes
     run_case(case, backend, repeats) -> dict        one timing (+ accuracy)
     run_backends(case, backends, repeats) -> [dict] run_case for each, samples taken in turn
+                                                    (yardstick=True: float32 rows also get
+                                                    sgemm timed in the same rounds, and their
+                                                    share of it)
     run_grid(cases, backends) -> [dict]             every case x backend, with ratios
     add_speedups(rows) -> rows                      ratios to NumPy and to the peer, per case
     peer_available() -> bool                        is PyTorch importable?
     machine_info() -> dict                          CPU, versions, threads, sgemm rates now
-    add_sgemm_shares(rows, sgemm) -> rows           float32 GFLOP/s as a share of sgemm's
     load_benchmark_json(path) -> [dict]             pytest-benchmark's saved JSON, flattened
 FLOP counts are of useful work only: 4 * heads * (visible query-key pairs) * D
 (q k^T and weights v, two FLOPs per multiply-add), so a causal case counts about
@@ -25,13 +27,13 @@ import json
 import math
 import os
 import platform
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from core.attention import available_backends, causal_mask, scaled_dot_product_attention
 
@@ -39,6 +41,8 @@ PEER = "torch"
 TARGET_SAMPLE_SECONDS = 0.02  # calls are repeated in a loop until one sample takes about this long
 SETTLE_SECONDS = 0.15  # after a call, OpenBLAS / OpenMP workers spin about this long, slowing whatever runs next
 ROUNDS = 5  # time_calls visits the backends in turn this many times
+SGEMM_SIZE = 1024  # the yardstick: float32 [n, n] @ [n, n] through NumPy's BLAS
+YARDSTICK = "sgemm"  # its name among the calls of time_calls
 
 
 @dataclass(frozen=True)
@@ -293,8 +297,12 @@ def run_case(case: BenchCase, backend: str, repeats: int = 5, *, inputs=None, ex
 
 
 def run_backends(case: BenchCase, backends, repeats: int = 5, *, inputs=None, expected=None,
-                 statistic: str = "median") -> list[dict]:
-    """run_case's row for each backend, their samples taken in turn (time_calls)."""
+                 statistic: str = "median", yardstick: bool = False) -> list[dict]:
+    """run_case's row for each backend, their samples taken in turn (time_calls). With
+    `yardstick`, a float32 case's rounds also time sgemm on the C kernel's threads
+    (sgemm_call), so that each row's `sgemm_gflops` and `share_of_sgemm` (its GFLOP/s over
+    that) compare two rates measured side by side; both are None for float64 rows, without
+    the yardstick, or without the kernel."""
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {sorted(STATISTICS)}, got {statistic!r}")
     q, k, v = inputs if inputs is not None else make_inputs(case)
@@ -302,8 +310,16 @@ def run_backends(case: BenchCase, backends, repeats: int = 5, *, inputs=None, ex
     if expected is None:
         expected = reference_output(case, q, k, v)
     errors = {backend: float(np.abs(call() - expected).max()) for backend, call in calls.items()}
+    threads = kernel_info()["threads"]
+    if yardstick and threads and case.dtype == "float32":
+        calls[YARDSTICK] = sgemm_call(threads)
     samples = time_calls(calls, repeats)
-    return [_row(case, backend, samples[backend], errors[backend], statistic) for backend in backends]
+    sgemm = SGEMM_FLOPS / STATISTICS[statistic](samples[YARDSTICK]) / 1e9 if YARDSTICK in samples else None
+    rows = [_row(case, backend, samples[backend], errors[backend], statistic) for backend in backends]
+    for row in rows:
+        row["sgemm_gflops"] = sgemm
+        row["share_of_sgemm"] = row["gflops"] / sgemm if sgemm else None
+    return rows
 
 
 def _row(case: BenchCase, backend: str, samples: list[float], max_abs_diff: float, statistic: str) -> dict:
@@ -318,8 +334,9 @@ def _row(case: BenchCase, backend: str, samples: list[float], max_abs_diff: floa
     }
 
 
-def run_grid(cases, backends=None, repeats: int = 5, progress=None, statistic: str = "median") -> list[dict]:
-    """run_case for every case x backend (default: every available one, peer included).
+def run_grid(cases, backends=None, repeats: int = 5, progress=None, statistic: str = "median",
+             yardstick: bool = False) -> list[dict]:
+    """run_backends for every case (default backends: every available one, peer included).
     Each row gains `speedup_vs_numpy` and `speedup_vs_peer` (that backend's time over this
     one's: above 1 = faster), or None when that backend was not run. `progress(row)` is
     called after each row."""
@@ -329,7 +346,7 @@ def run_grid(cases, backends=None, repeats: int = 5, progress=None, statistic: s
         inputs = make_inputs(case)
         expected = reference_output(case, *inputs)
         case_rows = add_speedups(run_backends(case, backends, repeats, inputs=inputs, expected=expected,
-                                              statistic=statistic))
+                                              statistic=statistic, yardstick=yardstick))
         for row in case_rows:
             if progress:
                 progress(row)
@@ -351,23 +368,31 @@ def add_speedups(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def sgemm_gflops(size: int = 1024, repeats: int = 5) -> float:
-    """The machine's float32 matmul speed through NumPy's BLAS right now (best of `repeats`):
+SGEMM_FLOPS = 2.0 * SGEMM_SIZE**3
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def sgemm_call(threads: int):
+    """A no-argument call: one float32 SGEMM_SIZE^3 matmul through NumPy's BLAS on `threads`
+    threads. This package pins BLAS to one thread (core/__init__.py); the call lifts that for
+    its own matmul only (threadpoolctl), so it can be timed in turn with the kernel in one
+    process. The switch costs about 6 us of a ~5 ms call."""
+    a, b = (np.random.default_rng(seed).standard_normal((SGEMM_SIZE, SGEMM_SIZE), dtype=np.float32) for seed in (1, 2))
+
+    def matmul():
+        with _blas().limit(limits=threads, user_api="blas"):
+            a @ b
+    return matmul
+
+
+def sgemm_gflops(threads: int = 1, repeats: int = 5) -> float:
+    """The machine's float32 matmul speed on `threads` threads right now (best of `repeats`):
     a yardstick for the GFLOP/s above, and a check that the cores are not busy elsewhere."""
-    a, b = (np.random.default_rng(seed).standard_normal((size, size), dtype=np.float32) for seed in (1, 2))
-    best = min(time_call(lambda: a @ b, repeats))
-    return 2.0 * size**3 / best / 1e9
-
-
-def sgemm_gflops_on_threads(threads: int, size: int = 1024, repeats: int = 5) -> float:
-    """sgemm_gflops with BLAS on `threads` threads, in a fresh Python: OpenBLAS fixes its
-    thread count when NumPy loads, and this package pins it to one (core/__init__.py). With
-    the C kernel's thread count this is the limit its float32 GFLOP/s are measured against."""
-    env = {**os.environ, **{name: str(threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
-    script = f"from core.bench import sgemm_gflops; print(sgemm_gflops({size}, {repeats}))"
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                            timeout=300, check=True)
-    return float(result.stdout)
+    return SGEMM_FLOPS / min(time_call(sgemm_call(threads), repeats)) / 1e9
 
 
 def machine_info() -> dict:
@@ -379,15 +404,7 @@ def machine_info() -> dict:
             "numpy": np.__version__, **kernel, "torch": _torch_version(),
             "torch_threads": peer_threads() if peer_available() else None,
             "sgemm_gflops": round(sgemm_gflops(), 1),
-            "sgemm_gflops_kernel_threads": round(sgemm_gflops_on_threads(kernel["threads"]), 1) if kernel["threads"] else None}
-
-
-def add_sgemm_shares(rows: list[dict], sgemm: float | None) -> list[dict]:
-    """Sets `share_of_sgemm` on every row: its GFLOP/s of useful work over `sgemm` (the
-    float32 matmul rate on the kernel's threads), for float32 rows; None otherwise."""
-    for row in rows:
-        row["share_of_sgemm"] = row["gflops"] / sgemm if sgemm and row.get("dtype") == "float32" else None
-    return rows
+            "sgemm_gflops_kernel_threads": round(sgemm_gflops(kernel["threads"]), 1) if kernel["threads"] else None}
 
 
 def _cpu_name() -> str:

@@ -2,39 +2,35 @@
  * attention_avx2_math.h): the softmax's exp2, tail masks and horizontal sums on 512-bit
  * vectors. Compiled for AVX-512F through a target attribute; attention.c calls them only
  * after __builtin_cpu_supports("avx512f"). The exp2 is the AVX2 one's algorithm with the
- * same coefficients and range (see attention_avx2_math.h); 4-key sums and transposes
- * fold to the AVX2 helpers. */
+ * same coefficients (see attention_avx2_math.h), but 2^n is applied by vscalef, which
+ * needs no integer conversion and no clamp: the same bits wherever the AVX2 one is
+ * accurate, and above that accurate up to the overflow to inf. x = +inf is left out (its
+ * r = inf - inf is NaN); the softmax never asks, its inputs are scores minus their max,
+ * <= 0 or NaN.
+ * 4-key sums and transposes fold to the AVX2 helpers. */
 
 #define GB_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 GB_AVX512 static inline __m512 gb_exp2_ps512(__m512 x)
 {
-    const __m512 lowest = _mm512_set1_ps(-125.0f), highest = _mm512_set1_ps(127.4f);
-    const __mmask16 in_range = _mm512_cmp_ps_mask(x, lowest, _CMP_NLT_UQ);  /* NaN included */
-    x = _mm512_min_ps(highest, _mm512_max_ps(lowest, x));
+    const __mmask16 in_range = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-125.0f), _CMP_NLT_UQ);  /* NaN included */
     const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 r = _mm512_sub_ps(x, n);
     __m512 p = _mm512_set1_ps(gb_exp2_taylor_f32[0]);
 #pragma GCC unroll 16
     for (int i = 1; i < GB_EXP2_TERMS_F32; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(gb_exp2_taylor_f32[i]));
-    const __m512i scaled = _mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23));
-    return _mm512_maskz_mov_ps(in_range, _mm512_castsi512_ps(scaled));
+    return _mm512_maskz_scalef_ps(in_range, p, n);  /* p * 2^n */
 }
 
 GB_AVX512 static inline __m512d gb_exp2_pd512(__m512d x)
 {
-    const __m512d lowest = _mm512_set1_pd(-1021.0), highest = _mm512_set1_pd(1023.4);
-    const __mmask8 in_range = _mm512_cmp_pd_mask(x, lowest, _CMP_NLT_UQ);
-    x = _mm512_min_pd(highest, _mm512_max_pd(lowest, x));
+    const __mmask8 in_range = _mm512_cmp_pd_mask(x, _mm512_set1_pd(-1021.0), _CMP_NLT_UQ);
     const __m512d n = _mm512_roundscale_pd(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512d r = _mm512_sub_pd(x, n);
     __m512d p = _mm512_set1_pd(gb_exp2_taylor_f64[0]);
 #pragma GCC unroll 16
     for (int i = 1; i < GB_EXP2_TERMS_F64; i++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(gb_exp2_taylor_f64[i]));
-    const __m512d magic = _mm512_set1_pd(6755399441055744.0);  /* n as int64, as in gb_exp2_pd */
-    const __m512i n_int = _mm512_sub_epi64(_mm512_castpd_si512(_mm512_add_pd(n, magic)), _mm512_castpd_si512(magic));
-    const __m512i scaled = _mm512_add_epi64(_mm512_castpd_si512(p), _mm512_slli_epi64(n_int, 52));
-    return _mm512_maskz_mov_pd(in_range, _mm512_castsi512_pd(scaled));
+    return _mm512_maskz_scalef_pd(in_range, p, n);
 }
 
 /* Masks of the first `count` lanes (count may be <= 0 or >= the width). */

@@ -39,6 +39,8 @@ typedef struct {
     REAL (*exp_shifted)(REAL *x, int64_t n, REAL shift);
     /* out[:dv] = sum_j weights[j] v[j, :dv] for j < n_keys */
     void (*weighted_sum)(REAL *out, const REAL *weights, const REAL *v, int64_t n_keys, int64_t dv);
+    /* dst[i] = src[i] * factor for i < n (dst may be src): output rows, normalised weights */
+    void (*scale)(REAL *dst, const REAL *src, int64_t n, REAL factor);
     /* out[i] = exp2(x[i]) with the exp2 the softmax uses */
     void (*exp_array)(REAL *out, const REAL *x, int64_t n);
 } FN(blocks);
@@ -145,6 +147,11 @@ static void FN(weighted_sum_portable)(REAL *out, const REAL *weights, const REAL
     }
 }
 
+static void FN(scale_portable)(REAL *dst, const REAL *src, int64_t n, REAL factor)
+{
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i] * factor;
+}
+
 static void FN(exp_array_portable)(REAL *out, const REAL *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) out[i] = EXP2(x[i]);
@@ -160,5 +167,6 @@ static const FN(blocks) FN(blocks_portable) = {
     .row_max = FN(row_max_portable),
     .exp_shifted = FN(exp_shifted_portable),
     .weighted_sum = FN(weighted_sum_portable),
+    .scale = FN(scale_portable),
     .exp_array = FN(exp_array_portable),
 };

@@ -15,6 +15,9 @@
 
 #define ACC_ROWS 6
 #define WSUM_VECS 8  /* value vectors per pass of the row path's weighted sum: 8 accumulators */
+#define MAX_CHAINS 4  /* softmax_update's running maxima per vector of rows: one chain would wait on
+                       * each max's latency. Any grouping gives the same max (a NaN score makes
+                       * the row NaN through the sum of exponentials whatever the max) */
 
 /* One tile of scores: keys [c0, c0 + SCORE_KEYS) x `vecs` vectors of queries from r0 (vecs
  * is a constant after inlining); keys past `keys` repeat the last one and are not stored. */
@@ -80,7 +83,8 @@ TARGET static inline __attribute__((always_inline)) VEC SIMD_FN(visible_scores)(
 }
 
 /* Online softmax step over one block of keys (see the portable version), a vector of rows at
- * a time; keys that none of the vector's rows sees are zeroed without an exp2. */
+ * a time; keys that none of the vector's rows sees are zeroed without an exp2. The block's
+ * max is taken over MAX_CHAINS interleaved chains. */
 TARGET static void SIMD_FN(softmax_update)(REAL *scores_t, REAL *row_max, REAL *row_sum, REAL *rescale,
                                            int64_t n_keys, int64_t rows, int64_t diagonal)
 {
@@ -88,12 +92,20 @@ TARGET static void SIMD_FN(softmax_update)(REAL *scores_t, REAL *row_max, REAL *
     for (int64_t r0 = 0; r0 < rows; r0 += VLEN) {
         const int64_t visible = visible_in_tile(n_keys, diagonal, r0 + VLEN);
         const VEC old_max = VLOAD(row_max + r0);
-        VEC new_max = old_max;
-        for (int64_t c = 0; c < visible; c++) new_max = VMAX(new_max, SIMD_FN(visible_scores)(scores_t, c, diagonal, r0));
+        VEC maxima[MAX_CHAINS];  /* [chains]: key c goes to chain c % MAX_CHAINS */
+        for (int j = 0; j < MAX_CHAINS; j++) maxima[j] = old_max;
+        int64_t c = 0;
+        for (; c + MAX_CHAINS <= visible; c += MAX_CHAINS)
+#pragma GCC unroll 4
+            for (int j = 0; j < MAX_CHAINS; j++)
+                maxima[j] = VMAX(maxima[j], SIMD_FN(visible_scores)(scores_t, c + j, diagonal, r0));
+        for (; c < visible; c++) maxima[c % MAX_CHAINS] = VMAX(maxima[c % MAX_CHAINS], SIMD_FN(visible_scores)(scores_t, c, diagonal, r0));
+        VEC new_max = maxima[0];
+        for (int j = 1; j < MAX_CHAINS; j++) new_max = VMAX(new_max, maxima[j]);
         const VEC shift = VZERO_WHERE_EQ(new_max, minus_inf);  /* nothing seen yet: 0, not -inf */
         const VEC factor = VEXP2(VSUB(old_max, shift));
         VEC sum = VZERO;
-        for (int64_t c = 0; c < visible; c++) {
+        for (c = 0; c < visible; c++) {
             const VEC p = VEXP2(VSUB(SIMD_FN(visible_scores)(scores_t, c, diagonal, r0), shift));
             VSTORE(scores_t + c * BLOCK_Q + r0, p);
             sum = VADD(sum, p);
@@ -283,6 +295,15 @@ TARGET static void SIMD_FN(weighted_sum)(REAL *out, const REAL *weights, const R
     }
 }
 
+/* dst[i] = src[i] * factor for i < n. */
+TARGET static void SIMD_FN(scale)(REAL *dst, const REAL *src, int64_t n, REAL factor)
+{
+    const VEC factor_v = VSET1(factor);
+    int64_t i = 0;
+    for (; i + VLEN <= n; i += VLEN) VSTORE(dst + i, VMUL(VLOAD(src + i), factor_v));
+    if (i < n) VMASKSTORE(dst + i, VFIRST(n - i), VMUL(VMASKLOAD(src + i, VFIRST(n - i)), factor_v));
+}
+
 /* out[i] = exp2(x[i]) with the kernel's vectorised exp2 (for measuring its accuracy). */
 TARGET static void SIMD_FN(exp_array)(REAL *out, const REAL *x, int64_t n)
 {
@@ -301,8 +322,10 @@ static const FN(blocks) SIMD_FN(blocks) = {
     .row_max = SIMD_FN(row_max),
     .exp_shifted = SIMD_FN(exp_shifted),
     .weighted_sum = SIMD_FN(weighted_sum),
+    .scale = SIMD_FN(scale),
     .exp_array = SIMD_FN(exp_array),
 };
 
 #undef ACC_ROWS
 #undef WSUM_VECS
+#undef MAX_CHAINS

@@ -84,8 +84,7 @@ static REAL FN(normalise_row)(const FN(forward_job) *job, REAL *weights_row, int
         for (int64_t j = 0; j < job->Lk; j++) weights_row[j] = total;
         return total;
     }
-    const REAL inverse_total = 1 / total;
-    for (int64_t j = 0; j < visible; j++) weights_row[j] *= inverse_total;
+    job->blocks->scale(weights_row, weights_row, visible, 1 / total);
     for (int64_t j = visible; j < job->Lk; j++) weights_row[j] = 0;
     return 1;
 }
@@ -145,7 +144,8 @@ static int64_t FN(tile_work)(int64_t D, int64_t Dv)
 
 /* Carves the work buffer and sets it up for the query rows [i0, i0 + rows) of problem b:
  * q_t packed, maxima -inf, sums 0, accumulator 0. Entries past `rows` that a block
- * function's tile rounding touches stay finite and are never written out. */
+ * function's tile rounding touches stay finite and are never written out. scores_t is
+ * not cleared: each key block's softmax and products read only what its scores wrote. */
 static FN(tile_space) FN(start_tile)(const FN(forward_job) *job, void *work, int64_t b, int64_t i0, int64_t rows)
 {
     const int64_t D = job->D, acc_size = BLOCK_Q * padded_width(job->Dv);
@@ -161,7 +161,6 @@ static FN(tile_space) FN(start_tile)(const FN(forward_job) *job, void *work, int
         for (int64_t e = 0; e < D; e++)
             for (int64_t r = rows; r < BLOCK_Q; r++) space.q_t[e * BLOCK_Q + r] = 0;
     for (int64_t r = 0; r < BLOCK_Q; r++) space.row_max[r] = -INFINITY, space.row_sum[r] = 0, space.rescale[r] = 0;
-    for (int64_t x = 0; x < BLOCK_K * BLOCK_Q; x++) space.scores_t[x] = 0;
     for (int64_t x = 0; x < acc_size; x++) space.acc[x] = 0;
     return space;
 }
@@ -191,10 +190,9 @@ static void FN(store_rows)(const FN(forward_job) *job, const FN(tile_space) *spa
 {
     const int64_t Dv = job->Dv, acc_stride = padded_width(Dv);
     for (int64_t r = 0; r < rows; r++) {
-        REAL *out_row = job->out + (b * job->Lq + i0 + r) * Dv;
-        const REAL *acc_row = space->acc + r * acc_stride;
-        const REAL total = space->row_sum[r], inverse_total = total != 0 ? 1 / total : 0;  /* NaN stays NaN */
-        for (int64_t c = 0; c < Dv; c++) out_row[c] = acc_row[c] * inverse_total;
+        const REAL total = space->row_sum[r];
+        job->blocks->scale(job->out + (b * job->Lq + i0 + r) * Dv, space->acc + r * acc_stride, Dv,
+                           total != 0 ? 1 / total : 0);  /* NaN stays NaN */
     }
 }
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 from core import bench
 from core.attention import available_backends
@@ -81,10 +82,10 @@ def test_cli_prints_a_table_and_saves_json(tmp_path, capsys):
     assert "GFLOP/s" in printed and "custom h1 L4x4 d4 f32 causal" in printed
     saved = json.loads(out_path.read_text())
     assert len(saved["rows"]) == len(available_backends()) and "cpu" in saved["machine"]
-    sgemm = saved["machine"]["sgemm_gflops_kernel_threads"]
-    if "c" in available_backends():  # the yardstick on the kernel's threads, and each row's share of it
-        assert sgemm > 0 and "% sgemm" in printed
-        assert all(row["share_of_sgemm"] == pytest.approx(row["gflops"] / sgemm) for row in saved["rows"])
+    if "c" in available_backends():  # each float32 row: the yardstick timed beside it, and its share of it
+        assert saved["machine"]["sgemm_gflops_kernel_threads"] > 0 and "% sgemm" in printed
+        for row in saved["rows"]:
+            assert row["sgemm_gflops"] > 0 and row["share_of_sgemm"] == pytest.approx(row["gflops"] / row["sgemm_gflops"])
 
 
 def test_time_calls_takes_the_backends_samples_in_turn():
@@ -95,14 +96,41 @@ def test_time_calls_takes_the_backends_samples_in_turn():
     assert runs == ["a", "b"] * 4  # one warm-up call each, then three rounds of one sample each
 
 
-def test_sgemm_shares_are_for_float32_rows_only():
-    rows = [{"gflops": 50.0, "dtype": "float32"}, {"gflops": 50.0, "dtype": "float64"}]
-    assert [row["share_of_sgemm"] for row in bench.add_sgemm_shares(rows, 200.0)] == [0.25, None]
-    assert bench.add_sgemm_shares(rows, None)[0]["share_of_sgemm"] is None
+@pytest.mark.skipif("c" not in available_backends(), reason="the yardstick runs on the C kernel's threads")
+def test_the_yardstick_is_timed_with_float32_cases_only():
+    calls = []
+    real_sgemm_call = bench.sgemm_call
+
+    def counted_sgemm_call(threads):
+        calls.append(threads)
+        return real_sgemm_call(threads)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench, "sgemm_call", counted_sgemm_call)
+        f32, = bench.run_backends(bench.BenchCase("toy", 1, 4, 4, 4), ["c"], repeats=2, yardstick=True)
+        f64, = bench.run_backends(bench.BenchCase("toy", 1, 4, 4, 4, dtype="float64"), ["c"], repeats=2, yardstick=True)
+        plain, = bench.run_backends(bench.BenchCase("toy", 1, 4, 4, 4), ["c"], repeats=2)
+    assert calls == [bench.kernel_info()["threads"]]  # only the float32 case with the yardstick asked for sgemm
+    assert f32["sgemm_gflops"] > 0 and f32["share_of_sgemm"] == pytest.approx(f32["gflops"] / f32["sgemm_gflops"])
+    assert f64["sgemm_gflops"] is f64["share_of_sgemm"] is plain["share_of_sgemm"] is None
 
 
-def test_sgemm_on_more_threads_runs_in_a_fresh_process():
-    assert bench.sgemm_gflops_on_threads(2, size=64, repeats=1) > 0
+def test_sgemm_sets_the_blas_thread_count_for_its_own_call_only():
+    blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    before = [info["num_threads"] for info in blas.info()]  # 1 where core was imported before NumPy
+    seen = []  # BLAS's thread counts once the call's limit is in place, before its matmul
+    real_limit = bench._blas().limit
+
+    def watching_limit(**kwargs):
+        limiter = real_limit(**kwargs)  # threadpoolctl applies the limit here
+        seen.append([info["num_threads"] for info in blas.info()])
+        return limiter
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench._blas(), "limit", watching_limit)
+        bench.sgemm_call(3)()
+    assert seen == [[3] * len(before)]
+    assert [info["num_threads"] for info in blas.info()] == before
+    assert bench.sgemm_gflops(2, repeats=1) > 0
 
 
 def test_cli_rejects_bad_sizes(capsys):

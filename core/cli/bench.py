@@ -10,8 +10,8 @@ from pathlib import Path
 
 from core import bench, gpt2_bench, training_bench
 
-COLUMNS = ("case", "backend", "time", "GFLOP/s", "% sgemm", "GB/s", "vs numpy", "vs torch", "max diff")
-WIDTHS = (43, 7, 10, 8, 7, 7, 8, 8, 9)
+COLUMNS = ("case", "backend", "time", "GFLOP/s", "sgemm", "% sgemm", "GB/s", "vs numpy", "vs torch", "max diff")
+WIDTHS = (43, 7, 10, 8, 6, 7, 7, 8, 8, 9)
 
 
 def add_arguments(parser) -> None:
@@ -49,7 +49,7 @@ def _number(value, spec: str, suffix: str = "") -> str:
 
 def format_row(row: dict) -> str:
     cells = (row["name"], row["backend"], format_seconds(row["seconds"]), _number(row.get("gflops"), ".1f"),
-             _number(row.get("share_of_sgemm"), ".0%"),
+             _number(row.get("sgemm_gflops"), ".0f"), _number(row.get("share_of_sgemm"), ".0%"),
              _number(row.get("gbytes_per_s"), ".1f"), _number(row["speedup_vs_numpy"], ".2f", "x"),
              _number(row["speedup_vs_peer"], ".2f", "x"), _number(row.get("max_abs_diff"), ".1e"))
     return "  ".join(cell.ljust(width) for cell, width in zip(cells, WIDTHS))
@@ -58,8 +58,9 @@ def format_row(row: dict) -> str:
 def print_header(statistic: str = "median") -> None:
     print(f"# time: {statistic} per call; vs numpy / vs torch: that backend's time over this one's (above 1 = faster); "
           "torch: its fused scaled_dot_product_attention on 4-D input (is_causal when Lq == Lk), "
-          "matmul+softmax+matmul for the cases with weights; % sgemm: float32 GFLOP/s of useful work "
-          "over NumPy's sgemm on the kernel's threads")
+          "matmul+softmax+matmul for the cases with weights; sgemm: GFLOP/s of NumPy's float32 matmul on "
+          "the kernel's threads, timed in the same rounds as the case (same statistic); % sgemm: "
+          "the row's GFLOP/s of useful work over that")
     print("  ".join(column.ljust(width) for column, width in zip(COLUMNS, WIDTHS)))
 
 
@@ -93,9 +94,8 @@ def run(args) -> int:
           f"{machine['sgemm_gflops_kernel_threads']} on the kernel's {machine['threads']}")
     statistic = "min" if args.best else "median"
     print_header(statistic)
-    sgemm = machine["sgemm_gflops_kernel_threads"]
-    rows = bench.run_grid(cases, backends, repeats=args.repeats, statistic=statistic,
-                          progress=lambda row: print(format_row(bench.add_sgemm_shares([row], sgemm)[0]), flush=True))
+    rows = bench.run_grid(cases, backends, repeats=args.repeats, statistic=statistic, yardstick=True,
+                          progress=lambda row: print(format_row(row), flush=True))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
         print(f"saved {len(rows)} rows to {args.json}")
