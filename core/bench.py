@@ -42,6 +42,7 @@ TARGET_SAMPLE_SECONDS = 0.02  # calls are repeated in a loop until one sample ta
 SETTLE_SECONDS = 0.15  # after a call, OpenBLAS / OpenMP workers spin about this long, slowing whatever runs next
 ROUNDS = 5  # time_calls visits the backends in turn this many times
 SGEMM_SIZE = 1024  # the yardstick: float32 [n, n] @ [n, n] through NumPy's BLAS
+SGEMM_FLOPS = 2.0 * SGEMM_SIZE**3
 YARDSTICK = "sgemm"  # its name among the calls of time_calls
 
 
@@ -366,9 +367,6 @@ def add_speedups(rows: list[dict]) -> list[dict]:
         row["speedup_vs_peer"] = peer_time / row["seconds"] if peer_time else None
         row["speedup_vs_peer_path"] = peer_paths.get(row["name"]) if peer_time else None
     return rows
-
-
-SGEMM_FLOPS = 2.0 * SGEMM_SIZE**3
 
 
 @cache
