@@ -15,6 +15,7 @@ pytest-benchmark suite in tests/benchmarks/ and the dashboard's benchmark page:
     add_speedups(rows) -> rows                      ratios to NumPy and to the peer, per case
     peer_available() -> bool                        is PyTorch importable?
     machine_info() -> dict                          CPU, versions, threads, sgemm rates now
+    blas_kernel_note() -> str | None                a warning when OPENBLAS_CORETYPE is set
     load_benchmark_json(path) -> [dict]             pytest-benchmark's saved JSON, flattened
 FLOP counts are of useful work only: 4 * heads * (visible query-key pairs) * D
 (q k^T and weights v, two FLOPs per multiply-add), so a causal case counts about
@@ -391,6 +392,19 @@ def sgemm_gflops(threads: int = 1, repeats: int = 5) -> float:
     """The machine's float32 matmul speed on `threads` threads right now (best of `repeats`):
     a yardstick for the GFLOP/s above, and a check that the cores are not busy elsewhere."""
     return SGEMM_FLOPS / min(time_call(sgemm_call(threads), repeats)) / 1e9
+
+
+def blas_kernel_note() -> str | None:
+    """A warning when OPENBLAS_CORETYPE is set: NumPy's OpenBLAS then runs the kernels of that
+    CPU type, not this CPU's best (Haswell's AVX2 ones on an AVX-512 CPU run at about half the
+    rate), which slows the NumPy backend, the sgemm yardstick and Glassbox's training matrix
+    products, but not PyTorch, whose BLAS is its own."""
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    if not coretype:
+        return None
+    return (f"OPENBLAS_CORETYPE={coretype} is set: NumPy's BLAS runs {coretype} kernels, maybe not this "
+            "CPU's fastest (the NumPy backend, the sgemm yardstick and Glassbox's training products, "
+            "not PyTorch); unset it to measure each at its best")
 
 
 def machine_info() -> dict:

@@ -88,6 +88,15 @@ def test_cli_prints_a_table_and_saves_json(tmp_path, capsys):
             assert row["sgemm_gflops"] > 0 and row["share_of_sgemm"] == pytest.approx(row["gflops"] / row["sgemm_gflops"])
 
 
+def test_cli_says_when_openblas_runs_another_cpus_kernels(monkeypatch, capsys):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert main(["bench", "--sizes", "1x4x4x4", "--backends", "numpy", "--repeats", "1"]) == 0
+    assert "# OPENBLAS_CORETYPE=Haswell is set" in capsys.readouterr().out
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert main(["bench", "--sizes", "1x4x4x4", "--backends", "numpy", "--repeats", "1"]) == 0
+    assert "OPENBLAS_CORETYPE" not in capsys.readouterr().out
+
+
 def test_time_calls_takes_the_backends_samples_in_turn():
     order = []
     samples = bench.time_calls({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3)

@@ -65,6 +65,9 @@ def print_header(statistic: str = "median") -> None:
 
 
 def run(args) -> int:
+    note = bench.blas_kernel_note()
+    if note and not args.load:
+        print(f"# {note}")
     if args.training:
         for line in training_bench.table(training_bench.run(rounds=args.repeats)):
             print(line)
