@@ -183,7 +183,7 @@ static void FN(score_block)(const FN(forward_job) *job, FN(tile_space) *space, i
     if (job->mask) FN(mask_block)(job, space->scores_t, b, i0, rows, j0, n_keys);
 }
 
-/* out rows [i0, i0 + rows) = acc rows / row_sum (zeros where row_sum is 0: no key allowed;
+/* out rows [i0, i0 + rows) = acc rows x 1 / row_sum (zeros where row_sum is 0: no key allowed;
  * NaN where it is NaN: a NaN or inf score). */
 static void FN(store_rows)(const FN(forward_job) *job, const FN(tile_space) *space, int64_t b, int64_t i0,
                            int64_t rows)

@@ -102,23 +102,24 @@ static int64_t gb_now_ns(void)
     return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 }
 
-/* 1 when the round moved past `seen` within GB_SPIN_NS of spinning. */
-static int gb_spin_for_round(int64_t seen)
+/* 1 when the round moved past `seen`. */
+static int gb_round_moved(int64_t seen)
 {
-    const int64_t deadline = gb_now_ns() + GB_SPIN_NS;
-    for (int spins = 1;; spins++) {
-        if (atomic_load_explicit(&gb_pool.round, memory_order_acquire) != seen) return 1;
-        gb_cpu_relax();
-        if (spins % 64 == 0 && gb_now_ns() > deadline) return 0;
-    }
+    return atomic_load_explicit(&gb_pool.round, memory_order_acquire) != seen;
 }
 
-/* 1 when the round's `active` workers all finished within GB_SPIN_NS of spinning. */
-static int gb_spin_for_workers(int active)
+/* 1 when `active` workers finished this round. */
+static int gb_workers_finished(int64_t active)
+{
+    return atomic_load_explicit(&gb_pool.finished, memory_order_acquire) >= active;
+}
+
+/* 1 when done(arg) held within GB_SPIN_NS of spinning. */
+static inline int gb_spin_until(int (*done)(int64_t), int64_t arg)
 {
     const int64_t deadline = gb_now_ns() + GB_SPIN_NS;
     for (int spins = 1;; spins++) {
-        if (atomic_load_explicit(&gb_pool.finished, memory_order_acquire) >= active) return 1;
+        if (done(arg)) return 1;
         gb_cpu_relax();
         if (spins % 64 == 0 && gb_now_ns() > deadline) return 0;
     }
@@ -131,7 +132,7 @@ static void *gb_pool_worker(void *arg)
     int64_t seen = gb_pool.first_round[slot];
     pthread_mutex_unlock(&gb_pool.lock);
     for (;;) {
-        if (!gb_spin_for_round(seen)) {
+        if (!gb_spin_until(gb_round_moved, seen)) {
             pthread_mutex_lock(&gb_pool.lock);
             while (atomic_load(&gb_pool.round) == seen) pthread_cond_wait(&gb_pool.wake, &gb_pool.lock);
             pthread_mutex_unlock(&gb_pool.lock);
@@ -185,7 +186,7 @@ static void gb_pool_run(gb_task_queue *queue, char *work, size_t stride, int hel
     pthread_cond_broadcast(&gb_pool.wake);
     pthread_mutex_unlock(&gb_pool.lock);
     gb_drain(queue, work);
-    if (gb_spin_for_workers(active)) return;
+    if (gb_spin_until(gb_workers_finished, active)) return;
     pthread_mutex_lock(&gb_pool.lock);
     while (atomic_load(&gb_pool.finished) < active) pthread_cond_wait(&gb_pool.done, &gb_pool.lock);
     pthread_mutex_unlock(&gb_pool.lock);
