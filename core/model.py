@@ -82,7 +82,9 @@ def layer_norm_numpy(x, weight, bias, eps):
 
 def linear(x, weight, bias):
     """x @ weight + bias, GPT-2's Conv1D layout: weight [in, out]."""
-    return matmul(x, weight) + bias  # [.., L, in] @ [in, out] -> [.., L, out]
+    out = matmul(x, weight)  # [.., L, in] @ [in, out] -> [.., L, out], a new array
+    out += bias
+    return out
 
 
 def split_heads(x, n_head):
@@ -141,7 +143,8 @@ def attention(x, p, config, layer, hooks, interventions, kv_cache):
     """Multi-head causal self-attention: [.., L, C] -> [.., L, C]."""
     name = f"blocks.{layer}.attn"
     qkv = linear(x, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # [.., L, C] -> [.., L, 3C]
-    q, k, v = (split_heads(part, config.n_head) for part in np.split(qkv, 3, axis=-1))  # 3 x [.., H, L, D]
+    q, k, v = (np.ascontiguousarray(split_heads(part, config.n_head))  # the kernel (and the backward's) reads
+               for part in np.split(qkv, 3, axis=-1))  # them contiguous: copied once, here. 3 x [.., H, L, D]
     if kv_cache is not None:
         k, v = kv_cache.extend(layer, k, v)  # [.., H, Lk, D] with Lk = past + L
     scale = 1.0 / math.sqrt(config.d_head) if interventions.scale_scores else 1.0
@@ -155,7 +158,7 @@ def attention(x, p, config, layer, hooks, interventions, kv_cache):
             z[row, head] = 0.0  # [B, H, L, D]: this row's head
     hooks[f"{name}.hook_q"], hooks[f"{name}.hook_k"], hooks[f"{name}.hook_v"] = q, k, v
     hooks[f"{name}.hook_pattern"], hooks[f"{name}.hook_z"] = weights, z
-    if hooks.recording:
+    if hooks.scores:
         hooks[f"{name}.hook_attn_scores"] = masked_scores(q, k, scale, interventions.causal)
     return linear(merge_heads(z), p["attn.c_proj.weight"], p["attn.c_proj.bias"])  # [.., L, C] @ [C, C] -> [.., L, C]
 
@@ -199,10 +202,12 @@ def block(x, p, config, layer, hooks, interventions, dropout, kv_cache):
 
 
 class _Hooks:
-    """Where the forward pass records intermediates: into the caller's dict, or nowhere."""
+    """Where the forward pass records intermediates: into the caller's dict, or nowhere.
+    `scores`: whether the masked attention scores, which only a display reads, are recorded too."""
 
-    def __init__(self, target: dict | None):
+    def __init__(self, target: dict | None, scores: bool = True):
         self.target, self.recording = target, target is not None
+        self.scores = self.recording and scores
 
     def __setitem__(self, name, value):
         if self.recording:
@@ -220,7 +225,8 @@ def make_dropout(rate: float, rng, hooks):
         raise TypeError("dropout > 0 needs rng, a numpy.random.Generator")
 
     def dropout(x, name):
-        keep = (rng.random(x.shape) >= rate).astype(x.dtype) / x.dtype.type(1.0 - rate)  # same shape as x
+        scale = x.dtype.type(1.0) / x.dtype.type(1.0 - rate)  # rounded as x's dtype, like x
+        keep = (rng.random(x.shape) >= rate) * scale  # same shape as x: 0 or 1 / (1 - rate)
         hooks[name] = keep
         return x * keep
 
@@ -248,19 +254,15 @@ def check_ids(ids, config: GPTConfig, start: int = 0) -> np.ndarray:
     return array.astype(np.int64, copy=False)
 
 
-def gpt_forward(params, config, ids, *, cache=None, interventions=None, dropout=0.0, rng=None, kv_cache=None):
-    """The forward pass: ids [L] or [B, L] -> logits [.., L, V] (in the params' dtype).
-
-    cache: a dict to fill with every intermediate (see the module docstring).
-    interventions: an `Interventions`; None runs the plain model.
-    dropout, rng: training only; rate in [0, 1) and a numpy Generator for the keep-masks.
-    kv_cache: a `KVCache`; the ids are then the tokens after the cached ones.
-    """
+def final_features(params, config, ids, *, cache=None, interventions=None, dropout=0.0, rng=None, kv_cache=None,
+                   record_scores=True):
+    """The forward pass up to the output head: ids [L] or [B, L] -> the final LayerNorm's output
+    [.., L, C]. The arguments are gpt_forward's."""
     interventions = NO_INTERVENTIONS if interventions is None else interventions
     start = 0 if kv_cache is None else kv_cache.length
     ids = check_ids(ids, config, start)
     interventions.check(config, ids.shape)
-    hooks = _Hooks(cache)
+    hooks = _Hooks(cache, record_scores)
     drop = make_dropout(dropout, rng, hooks)
     hooks["hook_tokens"] = ids  # [.., L]
     token_embed = hooks["hook_embed"] = params["transformer.wte.weight"][ids]  # [.., L] -> [.., L, C]
@@ -271,6 +273,22 @@ def gpt_forward(params, config, ids, *, cache=None, interventions=None, dropout=
     x, hooks["ln_final.hook_scale"] = layer_norm(x, params["transformer.ln_f.weight"],
                                                  params["transformer.ln_f.bias"], config.layer_norm_epsilon)
     hooks["ln_final.hook_normalized"] = x  # [.., L, C]
+    return x
+
+
+def gpt_forward(params, config, ids, *, cache=None, interventions=None, dropout=0.0, rng=None, kv_cache=None,
+                record_scores=True):
+    """The forward pass: ids [L] or [B, L] -> logits [.., L, V] (in the params' dtype).
+
+    cache: a dict to fill with every intermediate (see the module docstring).
+    interventions: an `Interventions`; None runs the plain model.
+    dropout, rng: training only; rate in [0, 1) and a numpy Generator for the keep-masks.
+    kv_cache: a `KVCache`; the ids are then the tokens after the cached ones.
+    record_scores: False leaves the masked attention scores out of the cache (only a display
+    reads them; training's backward does not).
+    """
+    x = final_features(params, config, ids, cache=cache, interventions=interventions, dropout=dropout, rng=rng,
+                       kv_cache=kv_cache, record_scores=record_scores)  # [.., L, C]
     return matmul(x, output_head(params).T)  # [.., L, C] @ [C, V] -> [.., L, V]
 
 

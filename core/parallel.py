@@ -24,6 +24,7 @@ several sessions' products queue for the same cores instead of oversubscribing t
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -34,6 +35,7 @@ LARGE_PRODUCT = 1 << 22  # multiply-adds: GPT-2 small's smallest product on 8 to
 LARGE_WEIGHT = 1 << 18  # weight elements: GPT-2 small's smallest (768 x 768) is above, the toy's (64 x 256) below
 FEW_ROWS = 1  # rows of a product that goes to the few-row kernel: decoding's one new token (more rows re-read the weights)
 FEW_ROWS_PRODUCT = 1 << 18  # multiply-adds: GPT-2 small's smallest decoding product (768 x 768) is above
+POOL_NAME = "glassbox-matmul"  # its threads' names start with this
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -45,14 +47,21 @@ def cores() -> int:
 def _shared_pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix="glassbox-matmul")
+        _pool = ThreadPoolExecutor(max_workers=cores(), thread_name_prefix=POOL_NAME)
     return _pool
+
+
+def _on_one_core() -> bool:
+    """Whether work must stay on the calling thread: a single core, or a caller that is itself one
+    of the pool's threads (waiting there for more of the pool's work could leave no thread to do it)."""
+    return cores() < 2 or threading.current_thread().name.startswith(POOL_NAME)
 
 
 def beside(function, *args):
     """Start function(*args) on the shared pool, to run beside the caller's own work; returns a
-    Future (already done, run here, on a single core). For independent products (training's backward)."""
-    if cores() < 2:
+    Future (already done, run here, on one core or in a pool thread). For independent work
+    (training's backward products, head-mode training's shares of the batch)."""
+    if _on_one_core():
         done = Future()
         done.set_result(function(*args))
         return done
@@ -70,7 +79,7 @@ def matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
         out = layer_kernels.few_rows_matmul(flat, w)
         if out is not None:
             return out.reshape(*lead, rows, columns)  # [.., N, M]
-    if products < LARGE_PRODUCT or w.size < LARGE_WEIGHT or cores() < 2:
+    if products < LARGE_PRODUCT or w.size < LARGE_WEIGHT or _on_one_core():
         return x @ w
     out = np.empty((flat_rows, columns), dtype=np.result_type(x, w))  # [N', M]
     bounds = np.linspace(0, columns // 16, cores() + 1).astype(int) * 16  # whole vectors of 16 floats per block

@@ -42,7 +42,8 @@ import numpy as np
 from core import backward
 from core.checkpoint import history_text, save_checkpoint
 from core.corpus import heldout_scores, load_corpus, load_heldout, split_corpus
-from core.model import gpt_forward, init_params
+from core.model import final_features, gpt_forward, init_params
+from core.parallel import beside, cores, matmul
 
 MODES = ("head", "full")
 DEFAULT_LR = {"head": 1e-2, "full": 3e-3}  # peak learning rate per mode
@@ -365,6 +366,16 @@ def divergence(loss: float, grad_norm: float, first: tuple[float, float] | None)
     return None
 
 
+def frozen_features(params, config, ids) -> np.ndarray:
+    """The final LayerNorm's output [B, L, C] for ids [B, L] (head mode's frozen blocks): the batch
+    cut into one share of its sequences per core, the shares' forward passes run at once on the
+    shared pool (NumPy and the C kernels release the GIL; the shares' own products then stay in
+    their threads)."""
+    shares = np.array_split(ids, min(cores(), len(ids)))  # each [B / cores, L]
+    running = [beside(final_features, params, config, share) for share in shares]
+    return np.concatenate([future.result() for future in running])  # [B, L, C]
+
+
 class _Trainer:
     """The working copy of the parameters and everything that updates it, one step at a time."""
 
@@ -382,13 +393,17 @@ class _Trainer:
 
     def gradients(self, inputs, targets) -> tuple[float, float, dict]:
         """(loss, gradient norm before clipping, clipped grads of the trained parameters) for one batch."""
-        cache = {}
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging model: reported, not warned about
-            logits = gpt_forward(self.params, self.config, inputs, cache=cache, dropout=self.dropout, rng=self.rng)
-            loss, d_logits = backward.softmax_cross_entropy(logits, targets)
             if self.mode == "head":
-                grads = {HEAD: backward.lm_head_weight_gradient(d_logits, cache["ln_final.hook_normalized"])}
+                features = frozen_features(self.params, self.config, inputs)  # [B, L, C]
+                logits = matmul(features, self.params[HEAD].T)  # [B, L, C] @ [C, V] -> [B, L, V]
+                loss, d_logits = backward.softmax_cross_entropy(logits, targets)
+                grads = {HEAD: backward.lm_head_weight_gradient(d_logits, features)}
             else:
+                cache = {}
+                logits = gpt_forward(self.params, self.config, inputs, cache=cache, dropout=self.dropout,
+                                     rng=self.rng, record_scores=False)
+                loss, d_logits = backward.softmax_cross_entropy(logits, targets)
                 grads = backward.gpt_backward(self.params, self.config, cache, d_logits)
             grad_norm = clip_gradients(grads, self.grad_clip)
         return loss, grad_norm, grads

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+import core
+
 from core.config import GPTConfig
 from core.model import (Interventions, KVCache, check_ids, check_params, gpt_forward, init_params,
                         merge_heads, param_shapes)
@@ -177,6 +179,16 @@ def test_cache_holds_every_hook_with_documented_shapes(params):
                          b + "mlp.hook_post": (B, L, 4 * C), b + "hook_mlp_out": (B, L, C),
                          b + "hook_resid_post": (B, L, C)})
     assert {name: value.shape for name, value in cache.items()} == expected
+
+
+def test_the_display_only_scores_can_be_left_out():
+    model = core.load_default()  # float32, 32 positions: the C kernel's tile path
+    ids = np.random.default_rng(3).integers(0, model.config.vocab_size, (2, model.config.n_positions))
+    full, lean = {}, {}
+    logits = gpt_forward(model.params, model.config, ids, cache=full)
+    np.testing.assert_array_equal(gpt_forward(model.params, model.config, ids, cache=lean, record_scores=False), logits)
+    np.testing.assert_array_equal(gpt_forward(model.params, model.config, ids), logits)
+    assert set(full) - set(lean) == {f"blocks.{layer}.attn.hook_attn_scores" for layer in range(model.config.n_layer)}
 
 
 def test_cache_obeys_the_residual_and_attention_identities(params, ids):

@@ -59,3 +59,21 @@ def test_sessions_multiplying_at_once_each_get_their_own_product():
         thread.join(60)
     for x, result in zip(inputs, results):
         np.testing.assert_allclose(result, x @ w, rtol=1e-5, atol=1e-4)
+
+
+def test_work_started_in_a_pool_thread_stays_in_that_thread(monkeypatch):
+    # every pool thread waiting for more of the pool's work would wait forever
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((200, 768)).astype(np.float32)
+    w = rng.standard_normal((768, 3072)).astype(np.float32)  # large: split across the pool from outside it
+
+    def nested():
+        inner = parallel.beside(threading.current_thread)
+        return inner.result(timeout=30) is threading.current_thread(), parallel.matmul(x, w)
+
+    outer = [parallel.beside(nested) for _ in range(2)]  # both pool threads at once
+    for future in outer:
+        same_thread, product = future.result(timeout=60)
+        assert same_thread
+        np.testing.assert_allclose(product, x @ w, rtol=1e-5, atol=1e-4)

@@ -145,6 +145,28 @@ def test_head_mode_changes_only_lm_head():
         assert np.array_equal(before[name], value) == (name != "lm_head.weight"), name
 
 
+def test_head_mode_features_are_the_blocks_output_of_each_sequence():
+    model = core.load_default()
+    ids = np.random.default_rng(0).integers(0, model.config.vocab_size, (5, 12))  # 5 sequences: uneven shares
+    features = training.frozen_features(model.params, model.config, ids)
+    assert features.shape == (5, 12, model.config.n_embd)
+    for row, sequence in enumerate(ids):
+        cache = {}
+        core.model.gpt_forward(model.params, model.config, sequence, cache=cache)
+        np.testing.assert_allclose(features[row], cache["ln_final.hook_normalized"], rtol=1e-5, atol=1e-5)
+
+
+def test_training_makes_none_of_the_display_only_scores(monkeypatch):
+    made = []
+    scores = core.model.masked_scores
+    monkeypatch.setattr(core.model, "masked_scores", lambda *args: made.append(1) or scores(*args))
+    for mode in training.MODES:
+        quick_train(tiny_model(), mode=mode, steps=2, val_fraction=0.0)
+    assert made == []
+    core.model.gpt_forward(tiny_model().params, tiny_model().config, [1, 2], cache={})
+    assert made == [1]  # a display's forward pass still makes them
+
+
 def test_head_mode_reads_the_trained_blocks_on_the_bundled_corpus():
     # the bundled model's blocks, frozen, with a fresh random head: a few seconds of softmax regression
     model = core.load_default()
