@@ -25,7 +25,6 @@
 #endif
 
 #define BLOCK_Q 48        /* queries per tile: a multiple of every score tile (16 or 48 floats, 8 or 24 doubles) and of 6 */
-#define BLOCK_K 48        /* keys per tile */
 #define WEIGHTS_CHUNK 256  /* keys per pass of weights x values on the tile path with weights */
 #define TILE_MIN_ROWS 16  /* fewer query rows (decoding) take the row path */
 #define ROWS_PER_TASK 8   /* query rows per task on the row path */

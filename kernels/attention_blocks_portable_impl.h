@@ -10,6 +10,10 @@
 
 typedef struct {
     const char *name;
+    /* keys per block of the tile path: the more, the fewer times each accumulator row is loaded,
+     * rescaled and stored, up to what keeps a tile's q_t, scores_t and acc in L1 with this
+     * path's vectors */
+    int64_t block_k;
     /* scores_t[c, r] = scale * k[c] . q_t[:, r] for c < n_keys and r < rows (rounded up to
      * the function's tile: q_t is zero there); entries with c > diagonal + r (hidden by the
      * causal mask) may be skipped: nothing reads them as scores */
@@ -159,6 +163,7 @@ static void FN(exp_array_portable)(REAL *out, const REAL *x, int64_t n)
 
 static const FN(blocks) FN(blocks_portable) = {
     .name = "portable",
+    .block_k = 48,
     .scores = FN(scores_portable),
     .softmax_update = FN(softmax_update_portable),
     .accumulate = FN(accumulate_portable),

@@ -3,7 +3,7 @@
  *   REAL, FN(name) (the type suffix), SIMD_FN(name) (path and type suffix), SIMD_NAME,
  *   TARGET (the path's target attribute), the vector type VEC with VLEN lanes and the
  *   mask type VMASK, the tile shape (SCORE_KEYS, SCORE_VECS, ACC_VECS; 6 query rows per
- *   accumulate tile) and the vector operations V*.
+ *   accumulate tile), the keys per block BLOCK_KEYS and the vector operations V*.
  * Same contracts as attention_blocks_portable_impl.h; the layouts are described in
  * attention_forward_impl.h. Tiles are register-blocked: with R vector registers,
  *   scores:     SCORE_KEYS keys x SCORE_VECS vectors of queries accumulators, + the query
@@ -314,6 +314,7 @@ TARGET static void SIMD_FN(exp_array)(REAL *out, const REAL *x, int64_t n)
 
 static const FN(blocks) SIMD_FN(blocks) = {
     .name = SIMD_NAME,
+    .block_k = BLOCK_KEYS,
     .scores = SIMD_FN(scores),
     .softmax_update = SIMD_FN(softmax_update),
     .accumulate = SIMD_FN(accumulate),

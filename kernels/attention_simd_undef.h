@@ -29,3 +29,4 @@
 #undef VSUMLANES
 #undef VMAXLANES
 #undef VTRANSPOSE_STORE
+#undef BLOCK_KEYS

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 from build_kernels import compile_in, make_builder  # noqa: E402  (after the path set-up above)
 
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
-TESTS = ["tests/test_attention.py", "tests/test_attention_backward.py", "tests/test_layer_kernels.py"]
+TESTS = ["tests/test_attention.py", "tests/test_attention_backward.py", "tests/test_layer_kernels.py",
+         "tests/test_kernel_perf_accuracy.py"]
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
     "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",

@@ -91,12 +91,13 @@ def assert_close_to_reference(q, k, v, return_weights=False, **options):
 
 @st.composite
 def problems(draw):
-    """Shapes around the tile sizes (48 queries x 48 keys), odd widths, masks, causal with Lq != Lk."""
+    """Shapes around the tile sizes (48 queries; key blocks of 48 portable, 64 AVX2, 128 AVX-512), odd
+    widths, masks, causal with Lq != Lk."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     heads = draw(st.integers(1, 3))
     lq = draw(st.sampled_from([TILE_MIN_ROWS, 17, 47, 48, 49, 95, 97, 130]))
-    lk = draw(st.sampled_from([1, 5, 47, 48, 49, 100, 150]))
+    lk = draw(st.sampled_from([1, 5, 47, 48, 49, 64, 65, 100, 128, 129, 150, 257]))
     d = draw(st.sampled_from([1, 3, 17, 64, 65, 130]))
     dv = draw(st.sampled_from([1, 3, 17, 64, 65, 130]))
     dtype = draw(st.sampled_from([np.float32, np.float64]))
