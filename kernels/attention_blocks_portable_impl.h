@@ -27,7 +27,8 @@ typedef struct {
      * hidden by the causal mask: whatever they hold, they come out 0 */
     void (*softmax_update)(REAL *scores_t, REAL *row_max, REAL *row_sum, REAL *rescale, int64_t n_keys,
                            int64_t rows, int64_t diagonal);
-    /* acc[r, :dv] = acc[r, :dv] * rescale[r] + sum_c probs[c, r] v[c, :dv] for r < rows (the
+    /* acc[r, :dv] = acc[r, :dv] * rescale[r] + sum_c probs[c, r] v[c, :dv] for r < rows, or with
+     * rescale NULL (a tile's first block) acc[r, :dv] = the sum alone, acc not read (the
      * tile rounding of acc rows is allowed; probs rows past `rows` are never read), where
      * probs[c, r] = probs[c * key_stride + r * row_stride] and v rows are dv apart;
      * probabilities with c > diagonal + r are 0 and may be skipped */
@@ -98,7 +99,7 @@ static void FN(accumulate_portable)(REAL *acc, const REAL *probs, int64_t key_st
     for (int64_t r = 0; r < rows; r++) {
         REAL *acc_row = acc + r * acc_stride;
         const int64_t keys = visible_in_tile(n_keys, diagonal, r + 1);
-        for (int64_t col = 0; col < dv; col++) acc_row[col] *= rescale[r];
+        for (int64_t col = 0; col < dv; col++) acc_row[col] = rescale ? acc_row[col] * rescale[r] : 0;
         for (int64_t c = 0; c < keys; c++) {
             const REAL p = probs[c * key_stride + r * row_stride];
             const REAL *v_row = v + c * dv;

@@ -127,11 +127,11 @@ TARGET static inline __attribute__((always_inline)) void SIMD_FN(accumulate_tile
     VEC a[ACC_ROWS][ACC_VECS];  /* [query rows, value vectors] */
 #pragma GCC unroll 6
     for (int i = 0; i < ACC_ROWS; i++) {
-        const VEC factor = VSET1(rescale[i]);
+        const VEC factor = rescale ? VSET1(rescale[i]) : VZERO;
 #pragma GCC unroll 4
         for (int j = 0; j < ACC_VECS; j++) {
             const REAL *from = acc + i * acc_stride + j * VLEN;
-            a[i][j] = VMUL(masked ? VMASKLOAD(from, masks[j]) : VLOAD(from), factor);
+            a[i][j] = rescale ? VMUL(masked ? VMASKLOAD(from, masks[j]) : VLOAD(from), factor) : VZERO;
         }
     }
     for (int64_t c = 0, at = 0; c < n_keys; c++, at += key_stride, v += dv) {
@@ -155,7 +155,8 @@ TARGET static inline __attribute__((always_inline)) void SIMD_FN(accumulate_tile
         }
 }
 
-/* acc[r, :] = acc[r, :] * rescale[r] + sum_c probs[c, r] v[c, :] (see the portable version). */
+/* acc[r, :] = acc[r, :] * rescale[r] + sum_c probs[c, r] v[c, :], or the sum alone when rescale is
+ * NULL (see the portable version). */
 TARGET static void SIMD_FN(accumulate)(REAL *acc, const REAL *probs, int64_t key_stride, int64_t row_stride,
                                        const REAL *v, const REAL *rescale, int64_t n_keys, int64_t dv,
                                        int64_t rows, int64_t diagonal)
@@ -170,10 +171,11 @@ TARGET static void SIMD_FN(accumulate)(REAL *acc, const REAL *probs, int64_t key
         for (int64_t c0 = 0; c0 < dv; c0 += ACC_VECS * VLEN) {
             REAL *tile = acc + r0 * acc_stride + c0;
             if (c0 + ACC_VECS * VLEN <= dv) {
-                SIMD_FN(accumulate_tile)(tile, acc_stride, p, key_stride, v + c0, dv, rescale + r0, keys, 0, all);
+                SIMD_FN(accumulate_tile)(tile, acc_stride, p, key_stride, v + c0, dv, rescale ? rescale + r0 : NULL, keys, 0, all);
             } else {
                 for (int j = 0; j < ACC_VECS; j++) tail[j] = VFIRST(dv - c0 - j * VLEN);
-                SIMD_FN(accumulate_tile)(tile, acc_stride, p, key_stride, v + c0, dv, rescale + r0, keys, 1, tail);
+                SIMD_FN(accumulate_tile)(tile, acc_stride, p, key_stride, v + c0, dv, rescale ? rescale + r0 : NULL, keys, 1,
+                                         tail);
             }
         }
     }

@@ -144,17 +144,18 @@ static int64_t FN(tile_work)(int64_t D, int64_t Dv, int64_t block_k)
 }
 
 /* Carves the work buffer and sets it up for the query rows [i0, i0 + rows) of problem b:
- * q_t packed, maxima -inf, sums 0, accumulator 0. Entries past `rows` that a block
- * function's tile rounding touches stay finite and are never written out. scores_t is
- * not cleared: each key block's softmax and products read only what its scores wrote. */
+ * q_t packed, maxima -inf, sums 0. Entries past `rows` that a block function's tile
+ * rounding touches stay finite and are never written out. Neither scores_t nor acc is
+ * cleared: each key block's softmax and products read only what its scores wrote, and the
+ * first block's accumulate writes acc without reading it. */
 static FN(tile_space) FN(start_tile)(const FN(forward_job) *job, void *work, int64_t b, int64_t i0, int64_t rows)
 {
-    const int64_t D = job->D, acc_size = BLOCK_Q * padded_width(job->Dv);
+    const int64_t D = job->D;
     FN(tile_space) space;
     space.q_t = work;
     space.scores_t = space.q_t + D * BLOCK_Q;
     space.acc = space.scores_t + job->blocks->block_k * BLOCK_Q;
-    space.row_max = space.acc + acc_size;
+    space.row_max = space.acc + BLOCK_Q * padded_width(job->Dv);
     space.row_sum = space.row_max + BLOCK_Q;
     space.rescale = space.row_sum + BLOCK_Q;
     job->blocks->transpose(space.q_t, BLOCK_Q, job->q + (b * job->Lq + i0) * D, D, D, rows);  /* [rows, D] -> [D, rows] */
@@ -162,7 +163,6 @@ static FN(tile_space) FN(start_tile)(const FN(forward_job) *job, void *work, int
         for (int64_t e = 0; e < D; e++)
             for (int64_t r = rows; r < BLOCK_Q; r++) space.q_t[e * BLOCK_Q + r] = 0;
     for (int64_t r = 0; r < BLOCK_Q; r++) space.row_max[r] = -INFINITY, space.row_sum[r] = 0, space.rescale[r] = 0;
-    for (int64_t x = 0; x < acc_size; x++) space.acc[x] = 0;
     return space;
 }
 
@@ -185,15 +185,17 @@ static void FN(score_block)(const FN(forward_job) *job, FN(tile_space) *space, i
 }
 
 /* out rows [i0, i0 + rows) = acc rows x 1 / row_sum (zeros where row_sum is 0: no key allowed;
- * NaN where it is NaN: a NaN or inf score). */
+ * NaN where it is NaN: a NaN or inf score), or all zeros when no key block ran (key_end 0: no
+ * row sees a key, and acc was never written). */
 static void FN(store_rows)(const FN(forward_job) *job, const FN(tile_space) *space, int64_t b, int64_t i0,
-                           int64_t rows)
+                           int64_t rows, int64_t key_end)
 {
     const int64_t Dv = job->Dv, acc_stride = padded_width(Dv);
     for (int64_t r = 0; r < rows; r++) {
+        REAL *out_row = job->out + (b * job->Lq + i0 + r) * Dv;
         const REAL total = space->row_sum[r];
-        job->blocks->scale(job->out + (b * job->Lq + i0 + r) * Dv, space->acc + r * acc_stride, Dv,
-                           total != 0 ? 1 / total : 0);  /* NaN stays NaN */
+        if (key_end == 0) memset(out_row, 0, (size_t)Dv * sizeof(REAL));
+        else job->blocks->scale(out_row, space->acc + r * acc_stride, Dv, total != 0 ? 1 / total : 0);  /* NaN stays NaN */
     }
 }
 
@@ -219,10 +221,10 @@ static void FN(tile_task)(void *context, int64_t task, void *work)
         FN(score_block)(job, &space, b, i0, rows, j0, n_keys);
         job->blocks->softmax_update(space.scores_t, space.row_max, space.row_sum, space.rescale, n_keys, rows,
                                     diagonal);
-        job->blocks->accumulate(space.acc, space.scores_t, BLOCK_Q, 1, v + j0 * job->Dv, space.rescale, n_keys,
-                                job->Dv, rows, diagonal);
+        job->blocks->accumulate(space.acc, space.scores_t, BLOCK_Q, 1, v + j0 * job->Dv,
+                                j0 == 0 ? NULL : space.rescale, n_keys, job->Dv, rows, diagonal);
     }
-    FN(store_rows)(job, &space, b, i0, rows);
+    FN(store_rows)(job, &space, b, i0, rows, key_end);
 }
 
 /* Tile path with weights: the block's score rows go straight into its weight rows, are
@@ -248,10 +250,10 @@ static void FN(weights_task)(void *context, int64_t task, void *work)
     const REAL *v = job->v + b * Lk * job->Dv;
     for (int64_t j0 = 0; j0 < key_end; j0 += WEIGHTS_CHUNK) {  /* chunks of V that stay in cache */
         const int64_t n_keys = key_end - j0 < WEIGHTS_CHUNK ? key_end - j0 : WEIGHTS_CHUNK;
-        job->blocks->accumulate(space.acc, weights + j0, 1, Lk, v + j0 * job->Dv, space.rescale, n_keys, job->Dv,
-                                rows, FN(tile_diagonal)(job, i0, j0, n_keys));
+        job->blocks->accumulate(space.acc, weights + j0, 1, Lk, v + j0 * job->Dv, j0 == 0 ? NULL : space.rescale,
+                                n_keys, job->Dv, rows, FN(tile_diagonal)(job, i0, j0, n_keys));
     }
-    FN(store_rows)(job, &space, b, i0, rows);
+    FN(store_rows)(job, &space, b, i0, rows, key_end);
 }
 
 /* ---- entry points ---- */

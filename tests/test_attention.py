@@ -278,6 +278,28 @@ def simd(request, monkeypatch):
     return request.param
 
 
+@needs_c
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("return_weights", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_query_blocks_that_see_no_key_are_zero_whatever_the_work_buffers_held(simd, dtype, return_weights):
+    # the tile path's accumulator is written by a task's first key block, never cleared: a block of
+    # queries that sees no key at all must not read it. The first call leaves NaN in the threads'
+    # buffers; in the second, enough heads for two threads, whose tasks alternate between a block
+    # that sees the 3 keys (rows 52..99) and blocks that see none (rows 0..51, causal, bottom-right).
+    rng = np.random.default_rng(13)
+    heads, lq = 512, 100
+    q, k, v = random_qkv(rng, (heads,), lq, lq, 64, 64, dtype)
+    v[...] = np.nan
+    scaled_dot_product_attention(q, k, v, causal=True, backend="c")
+    q, k, v = random_qkv(rng, (heads,), lq, 3, 64, 64, dtype)
+    result = scaled_dot_product_attention(q, k, v, causal=True, return_weights=return_weights, backend="c")
+    out = result[0] if return_weights else result
+    assert (out[:, :lq - 3] == 0).all()
+    expected = scaled_dot_product_attention(q, k, v, causal=True, backend="numpy")
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
 def problem_with_mask(rng, lq, lk, dtype):
     q, k, v = random_qkv(rng, (2,), lq, lk, 8, 5, dtype)
     mask = rng.random((lq, lk)) < 0.8
