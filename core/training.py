@@ -366,14 +366,26 @@ def divergence(loss: float, grad_norm: float, first: tuple[float, float] | None)
     return None
 
 
-def frozen_features(params, config, ids) -> np.ndarray:
-    """The final LayerNorm's output [B, L, C] for ids [B, L] (head mode's frozen blocks): the batch
-    cut into one share of its sequences per core, the shares' forward passes run at once on the
-    shared pool (NumPy and the C kernels release the GIL; the shares' own products then stay in
-    their threads)."""
-    shares = np.array_split(ids, min(cores(), len(ids)))  # each [B / cores, L]
-    running = [beside(final_features, params, config, share) for share in shares]
-    return np.concatenate([future.result() for future in running])  # [B, L, C]
+def head_share(params, config, ids, targets) -> tuple[float, np.ndarray]:
+    """Head mode on one share of the batch, ids and targets [b, L]: (mean loss, d_lm_head [V, C])."""
+    with np.errstate(over="ignore", invalid="ignore"):  # as in _Trainer.gradients (a pool thread has its own state)
+        features = final_features(params, config, ids)  # [b, L, C]: the frozen blocks
+        logits = matmul(features, params[HEAD].T)  # [b, L, C] @ [C, V] -> [b, L, V]
+        loss, d_logits = backward.softmax_cross_entropy(logits, targets)
+        return loss, backward.lm_head_weight_gradient(d_logits, features)
+
+
+def head_gradients(params, config, inputs, targets) -> tuple[float, np.ndarray]:
+    """Head mode's (mean loss, d_lm_head) for a batch [B, L]: the batch cut into one share of its
+    sequences per core, the shares run at once on the shared pool (NumPy and the C kernels release
+    the GIL; a share's own products then stay in its thread), their means weighted by their sizes."""
+    shares = np.array_split(np.arange(len(inputs)), min(cores(), len(inputs)))  # sequence numbers per share
+    running = [beside(head_share, params, config, inputs[rows], targets[rows]) for rows in shares]
+    results = [future.result() for future in running]
+    weights = [len(rows) / len(inputs) for rows in shares]
+    loss = sum(weight * share_loss for weight, (share_loss, _) in zip(weights, results))
+    grad = sum(weight * share_grad for weight, (_, share_grad) in zip(weights, results))  # [V, C]
+    return loss, grad
 
 
 class _Trainer:
@@ -395,10 +407,8 @@ class _Trainer:
         """(loss, gradient norm before clipping, clipped grads of the trained parameters) for one batch."""
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging model: reported, not warned about
             if self.mode == "head":
-                features = frozen_features(self.params, self.config, inputs)  # [B, L, C]
-                logits = matmul(features, self.params[HEAD].T)  # [B, L, C] @ [C, V] -> [B, L, V]
-                loss, d_logits = backward.softmax_cross_entropy(logits, targets)
-                grads = {HEAD: backward.lm_head_weight_gradient(d_logits, features)}
+                loss, head_grad = head_gradients(self.params, self.config, inputs, targets)
+                grads = {HEAD: head_grad}
             else:
                 cache = {}
                 logits = gpt_forward(self.params, self.config, inputs, cache=cache, dropout=self.dropout,

@@ -94,32 +94,78 @@ void gb_gelu_backward_f32(float *d_x, const float *d_out, const float *x, int64_
     }
 }
 
-/* The row's mean and sqrt(var + eps), summed in double in order. */
-static void row_moments(const float *row, int64_t c, float eps, float *mean, float *scale)
+/* LayerNorm and the cross-entropy take ROW_GROUP rows at a time: each row's sums (and max) are
+ * chains of dependent operations, so one row at a time waits on their latency; side by side, each
+ * row keeps its own order (the results are one row at a time's, bit for bit). */
+#define ROW_GROUP 4
+
+/* mean[r] and scale[r] = sqrt(var + eps) of `count` rows (at most ROW_GROUP) of x, c apart, each
+ * summed in double in order. `count` is a constant after inlining. */
+static inline __attribute__((always_inline)) void rows_moments(const float *x, int64_t count, int64_t c, float eps,
+                                                               float *mean, float *scale)
 {
-    double sum = 0.0;
-    for (int64_t j = 0; j < c; j++) sum += row[j];
-    float m = (float)(sum / (double)c);
-    double squares = 0.0;
-    for (int64_t j = 0; j < c; j++) {
-        float centred = row[j] - m;
-        squares += (double)(centred * centred);
-    }
-    *mean = m;
-    *scale = sqrtf((float)(squares / (double)c) + eps);
+    double sum[ROW_GROUP] = {0}, squares[ROW_GROUP] = {0};
+    for (int64_t j = 0; j < c; j++)
+        for (int64_t r = 0; r < count; r++) sum[r] += x[r * c + j];
+    for (int64_t r = 0; r < count; r++) mean[r] = (float)(sum[r] / (double)c);
+    for (int64_t j = 0; j < c; j++)
+        for (int64_t r = 0; r < count; r++) {
+            float centred = x[r * c + j] - mean[r];
+            squares[r] += (double)(centred * centred);
+        }
+    for (int64_t r = 0; r < count; r++) scale[r] = sqrtf((float)(squares[r] / (double)c) + eps);
+}
+
+/* gb_layernorm_forward_f32 on `count` rows (at most ROW_GROUP). */
+static inline __attribute__((always_inline)) void layernorm_rows(float *out, float *scale, const float *x,
+                                                                 const float *weight, const float *bias, float eps,
+                                                                 int64_t count, int64_t c)
+{
+    float mean[ROW_GROUP];
+    rows_moments(x, count, c, eps, mean, scale);
+    for (int64_t r = 0; r < count; r++)
+        for (int64_t j = 0; j < c; j++) out[r * c + j] = (x[r * c + j] - mean[r]) / scale[r] * weight[j] + bias[j];
 }
 
 GB_CLONES
 void gb_layernorm_forward_f32(float *out, float *scale, const float *x, const float *weight,
                               const float *bias, float eps, int64_t rows, int64_t c)
 {
-    for (int64_t r = 0; r < rows; r++) {
-        const float *row = x + r * c;
-        float *out_row = out + r * c;
-        float mean, s;
-        row_moments(row, c, eps, &mean, &s);
-        scale[r] = s;
-        for (int64_t j = 0; j < c; j++) out_row[j] = (row[j] - mean) / s * weight[j] + bias[j];
+    int64_t r = 0;
+    for (; r + ROW_GROUP <= rows; r += ROW_GROUP)
+        layernorm_rows(out + r * c, scale + r, x + r * c, weight, bias, eps, ROW_GROUP, c);
+    for (; r < rows; r++) layernorm_rows(out + r * c, scale + r, x + r * c, weight, bias, eps, 1, c);
+}
+
+/* gb_layernorm_backward_f32 on `count` rows (at most ROW_GROUP), adding their terms to d_weight
+ * and d_bias row after row. */
+static inline __attribute__((always_inline)) void layernorm_backward_rows(
+    float *d_x, float *d_weight, float *d_bias, const float *d_out, const float *x, const float *weight, float eps,
+    int64_t count, int64_t c)
+{
+    float mean[ROW_GROUP], s[ROW_GROUP], inv_scale[ROW_GROUP];
+    rows_moments(x, count, c, eps, mean, s);
+    for (int64_t r = 0; r < count; r++) inv_scale[r] = 1.0f / s[r];
+    double d_norm_sum[ROW_GROUP] = {0}, d_norm_dot[ROW_GROUP] = {0}; /* sums of d_normalized and d_normalized * normalized */
+    for (int64_t j = 0; j < c; j++)
+        for (int64_t r = 0; r < count; r++) {
+            float normalized = (x[r * c + j] - mean[r]) * inv_scale[r];
+            float d_normalized = d_out[r * c + j] * weight[j];
+            d_norm_sum[r] += d_normalized;
+            d_norm_dot[r] += (double)(d_normalized * normalized);
+        }
+    for (int64_t r = 0; r < count; r++)
+        for (int64_t j = 0; j < c; j++) {  /* no chain within a row: vectorised over j */
+            d_weight[j] += d_out[r * c + j] * ((x[r * c + j] - mean[r]) * inv_scale[r]);
+            d_bias[j] += d_out[r * c + j];
+        }
+    for (int64_t r = 0; r < count; r++) {
+        float d_norm_mean = (float)(d_norm_sum[r] / (double)c), d_norm_dot_mean = (float)(d_norm_dot[r] / (double)c);
+        for (int64_t j = 0; j < c; j++) {
+            float normalized = (x[r * c + j] - mean[r]) * inv_scale[r];
+            float d_normalized = d_out[r * c + j] * weight[j];
+            d_x[r * c + j] = inv_scale[r] * (d_normalized - d_norm_mean - normalized * d_norm_dot_mean);
+        }
     }
 }
 
@@ -129,27 +175,37 @@ void gb_layernorm_backward_f32(float *d_x, float *d_weight, float *d_bias, const
 {
     memset(d_weight, 0, (size_t)c * sizeof(float));
     memset(d_bias, 0, (size_t)c * sizeof(float));
-    for (int64_t r = 0; r < rows; r++) {
-        const float *row = x + r * c, *d_row = d_out + r * c;
-        float *d_x_row = d_x + r * c;
-        float mean, s;
-        row_moments(row, c, eps, &mean, &s);
-        float inv_scale = 1.0f / s;
-        double d_norm_sum = 0.0, d_norm_dot = 0.0; /* sums of d_normalized and d_normalized * normalized */
-        for (int64_t j = 0; j < c; j++) {
-            float normalized = (row[j] - mean) * inv_scale;
-            float d_normalized = d_row[j] * weight[j];
-            d_norm_sum += d_normalized;
-            d_norm_dot += (double)(d_normalized * normalized);
-            d_weight[j] += d_row[j] * normalized;
-            d_bias[j] += d_row[j];
+    int64_t r = 0;
+    for (; r + ROW_GROUP <= rows; r += ROW_GROUP)
+        layernorm_backward_rows(d_x + r * c, d_weight, d_bias, d_out + r * c, x + r * c, weight, eps, ROW_GROUP, c);
+    for (; r < rows; r++)
+        layernorm_backward_rows(d_x + r * c, d_weight, d_bias, d_out + r * c, x + r * c, weight, eps, 1, c);
+}
+
+/* gb_softmax_cross_entropy_f32 on `count` rows (at most ROW_GROUP: each row's max and sum are
+ * chains too), their loss terms added to *total_loss row after row. */
+static inline __attribute__((always_inline)) void cross_entropy_rows(double *total_loss, float *d_logits,
+                                                                     const float *logits, const int64_t *targets,
+                                                                     float inv_rows, int64_t count, int64_t v)
+{
+    float max[ROW_GROUP];
+    double total[ROW_GROUP] = {0};
+    for (int64_t r = 0; r < count; r++) max[r] = logits[r * v];
+    for (int64_t j = 1; j < v; j++)
+        for (int64_t r = 0; r < count; r++) {
+            const float x = logits[r * v + j];
+            max[r] = x > max[r] ? x : max[r]; /* a NaN reaches the sum below */
         }
-        float d_norm_mean = (float)(d_norm_sum / (double)c), d_norm_dot_mean = (float)(d_norm_dot / (double)c);
-        for (int64_t j = 0; j < c; j++) {
-            float normalized = (row[j] - mean) * inv_scale;
-            float d_normalized = d_row[j] * weight[j];
-            d_x_row[j] = inv_scale * (d_normalized - d_norm_mean - normalized * d_norm_dot_mean);
-        }
+    for (int64_t r = 0; r < count; r++)
+        for (int64_t j = 0; j < v; j++) d_logits[r * v + j] = gb_expf(logits[r * v + j] - max[r]);
+    for (int64_t j = 0; j < v; j++)
+        for (int64_t r = 0; r < count; r++) total[r] += d_logits[r * v + j];
+    for (int64_t r = 0; r < count; r++) {
+        float *d_row = d_logits + r * v;
+        float inv_total = (float)(1.0 / total[r]);
+        for (int64_t j = 0; j < v; j++) d_row[j] = d_row[j] * inv_total * inv_rows;
+        d_row[targets[r]] -= inv_rows;
+        *total_loss += log(total[r]) - (double)(logits[r * v + targets[r]] - max[r]);
     }
 }
 
@@ -161,19 +217,10 @@ int gb_softmax_cross_entropy_f32(double *loss, float *d_logits, const float *log
         if (targets[r] < 0 || targets[r] >= v) return -1;
     double total_loss = 0.0;
     float inv_rows = 1.0f / (float)rows;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *row = logits + r * v;
-        float *d_row = d_logits + r * v;
-        float max = row[0];
-        for (int64_t j = 1; j < v; j++) max = row[j] > max ? row[j] : max; /* a NaN reaches the sum below */
-        for (int64_t j = 0; j < v; j++) d_row[j] = gb_expf(row[j] - max);
-        double total = 0.0;
-        for (int64_t j = 0; j < v; j++) total += d_row[j];
-        float inv_total = (float)(1.0 / total);
-        for (int64_t j = 0; j < v; j++) d_row[j] = d_row[j] * inv_total * inv_rows;
-        d_row[targets[r]] -= inv_rows;
-        total_loss += log(total) - (double)(row[targets[r]] - max);
-    }
+    int64_t r = 0;
+    for (; r + ROW_GROUP <= rows; r += ROW_GROUP)
+        cross_entropy_rows(&total_loss, d_logits + r * v, logits + r * v, targets + r, inv_rows, ROW_GROUP, v);
+    for (; r < rows; r++) cross_entropy_rows(&total_loss, d_logits + r * v, logits + r * v, targets + r, inv_rows, 1, v);
     *loss = total_loss / (double)rows;
     return 0;
 }

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import core
-from core import training
+from core import backward, training
 from core.checkpoint import load_history
 from core.cli import main
 from core.config import GPTConfig
@@ -145,15 +145,18 @@ def test_head_mode_changes_only_lm_head():
         assert np.array_equal(before[name], value) == (name != "lm_head.weight"), name
 
 
-def test_head_mode_features_are_the_blocks_output_of_each_sequence():
+def test_head_mode_shares_of_the_batch_give_the_whole_batch_loss_and_gradient():
     model = core.load_default()
-    ids = np.random.default_rng(0).integers(0, model.config.vocab_size, (5, 12))  # 5 sequences: uneven shares
-    features = training.frozen_features(model.params, model.config, ids)
-    assert features.shape == (5, 12, model.config.n_embd)
-    for row, sequence in enumerate(ids):
-        cache = {}
-        core.model.gpt_forward(model.params, model.config, sequence, cache=cache)
-        np.testing.assert_allclose(features[row], cache["ln_final.hook_normalized"], rtol=1e-5, atol=1e-5)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, model.config.vocab_size, (5, 13))  # 5 sequences: shares of 3 and 2
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+    loss, grad = training.head_gradients(model.params, model.config, inputs, targets)
+    cache = {}
+    logits = core.model.gpt_forward(model.params, model.config, inputs, cache=cache)
+    whole_loss, d_logits = backward.softmax_cross_entropy(logits, targets)
+    assert loss == pytest.approx(whole_loss, rel=1e-6)
+    np.testing.assert_allclose(grad, backward.lm_head_weight_gradient(d_logits, cache["ln_final.hook_normalized"]),
+                               rtol=1e-4, atol=1e-7)
 
 
 def test_training_makes_none_of_the_display_only_scores(monkeypatch):
