@@ -27,6 +27,7 @@ import numpy as np
 from core.config import GPTConfig
 from core.corpus import load_corpus
 from core.model import Model, init_params
+from core.parallel import cores
 from core.tokenizer import Tokenizer
 from core.training import BatchSampler, TrainSettings, decays, learning_rate, token_stream, train
 
@@ -35,8 +36,7 @@ FRAMEWORKS = ("glassbox", "pytorch")
 
 def bench_threads() -> int:
     """The threads Glassbox's attention kernel uses (GLASSBOX_NUM_THREADS, default every core)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return int(os.environ.get("GLASSBOX_NUM_THREADS", cores))
+    return int(os.environ.get("GLASSBOX_NUM_THREADS", cores()))
 
 
 def bundled_shape_model(seed: int = 0) -> Model:

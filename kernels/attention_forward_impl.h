@@ -191,11 +191,14 @@ static void FN(store_rows)(const FN(forward_job) *job, const FN(tile_space) *spa
                            int64_t rows, int64_t key_end)
 {
     const int64_t Dv = job->Dv, acc_stride = padded_width(Dv);
+    REAL *out = job->out + (b * job->Lq + i0) * Dv;  /* [rows, Dv] */
+    if (key_end == 0) {
+        memset(out, 0, (size_t)(rows * Dv) * sizeof(REAL));
+        return;
+    }
     for (int64_t r = 0; r < rows; r++) {
-        REAL *out_row = job->out + (b * job->Lq + i0 + r) * Dv;
         const REAL total = space->row_sum[r];
-        if (key_end == 0) memset(out_row, 0, (size_t)Dv * sizeof(REAL));
-        else job->blocks->scale(out_row, space->acc + r * acc_stride, Dv, total != 0 ? 1 / total : 0);  /* NaN stays NaN */
+        job->blocks->scale(out + r * Dv, space->acc + r * acc_stride, Dv, total != 0 ? 1 / total : 0);  /* NaN stays NaN */
     }
 }
 
