@@ -340,7 +340,10 @@ def _copy_widget(key: str) -> None:
 def sidebar() -> None:
     """The sidebar every page shares: the model picker, the prompt, example prompts and the
     model's vocabulary."""
-    st.session_state.setdefault("prompt", DEFAULT_PROMPT)
+    # Written on every run, so that every run sends the prompt to the browser: the browser draws a
+    # widget only once its code has loaded, and a field first drawn from a run that did not send
+    # the value would show, and send back, an empty prompt.
+    st.session_state["prompt"] = st.session_state.get("prompt", DEFAULT_PROMPT)
     model = model_picker()
     st.sidebar.text_input("Prompt", key="prompt", max_chars=MAX_PROMPT_CHARS,
                           help=f"Shared by every page; at most {MAX_PROMPT_CHARS:,} characters, and the dashboard "

@@ -225,31 +225,51 @@ def run_the_benchmark(page) -> int:
     return 3
 
 
+# [finished, state]: how many script runs the app has seen end, and the state of the current one, from
+# the state of Streamlit's App component (read through React's fiber of the stApp element; the count
+# is in no attribute). Watching the page's state attribute go to "running" and back can miss a run (CI
+# once waited 90 s so on the Experiments page), and a new run's id comes before its "running" state.
+SCRIPT_RUNS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    let fiber = app[Object.keys(app).find((key) => key.startsWith('__reactFiber'))];
+    while (fiber && !(fiber.stateNode?.state && 'scriptRunFinishedSequence' in fiber.stateNode.state)) fiber = fiber.return;
+    return fiber ? [fiber.stateNode.state.scriptRunFinishedSequence, fiber.stateNode.state.scriptRunState] : null;
+}"""
+
+# From the next Enter until more than `before` runs have ended and none runs, then one more animation
+# frame: window.__redraw, in milliseconds.
+WATCH_REDRAW = """(before) => {
+    const scriptRuns = """ + SCRIPT_RUNS + """;
+    window.__redraw = undefined;
+    window.__enter = undefined;
+    document.addEventListener('keydown', (event) => {
+        if (event.key === 'Enter') window.__enter = performance.now(); }, {capture: true, once: true});
+    const watch = () => {
+        const [finished, state] = scriptRuns();
+        if (window.__enter !== undefined && finished > before && state === 'notRunning')
+            requestAnimationFrame(() => { window.__redraw = performance.now() - window.__enter; });
+        else requestAnimationFrame(watch);
+    };
+    requestAnimationFrame(watch);
+}"""
+
+
 def change_prompt(page, text: str) -> float:
     """Type a new prompt; milliseconds from pressing Enter until the script has run again and the
-    browser has drawn the result (script state back to idle, then two animation frames)."""
+    browser has drawn the result (checked at every animation frame, then one more frame)."""
     field = page.get_by_label("Prompt", exact=True).and_(page.locator("input"))
     field.fill(text)
-    page.evaluate("""(field) => {
-        const app = document.querySelector('[data-testid="stApp"]');
-        window.__redraw = undefined;
-        let start = null, running = false;
-        field.addEventListener('keydown', (event) => { if (event.key === 'Enter') start = performance.now(); },
-                               {capture: true, once: true});
-        const watcher = new MutationObserver(() => {
-            const state = app.getAttribute('data-test-script-state');
-            if (state === 'running') running = true;
-            else if (running && state === 'notRunning') {
-                watcher.disconnect();
-                requestAnimationFrame(() => requestAnimationFrame(() => {
-                    window.__redraw = performance.now() - start;
-                }));
-            }
-        });
-        watcher.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
-    }""", field.element_handle())
+    before = page.evaluate(SCRIPT_RUNS)
+    assert before is not None, "Streamlit's App component (its scriptRunFinishedSequence) was not found: see SCRIPT_RUNS"
+    page.evaluate(WATCH_REDRAW, before[0])
     field.press("Enter")
-    page.wait_for_function("window.__redraw !== undefined", timeout=TIMEOUT_MS)
+    try:
+        page.wait_for_function("window.__redraw !== undefined", timeout=TIMEOUT_MS)
+    except playwright_api.TimeoutError:
+        enter = page.evaluate("window.__enter")
+        raise AssertionError(f"no redraw within {TIMEOUT_MS} ms of Enter: runs ended and state {before} before, "
+                             f"{page.evaluate(SCRIPT_RUNS)} now; Enter seen: {enter is not None}; "
+                             f"prompt field {field.input_value()!r}") from None
     assert field.input_value() == text
     return page.evaluate("window.__redraw")
 

@@ -127,6 +127,16 @@ def test_svg_file_names_come_from_the_chart_titles():
     assert state.svg_file_name({"concat": [{"mark": "bar"}], "columns": 2}) == "chart.svg"
 
 
+def test_every_run_sends_the_prompt_to_the_browser(app):
+    """A browser draws the prompt field once its code has loaded, which may be after the first run:
+    a run that did not send the value left that field empty, and its next request emptied the prompt."""
+    set_prompt(app, "the dog can")
+    open_page(app, "sampling")
+    app.run()
+    field = app.text_input(key="prompt").proto
+    assert (field.set_value, field.value) == (True, "the dog can")
+
+
 def test_the_prompt_is_shared_by_every_page(app):
     set_prompt(app, "the dog can")
     open_page(app, "attention_steps")
