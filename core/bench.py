@@ -336,6 +336,37 @@ def _row(case: BenchCase, backend: str, samples: list[float], max_abs_diff: floa
     }
 
 
+THREADS_VARIABLE = "GLASSBOX_NUM_THREADS"  # the C kernel reads it on every call
+THREAD_SCALING_CASE = BenchCase("small", 8, 64, 64, 64)
+
+
+def thread_scaling(case: BenchCase = THREAD_SCALING_CASE, repeats: int = 30) -> dict:
+    """The C kernel's fastest time for `case` on one thread and on its own thread count, the
+    samples taken in the same rounds (time_calls), and their ratio (`speedup`). Each call sets
+    GLASSBOX_NUM_THREADS first (both sides pay that ~1 us); the variable is restored after."""
+    threads = kernel_info()["threads"]
+    if threads is None:
+        raise ValueError("thread scaling times the C kernel, which is not built: run `python build_kernels.py`")
+    call = attention_call(case, "c", *make_inputs(case))
+
+    def on_threads(count: int):
+        def timed():
+            os.environ[THREADS_VARIABLE] = str(count)
+            return call()
+        return timed
+    saved = os.environ.get(THREADS_VARIABLE)
+    try:
+        samples = time_calls({"one": on_threads(1), "all": on_threads(threads)}, repeats)
+    finally:
+        if saved is None:
+            os.environ.pop(THREADS_VARIABLE, None)
+        else:
+            os.environ[THREADS_VARIABLE] = saved
+    one, all_threads = min(samples["one"]), min(samples["all"])
+    return {"case": case.name, "threads": threads, "samples": repeats, "one_thread_seconds": one,
+            "threads_seconds": all_threads, "speedup": one / all_threads}
+
+
 def run_grid(cases, backends=None, repeats: int = 5, progress=None, statistic: str = "median",
              yardstick: bool = False) -> list[dict]:
     """run_backends for every case (default backends: every available one, peer included).

@@ -3,6 +3,7 @@ ratios, the CLI table and JSON, and reading pytest-benchmark's JSON. Tiny sizes 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -208,3 +209,34 @@ def test_peer_call_passes_4d_tensors_to_torch(monkeypatch):
     case = bench.BenchCase("toy", 3, 5, 5, 4, causal=True)
     out = bench.attention_call(case, bench.PEER, *bench.make_inputs(case))()
     assert set(shapes) == {(1, 3, 5, 4)} and out.shape == (3, 5, 4)
+
+
+@pytest.mark.skipif("c" not in available_backends(), reason="thread scaling times the C kernel")
+@pytest.mark.parametrize("before", [None, "2"])
+def test_thread_scaling_times_one_thread_against_the_kernels_own_and_restores_the_setting(monkeypatch, before):
+    if before is None:
+        monkeypatch.delenv(bench.THREADS_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(bench.THREADS_VARIABLE, before)
+    threads = bench.kernel_info()["threads"]
+    seen = []  # the kernel's thread count during each timed call
+    real_call = bench.attention_call
+
+    def watched_call(case, backend, q, k, v):
+        call = real_call(case, backend, q, k, v)
+        return lambda: (seen.append(bench.kernel_info()["threads"]), call())[1]
+    monkeypatch.setattr(bench, "attention_call", watched_call)
+    result = bench.thread_scaling(bench.BenchCase("toy", 1, 4, 4, 4), repeats=2)
+    assert set(seen) == {1, threads} and result["threads"] == threads
+    assert result["one_thread_seconds"] > 0 and result["threads_seconds"] > 0
+    assert result["speedup"] == pytest.approx(result["one_thread_seconds"] / result["threads_seconds"])
+    assert os.environ.get(bench.THREADS_VARIABLE) == before
+
+
+@pytest.mark.skipif("c" not in available_backends(), reason="thread scaling times the C kernel")
+def test_cli_prints_thread_scaling_and_rejects_no_samples(capsys):
+    assert main(["bench", "--threads", "--sizes", "1x4x4x4", "--repeats", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "custom h1 L4x4 d4 f32: one thread" in printed and "(fastest of 1 samples each" in printed
+    assert main(["bench", "--threads", "--repeats", "0"]) == 2
+    assert "--repeats must be at least 1" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 peer when installed) on the benchmark grid and print one table row per case and
 backend: time, GFLOP/s, GB/s, speed-up over NumPy and over the peer, max abs
 difference from a float64 reference. `--json PATH` saves the rows and the machine;
-`--load PATH` prints the same table from the pytest-benchmark suite's saved JSON."""
+`--load PATH` prints the same table from the pytest-benchmark suite's saved JSON;
+`--threads` times the C kernel on one thread against all of its own."""
 from __future__ import annotations
 
 import json
@@ -31,6 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gpt2", action="store_true",
                         help="GPT-2 small (random weights) against transformers' GPT2LMHeadModel: the trace, greedy "
                              "generation per token, loading (core.gpt2_bench; needs torch and transformers)")
+    parser.add_argument("--threads", action="store_true",
+                        help="time the C kernel on one thread and on all of its own, in the same rounds "
+                             f"(the --sizes cases, default {bench.THREAD_SCALING_CASE.name}; fastest of --repeats)")
     parser.add_argument("--load", type=Path, metavar="PATH",
                         help="run nothing: print the table of a saved pytest-benchmark JSON "
                              "(pytest tests/benchmarks --benchmark-only --benchmark-json PATH)")
@@ -55,6 +59,12 @@ def format_row(row: dict) -> str:
     return "  ".join(cell.ljust(width) for cell, width in zip(cells, WIDTHS))
 
 
+def format_scaling(result: dict) -> str:
+    return (f"{result['case']}: one thread {format_seconds(result['one_thread_seconds'])}, "
+            f"{result['threads']} threads {format_seconds(result['threads_seconds'])}: {result['speedup']:.2f}x "
+            f"(fastest of {result['samples']} samples each, taken in the same rounds)")
+
+
 def print_header(statistic: str = "median") -> None:
     print(f"# time: {statistic} per call; vs numpy / vs torch: that backend's time over this one's (above 1 = faster); "
           "torch: its fused scaled_dot_product_attention on 4-D input (is_causal when Lq == Lk), "
@@ -68,6 +78,8 @@ def run(args) -> int:
     note = bench.blas_kernel_note()
     if note and not args.load:
         print(f"# {note}")
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     if args.training:
         for line in training_bench.table(training_bench.run(rounds=args.repeats)):
             print(line)
@@ -77,13 +89,16 @@ def run(args) -> int:
             raise ValueError("--gpt2 compares against transformers: pip install torch transformers")
         print(gpt2_bench.format_report(gpt2_bench.run_gpt2_benchmark(repeats=args.repeats)))
         return 0
+    if args.threads:
+        cases = [bench.parse_size(text) for text in args.sizes] if args.sizes else [bench.THREAD_SCALING_CASE]
+        for case in cases:
+            print(format_scaling(bench.thread_scaling(case, args.repeats)))
+        return 0
     if args.load:
         print_header()
         for row in bench.load_benchmark_json(args.load):
             print(format_row(row))
         return 0
-    if args.repeats < 1:
-        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     cases = [bench.parse_size(text) for text in args.sizes] if args.sizes else bench.default_cases(quick=args.quick)
     backends = args.backends or bench.bench_backends()
     unknown = set(backends) - set(bench.bench_backends())
