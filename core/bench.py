@@ -336,6 +336,32 @@ def _row(case: BenchCase, backend: str, samples: list[float], max_abs_diff: floa
     }
 
 
+def plain_per_head_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal: bool) -> np.ndarray:
+    """The plainest NumPy attention, one head at a time (the NumPy backend's yardstick):
+    q [H, Lq, D], k [H, Lk, D], v [H, Lk, Dv] -> out [H, Lq, Dv]."""
+    lq, lk = q.shape[-2], k.shape[-2]
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    allowed = causal_mask(lq, lk) if causal else np.ones((lq, lk), dtype=bool)  # [Lq, Lk]
+    out = np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)  # [H, Lq, Dv]
+    for head in range(q.shape[0]):
+        scores = np.where(allowed, q[head] @ k[head].T * scale, -np.inf)  # [Lq, Lk]
+        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))  # [Lq, Lk]
+        out[head] = weights / weights.sum(axis=-1, keepdims=True) @ v[head]  # [Lq, Lk] @ [Lk, Dv]
+    return out
+
+
+def fallback_overhead(case: BenchCase, repeats: int = 15) -> dict:
+    """The NumPy backend's fastest time for `case` against plain_per_head_attention's, the
+    samples taken in the same rounds (time_calls); `ratio` is the backend's time over the plain
+    loop's (the promise: at most 1.5)."""
+    q, k, v = make_inputs(case)
+    samples = time_calls({"backend": attention_call(case, "numpy", q, k, v),
+                          "plain": lambda: plain_per_head_attention(q, k, v, case.causal)}, repeats)
+    backend, plain = min(samples["backend"]), min(samples["plain"])
+    return {"case": case.name, "samples": repeats, "backend_seconds": backend, "plain_seconds": plain,
+            "ratio": backend / plain}
+
+
 THREADS_VARIABLE = "GLASSBOX_NUM_THREADS"  # the C kernel reads it on every call
 THREAD_SCALING_CASE = BenchCase("small", 8, 64, 64, 64)
 

@@ -240,3 +240,20 @@ def test_cli_prints_thread_scaling_and_rejects_no_samples(capsys):
     assert "custom h1 L4x4 d4 f32: one thread" in printed and "(fastest of 1 samples each" in printed
     assert main(["bench", "--threads", "--repeats", "0"]) == 2
     assert "--repeats must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_plain_per_head_attention_is_the_same_attention(causal):
+    case = bench.BenchCase("small", 3, 5, 7, 4, causal=causal)
+    q, k, v = bench.make_inputs(case)
+    np.testing.assert_allclose(bench.plain_per_head_attention(q, k, v, causal), bench.reference_output(case, q, k, v),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_fallback_overhead_and_its_cli_line(capsys):
+    result = bench.fallback_overhead(bench.BenchCase("toy", 1, 4, 4, 4, causal=True), repeats=2)
+    assert result["backend_seconds"] > 0 and result["plain_seconds"] > 0 and result["samples"] == 2
+    assert result["ratio"] == pytest.approx(result["backend_seconds"] / result["plain_seconds"])
+    assert main(["bench", "--fallback", "--sizes", "1x4x4x4:causal", "--repeats", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "custom h1 L4x4 d4 f32 causal: NumPy backend" in printed and "plain per-head NumPy" in printed

@@ -3,7 +3,8 @@ peer when installed) on the benchmark grid and print one table row per case and
 backend: time, GFLOP/s, GB/s, speed-up over NumPy and over the peer, max abs
 difference from a float64 reference. `--json PATH` saves the rows and the machine;
 `--load PATH` prints the same table from the pytest-benchmark suite's saved JSON;
-`--threads` times the C kernel on one thread against all of its own."""
+`--threads` times the C kernel on one thread against all of its own; `--fallback` the NumPy
+backend against the plainest per-head NumPy loop."""
 from __future__ import annotations
 
 import json
@@ -35,6 +36,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", action="store_true",
                         help="time the C kernel on one thread and on all of its own, in the same rounds "
                              f"(the --sizes cases, default {bench.THREAD_SCALING_CASE.name}; fastest of --repeats)")
+    parser.add_argument("--fallback", action="store_true",
+                        help="time the NumPy backend against the plainest per-head NumPy loop, in the same rounds "
+                             "(the --sizes cases, default the grid or --quick's; fastest of --repeats)")
     parser.add_argument("--load", type=Path, metavar="PATH",
                         help="run nothing: print the table of a saved pytest-benchmark JSON "
                              "(pytest tests/benchmarks --benchmark-only --benchmark-json PATH)")
@@ -62,6 +66,12 @@ def format_row(row: dict) -> str:
 def format_scaling(result: dict) -> str:
     return (f"{result['case']}: one thread {format_seconds(result['one_thread_seconds'])}, "
             f"{result['threads']} threads {format_seconds(result['threads_seconds'])}: {result['speedup']:.2f}x "
+            f"(fastest of {result['samples']} samples each, taken in the same rounds)")
+
+
+def format_fallback(result: dict) -> str:
+    return (f"{result['case']}: NumPy backend {format_seconds(result['backend_seconds'])}, plain per-head NumPy "
+            f"{format_seconds(result['plain_seconds'])}: {result['ratio']:.2f}x its time "
             f"(fastest of {result['samples']} samples each, taken in the same rounds)")
 
 
@@ -93,6 +103,11 @@ def run(args) -> int:
         cases = [bench.parse_size(text) for text in args.sizes] if args.sizes else [bench.THREAD_SCALING_CASE]
         for case in cases:
             print(format_scaling(bench.thread_scaling(case, args.repeats)))
+        return 0
+    if args.fallback:
+        cases = [bench.parse_size(text) for text in args.sizes] if args.sizes else bench.default_cases(quick=args.quick)
+        for case in cases:
+            print(format_fallback(bench.fallback_overhead(case, args.repeats)))
         return 0
     if args.load:
         print_header()
