@@ -24,7 +24,7 @@ def _cdef_from_header(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(skipped))
 
 
-COMPILE_ARGS = ["-O3", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", "-Wextra", "-fno-fast-math"]  # POSIX: clock_gettime
+COMPILE_ARGS = ["-O3", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-fno-fast-math"]  # clock_gettime, sched_getaffinity
 
 
 def make_builder(extra_compile_args=(), extra_link_args=()) -> FFI:

@@ -47,7 +47,7 @@ int gb_attention_forward_f64(double *out, double *weights,
  * "avx2+fma", GLASSBOX_SIMD=portable forces plain C. */
 const char *gb_forward_code_path(void);
 /* Threads a large forward call uses: GLASSBOX_NUM_THREADS when a positive
- * integer, else the online cores (small calls use fewer, tiny ones just one). */
+ * integer, else the cores the process may run on (small calls use fewer, tiny ones just one). */
 int gb_forward_thread_count(void);
 /* out[i] = 2^x[i] with the exp2 the forward's softmax uses on the current code
  * path (it works on scores times log2(e)); exposed so that tests can measure its

@@ -11,8 +11,9 @@
  * own threads, as every call did before the pool, so concurrent calls never wait for
  * each other. A thread that cannot be started leaves its share to the others.
  * Thread count: GLASSBOX_NUM_THREADS when it is a positive integer, else the
- * online cores. The kernel calls no BLAS, so it never competes with BLAS threads. */
+ * cores the process may run on. The kernel calls no BLAS, so it never competes with BLAS threads. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,27 +37,39 @@ typedef struct {
     void *work;
 } gb_worker;
 
-/* GLASSBOX_NUM_THREADS when set to a positive integer, else the online cores (at most GB_MAX_THREADS). */
-/* The online cores, asked once per process: sysconf reads a file under /sys on every call
- * (5 us on the 2-core test machines, a fifth of a small 2-thread call). */
-static long gb_online_cores(void)
+/* The cores this process may run on: its affinity mask on Linux (as core.parallel.cores()
+ * counts them, so that a server started under taskset or a cpuset does not oversubscribe),
+ * else the online cores. */
+static long gb_count_cores(void)
+{
+#ifdef __linux__
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) return CPU_COUNT(&allowed);
+#endif
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+/* gb_count_cores(), asked once per process: each ask is a system call, and sysconf reads a file
+ * under /sys every time (5 us on the 2-core test machines, a fifth of a small 2-thread call). */
+static long gb_usable_cores(void)
 {
     static atomic_long cached;  /* 0: not asked yet */
     long count = atomic_load_explicit(&cached, memory_order_relaxed);
     if (count == 0) {
-        count = sysconf(_SC_NPROCESSORS_ONLN);
+        count = gb_count_cores();
         if (count <= 0) count = 1;
         atomic_store_explicit(&cached, count, memory_order_relaxed);
     }
     return count;
 }
 
+/* GLASSBOX_NUM_THREADS when set to a positive integer, else gb_usable_cores() (at most GB_MAX_THREADS). */
 static int gb_configured_threads(void)
 {
     long count = 0;
     const char *forced = getenv("GLASSBOX_NUM_THREADS");
     if (forced && *forced) count = strtol(forced, NULL, 10);
-    if (count <= 0) count = gb_online_cores();
+    if (count <= 0) count = gb_usable_cores();
     return count > GB_MAX_THREADS ? GB_MAX_THREADS : (int)count;
 }
 

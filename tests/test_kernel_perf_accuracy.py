@@ -5,6 +5,7 @@ settings; memory at L=16384 without weights. No timing assertions here: speed is
 measured by tests/benchmarks and `python -m core bench`."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -232,6 +233,23 @@ def test_thread_count_follows_the_environment(monkeypatch):
     for unusable in ("0", "-2", "many", ""):
         monkeypatch.setenv("GLASSBOX_NUM_THREADS", unusable)
         assert lib.gb_forward_thread_count() == cores
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux's affinity calls and two cores to leave one out")
+def test_default_thread_count_is_the_cores_the_process_may_run_on():
+    """Under taskset or a cpuset the kernel counts the allowed cores, as core.parallel.cores() does
+    (a fresh process: the count is taken once per process)."""
+    one_core = min(os.sched_getaffinity(0))
+    script = textwrap.dedent(f"""
+        import os
+        os.environ.pop("GLASSBOX_NUM_THREADS", None)
+        os.sched_setaffinity(0, {{{one_core}}})
+        from core import _kernel, parallel
+        print(_kernel.lib.gb_forward_thread_count(), parallel.cores())
+    """)
+    printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert printed.split() == ["1", "1"]
 
 
 def kernel_exp2(x: np.ndarray) -> np.ndarray:
