@@ -84,6 +84,11 @@ def print_header(statistic: str = "median") -> None:
     print("  ".join(column.ljust(width) for column, width in zip(COLUMNS, WIDTHS)))
 
 
+def chosen_cases(args, default: list) -> list:
+    """The --sizes cases, or `default` when none were given."""
+    return [bench.parse_size(text) for text in args.sizes] if args.sizes else default
+
+
 def run(args) -> int:
     note = bench.blas_kernel_note()
     if note and not args.load:
@@ -100,13 +105,11 @@ def run(args) -> int:
         print(gpt2_bench.format_report(gpt2_bench.run_gpt2_benchmark(repeats=args.repeats)))
         return 0
     if args.threads:
-        cases = [bench.parse_size(text) for text in args.sizes] if args.sizes else [bench.THREAD_SCALING_CASE]
-        for case in cases:
+        for case in chosen_cases(args, [bench.THREAD_SCALING_CASE]):
             print(format_scaling(bench.thread_scaling(case, args.repeats)))
         return 0
     if args.fallback:
-        cases = [bench.parse_size(text) for text in args.sizes] if args.sizes else bench.default_cases(quick=args.quick)
-        for case in cases:
+        for case in chosen_cases(args, bench.default_cases(quick=args.quick)):
             print(format_fallback(bench.fallback_overhead(case, args.repeats)))
         return 0
     if args.load:
@@ -114,7 +117,7 @@ def run(args) -> int:
         for row in bench.load_benchmark_json(args.load):
             print(format_row(row))
         return 0
-    cases = [bench.parse_size(text) for text in args.sizes] if args.sizes else bench.default_cases(quick=args.quick)
+    cases = chosen_cases(args, bench.default_cases(quick=args.quick))
     backends = args.backends or bench.bench_backends()
     unknown = set(backends) - set(bench.bench_backends())
     if unknown:
