@@ -32,7 +32,7 @@ def make_builder(extra_compile_args=(), extra_link_args=()) -> FFI:
     builder = FFI()
     builder.cdef("\n".join(_cdef_from_header(header.read_text()) for header in HEADERS))
     builder.set_source(
-        "core._kernel",
+        "core.native._kernel",
         "\n".join(f'#include "{header.name}"' for header in HEADERS),
         sources=[str(path.relative_to(ROOT)) for path in sorted(KERNELS.glob("*.c"))],
         include_dirs=[str(KERNELS.relative_to(ROOT))],
@@ -63,9 +63,9 @@ def compile_in(folder: Path, builder: FFI, verbose: bool = False) -> Path:
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory(prefix="glassbox-build-") as temp:
         built = compile_in(Path(temp), ffibuilder, verbose=True)
-        target = ROOT / "core" / built.name
+        target = ROOT / "core" / "native" / built.name
         shutil.copy(built, target.with_name(built.name + ".partial"))
         # a rename, not a copy over: a process that has the old extension loaded keeps its file
         # (writing into it in place crashes every Python process using it)
         os.replace(target.with_name(built.name + ".partial"), target)
-        print(f"built {Path('core', built.name)}")
+        print(f"built {Path('core', 'native', built.name)}")

@@ -1,14 +1,12 @@
-"""Glassbox core: a small GPT-2-style transformer whose every intermediate can be shown.
+"""Glassbox: a small GPT-style transformer whose every intermediate can be shown (no Streamlit here).
 
-No Streamlit here: the dashboard calls this package and draws.
-`load_default()` gives the bundled trained model (checkpoint in `DEFAULT_CHECKPOINT`),
-`load_checkpoint(path)` any saved one, Glassbox's own or a GPT-2-family checkpoint in Hugging
-Face's layout (core.checkpoint); see core.model for `Model` and the forward pass,
-core.interventions for `Interventions`, core.trace for `Trace`, core.sampling for `Sampler`,
-core.tokenizer and core.bpe for the word-level and GPT-2 byte-level BPE tokenizers.
+This module is the public face: `load_default()` gives the bundled trained model,
+`load_checkpoint(path)` any saved one (Glassbox's own or a GPT-2-family checkpoint in Hugging
+Face's layout), `Model.run(prompt) -> Trace`, `train(model, TrainSettings(...)) -> History`.
+Inside: model/ (the forward pass), text/ (tokenizers, corpus), io/ (checkpoints), train/,
+native/ (the C kernels), explain/ (what the pages teach), bench/, cli/, data/.
 """
 import os
-from pathlib import Path
 
 # The model's matrices are tiny: BLAS threads cost more than they give, and on a busy 2-core
 # machine multi-threaded OpenBLAS made its matmuls 30-100x slower (measured: a [32, 32, 64] @
@@ -17,18 +15,22 @@ from pathlib import Path
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
-from core.memory import keep_freed_memory  # noqa: E402  (malloc keeps training's freed arrays: core.memory)
+from core.native.memory import keep_freed_memory  # noqa: E402  (why: core.native.memory)
 
 keep_freed_memory()
 
-from core.bpe import BPETokenizer
-from core.config import GPTConfig
-from core.model import Generation, GenerationStep, Interventions, Model, load_checkpoint
-from core.sampling import Sampler, distribution_stages
-from core.tokenizer import Tokenizer
-from core.trace import LayerTrace, Trace
-
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "data" / "default"
+from core.bench.attention import load_benchmark_json  # noqa: E402
+from core.data import DEFAULT_CHECKPOINT  # noqa: E402
+from core.model.attention import scaled_dot_product_attention  # noqa: E402
+from core.model.config import GPTConfig  # noqa: E402
+from core.model.interventions import Interventions  # noqa: E402
+from core.model.model import Model, load_checkpoint  # noqa: E402
+from core.model.sampling import Sampler, distribution_stages  # noqa: E402
+from core.model.trace import Trace  # noqa: E402
+from core.native.kernel import available_backends  # noqa: E402
+from core.train.history import History  # noqa: E402
+from core.train.loop import train  # noqa: E402
+from core.train.settings import TrainSettings  # noqa: E402
 
 
 def load_default() -> Model:
@@ -41,6 +43,6 @@ def load_model(path=None) -> Model:
     return load_default() if path is None else load_checkpoint(path)
 
 
-__all__ = ["BPETokenizer", "DEFAULT_CHECKPOINT", "GPTConfig", "Generation", "GenerationStep", "Interventions", "LayerTrace", "Model",
-           "Sampler", "Tokenizer", "Trace", "distribution_stages", "load_checkpoint", "load_default",
-           "load_model"]
+__all__ = ["DEFAULT_CHECKPOINT", "GPTConfig", "History", "Interventions", "Model", "Sampler", "Trace", "TrainSettings",
+           "available_backends", "distribution_stages", "load_benchmark_json", "load_checkpoint", "load_default",
+           "load_model", "scaled_dot_product_attention", "train"]

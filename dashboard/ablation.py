@@ -2,7 +2,8 @@
 pass per head), computed once per (model, prompt, token, layer) by `state.remembered`."""
 import streamlit as st
 
-from core import lessons
+from core.explain import experiments
+from core.explain import questions
 from dashboard import state
 
 REQUESTS = "ablate_requests"  # session_state: (model id, ids) and the layers asked for on it
@@ -11,8 +12,8 @@ REQUESTS = "ablate_requests"  # session_state: (model id, ids) and the layers as
 def layer_effects(model, trace, token_id: int, layer: int):
     """The change in `token_id`'s probability when each head of `layer` is zeroed [n_head]."""
     ids = tuple(trace.ids.tolist())
-    return state.remembered("ablation", (ids, token_id, layer), lambda: lessons.ablation_effects(
-        model, trace.ids, token_id, lessons.heads_to_ablate(model.config, layer)))
+    return state.remembered("ablation", (ids, token_id, layer), lambda: questions.ablation_effects(
+        model, trace.ids, token_id, experiments.heads_to_ablate(model.config, layer)))
 
 
 def requested_layers(trace) -> set:

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from core.corpus import heldout_scores, load_heldout
-from core.model import Model, init_params
-from core.training import History, TrainSettings, train, usable_heldout
+from core.text.corpus import heldout_scores, load_heldout
+from core.model.model import Model
+from core.model.params import init_params
+from core.train.history import History
+from core.train.settings import TrainSettings
+from core.train.loop import train, usable_heldout
 
 MAX_SECONDS = 180  # wall-clock limit of one training (the step and batch caps keep it well below)
 POLL_SECONDS = 1.0  # how often the sidebar and the live chart look at a running training

@@ -24,8 +24,8 @@ import numpy as np
 import streamlit as st
 
 import core
-from core import models_dir
-from core.attention import default_backend
+from core.io import models_dir
+from core.native.kernel import default_backend
 from dashboard import charts
 
 # Altair validates every chart against the Vega-Lite schema as it is built and again when it is

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.attention import available_backends, scaled_dot_product_attention
+from core.native.kernel import available_backends
+from core.model.attention import scaled_dot_product_attention
 
 TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
 

@@ -126,7 +126,7 @@ def corpus_bpe():
     """A small byte-level BPE (vocab CORPUS_BPE_SIZE) trained with `tokenizers` on the bundled corpus."""
     from tokenizers import ByteLevelBPETokenizer
 
-    from core.corpus import load_corpus
+    from core.text.corpus import load_corpus
 
     tokenizer = ByteLevelBPETokenizer()
     tokenizer.train_from_iterator(load_corpus(), vocab_size=CORPUS_BPE_SIZE, min_frequency=2,

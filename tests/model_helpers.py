@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.config import GPTConfig
-from core.corpus import load_corpus
-from core.model import Model, init_params
-from core.tokenizer import Tokenizer
+from core.model.config import GPTConfig
+from core.text.corpus import load_corpus
+from core.model.model import Model
+from core.model.params import init_params
+from core.text.words import WordTokenizer
 
 
-def corpus_tokenizer() -> Tokenizer:
-    return Tokenizer.from_texts(load_corpus())
+def corpus_tokenizer() -> WordTokenizer:
+    return WordTokenizer.from_texts(load_corpus())
 
 
 def random_model(seed: int = 0, n_positions: int = 32, dtype=np.float32) -> Model:

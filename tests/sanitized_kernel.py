@@ -56,9 +56,9 @@ def main(pytest_args: list[str]) -> int:
         env = {**os.environ, **SANITIZER_ENV, "LD_PRELOAD": libasan(),
                "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
         env.pop("GLASSBOX_BACKEND", None)
-        check = "import core.attention as a, sys; sys.exit(0 if a._kernel and a._kernel.__file__.startswith(sys.argv[1]) else 1)"
+        check = "import core.native.kernel as a, sys; sys.exit(0 if a._kernel and a._kernel.__file__.startswith(sys.argv[1]) else 1)"
         if subprocess.run([sys.executable, "-c", check, temp], env=env, cwd=temp).returncode != 0:
-            print("error: the sanitized kernel did not load in place of core/_kernel", file=sys.stderr)
+            print("error: the sanitized kernel did not load in place of core/native/_kernel", file=sys.stderr)
             return 1
         # cwd = the temporary folder: `python -m pytest` puts it first on sys.path
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),

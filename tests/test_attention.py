@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import TOLERANCE, assert_matches_reference, reference_attention
-from core import attention
-from core.attention import (attention_backward, available_backends, default_backend,
-                            scaled_dot_product_attention)
+from core.native import kernel as native_kernel
+from core.model.attention import attention_backward, scaled_dot_product_attention
+from core.native.kernel import available_backends, default_backend
 
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -196,7 +196,7 @@ def test_unknown_backend():
 
 
 def test_c_backend_missing_raises_runtime_error_saying_how_to_build(monkeypatch):
-    monkeypatch.setattr(attention, "_kernel", None)
+    monkeypatch.setattr(native_kernel, "_kernel", None)
     assert available_backends() == ("numpy",)
     with pytest.raises(RuntimeError, match="build_kernels.py"):
         scaled_dot_product_attention(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), backend="c")
@@ -248,7 +248,7 @@ def test_backward_bad_shapes(backend):
 
 @pytest.mark.skipif("c" not in available_backends(), reason="C kernel not built")
 def test_kernel_validates_pointers_and_sizes():
-    ffi, lib = attention._kernel.ffi, attention._kernel.lib
+    ffi, lib = native_kernel._kernel.ffi, native_kernel._kernel.lib
     buffer = ffi.new("float[16]")
     null_output = lib.gb_attention_forward_f32(ffi.NULL, ffi.NULL, buffer, buffer, buffer,
                                                ffi.NULL, 0, 0, 0, 0, 1.0, 1, 2, 2, 2, 2)
@@ -257,7 +257,7 @@ def test_kernel_validates_pointers_and_sizes():
     negative_size = lib.gb_attention_backward_f64(*[ffi.new("double[16]")] * 8, 1.0, 1, 2, -2, 2, 2)
     assert (null_output, zero_size, negative_size) == (lib.GB_ERR_NULL, lib.GB_ERR_SIZE, lib.GB_ERR_SIZE)
     with pytest.raises(RuntimeError, match="size was not positive"):
-        attention._raise_for_status(lib.GB_ERR_SIZE)
+        native_kernel._raise_for_status(lib.GB_ERR_SIZE)
 
 
 # ---- non-finite inputs, zero-width values, unaligned views, scale (issue 12) ----
@@ -441,9 +441,9 @@ class AlignmentCheckingLib:
 @needs_c
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unaligned_views_are_copied_before_the_kernel_reads_them(monkeypatch, dtype):
-    lib = AlignmentCheckingLib(attention._kernel)
-    monkeypatch.setattr(attention, "_kernel", type("Kernel", (), {"ffi": attention._kernel.ffi, "lib": lib}))
-    monkeypatch.setattr(attention, "_FORWARD", {np.dtype(t): getattr(lib, f"gb_attention_forward_f{8 * np.dtype(t).itemsize}")
+    lib = AlignmentCheckingLib(native_kernel._kernel)
+    monkeypatch.setattr(native_kernel, "_kernel", type("Kernel", (), {"ffi": native_kernel._kernel.ffi, "lib": lib}))
+    monkeypatch.setattr(native_kernel, "_FORWARD", {np.dtype(t): getattr(lib, f"gb_attention_forward_f{8 * np.dtype(t).itemsize}")
                                                 for t in (np.float32, np.float64)})
     rng = np.random.default_rng(15)
     q, k, v = random_qkv(rng, (2,), 20, 20, 8, 8, dtype)
@@ -471,10 +471,10 @@ def test_forward_and_backward_reject_a_bad_scale(backend, scale):
 @needs_c
 def test_every_error_code_the_kernel_declares_has_a_message_and_no_thread_error():
     # a worker thread that cannot start leaves its share to the others: no GB_ERR_THREAD to return
-    lib = attention._kernel.lib
+    lib = native_kernel._kernel.lib
     codes = {getattr(lib, name) for name in dir(lib) if name.startswith("GB_ERR_")}
     assert not hasattr(lib, "GB_ERR_THREAD")
-    assert codes == set(attention._ERROR_MESSAGES)
+    assert codes == set(native_kernel._ERROR_MESSAGES)
 
 
 @needs_c
@@ -482,7 +482,7 @@ def test_a_forked_child_runs_threaded_calls_with_its_own_pool():
     # the kernel keeps worker threads between calls; a fork has none of them, so the child starts its own
     code = textwrap.dedent("""
         import os, numpy as np
-        from core.attention import scaled_dot_product_attention
+        from core.model.attention import scaled_dot_product_attention
         rng = np.random.default_rng(0)
         q, k, v = (rng.standard_normal((8, 150, 64)).astype(np.float32) for _ in range(3))
         expected = scaled_dot_product_attention(q, k, v, causal=True, backend="c")  # starts the pool

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.attention import attention_backward, available_backends, scaled_dot_product_attention
+from core.model.attention import attention_backward, scaled_dot_product_attention
+from core.native.kernel import available_backends
 
 HYPOTHESIS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 needs_c = pytest.mark.skipif("c" not in available_backends(), reason="C kernel not built")

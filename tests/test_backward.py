@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.attention import available_backends
-from core import parallel
-from core.backward import (embedding_backward, gelu_backward, gpt_backward, layer_norm_backward, linear_backward,
-                           lm_head_backward, lm_head_weight_gradient, softmax_cross_entropy)
-from core.config import GPTConfig
-from core.model import gelu, gpt_forward, layer_norm, param_shapes
+from core.native.kernel import available_backends
+from core.train.backward import embedding_backward, gelu_backward, gpt_backward, layer_norm_backward, linear_backward, lm_head_backward, lm_head_weight_gradient, softmax_cross_entropy
+from core.model.config import GPTConfig
+from core.model.ops import gelu, layer_norm
+from core.model.forward import gpt_forward
+from core.model.params import param_shapes
+from core.native import parallel
 
 STEP = 1e-6
 

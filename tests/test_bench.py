@@ -9,22 +9,22 @@ import numpy as np
 import pytest
 import threadpoolctl
 
-from core import bench
-from core.attention import available_backends
+from core.bench import attention
+from core.native.kernel import available_backends
 from core.cli import main
 
 
 def test_causal_flops_count_the_visible_half():
-    full = bench.BenchCase("gpt2", 12, 1024, 1024, 64)
-    causal = bench.BenchCase("gpt2", 12, 1024, 1024, 64, causal=True)
+    full = attention.BenchCase("gpt2", 12, 1024, 1024, 64)
+    causal = attention.BenchCase("gpt2", 12, 1024, 1024, 64, causal=True)
     assert full.flops == 4 * 12 * 1024 * 1024 * 64
     assert causal.visible_pairs == 1024 * 1025 // 2
-    decode = bench.BenchCase("decode", 12, 1, 4096, 64, causal=True)  # one query sees every cached key
+    decode = attention.BenchCase("decode", 12, 1, 4096, 64, causal=True)  # one query sees every cached key
     assert decode.visible_pairs == 4096
 
 
 def test_default_cases_cover_the_issue_grid():
-    cases = bench.default_cases()
+    cases = attention.default_cases()
     names = [case.name for case in cases]
     assert len(set(names)) == len(names)
     groups = {case.group for case in cases}
@@ -34,24 +34,24 @@ def test_default_cases_cover_the_issue_grid():
     assert {(case.dtype, case.causal, case.return_weights) for case in cases if case.lq == 256} == {
         (dtype, causal, weights) for dtype in ("float32", "float64") for causal in (False, True)
         for weights in (False, True)}
-    assert 0 < len(bench.default_cases(quick=True)) < len(cases)
+    assert 0 < len(attention.default_cases(quick=True)) < len(cases)
 
 
 def test_parse_size_reads_flags_and_rejects_nonsense():
-    case = bench.parse_size("2x16x32x8:causal:f64:weights")
+    case = attention.parse_size("2x16x32x8:causal:f64:weights")
     assert (case.heads, case.lq, case.lk, case.d, case.dtype, case.causal, case.return_weights) == (
         2, 16, 32, 8, "float64", True, True)
     with pytest.raises(ValueError, match="HEADSxLQxLKxD"):
-        bench.parse_size("12x10")
+        attention.parse_size("12x10")
     with pytest.raises(ValueError, match="unknown flag"):
-        bench.parse_size("1x4x4x4:fast")
+        attention.parse_size("1x4x4x4:fast")
     with pytest.raises(ValueError, match="positive"):
-        bench.parse_size("0x4x4x4")
+        attention.parse_size("0x4x4x4")
 
 
 def test_run_grid_rows_have_times_ratios_and_accuracy():
-    case = bench.BenchCase("toy", 2, 8, 12, 4, causal=True, return_weights=True)
-    rows = bench.run_grid([case], available_backends(), repeats=2)
+    case = attention.BenchCase("toy", 2, 8, 12, 4, causal=True, return_weights=True)
+    rows = attention.run_grid([case], available_backends(), repeats=2)
     assert [row["backend"] for row in rows] == list(available_backends())
     for row in rows:
         assert row["seconds"] > 0 and row["gflops"] > 0 and row["name"] == case.name
@@ -63,16 +63,16 @@ def test_run_grid_rows_have_times_ratios_and_accuracy():
 
 
 def test_run_case_can_report_the_fastest_sample():
-    case = bench.BenchCase("toy", 1, 4, 4, 4)
-    row = bench.run_case(case, "numpy", repeats=3, statistic="min")
+    case = attention.BenchCase("toy", 1, 4, 4, 4)
+    row = attention.run_case(case, "numpy", repeats=3, statistic="min")
     assert row["statistic"] == "min" and row["seconds"] == row["seconds_min"] <= row["seconds_median"]
     with pytest.raises(ValueError, match="statistic"):
-        bench.run_case(case, "numpy", statistic="mean")
+        attention.run_case(case, "numpy", statistic="mean")
 
 
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown or unavailable backend"):
-        bench.attention_call(bench.BenchCase("toy", 1, 4, 4, 4), "cuda", *bench.make_inputs(bench.BenchCase("toy", 1, 4, 4, 4)))
+        attention.attention_call(attention.BenchCase("toy", 1, 4, 4, 4), "cuda", *attention.make_inputs(attention.BenchCase("toy", 1, 4, 4, 4)))
 
 
 def test_cli_prints_a_table_and_saves_json(tmp_path, capsys):
@@ -100,7 +100,7 @@ def test_cli_says_when_openblas_runs_another_cpus_kernels(monkeypatch, capsys):
 
 def test_time_calls_takes_the_backends_samples_in_turn():
     order = []
-    samples = bench.time_calls({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3)
+    samples = attention.time_calls({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3)
     assert [len(samples["a"]), len(samples["b"])] == [3, 3] and min(samples["a"] + samples["b"]) > 0
     runs = [name for index, name in enumerate(order) if index == 0 or order[index - 1] != name]
     assert runs == ["a", "b"] * 4  # one warm-up call each, then three rounds of one sample each
@@ -109,18 +109,18 @@ def test_time_calls_takes_the_backends_samples_in_turn():
 @pytest.mark.skipif("c" not in available_backends(), reason="the yardstick runs on the C kernel's threads")
 def test_the_yardstick_is_timed_with_float32_cases_only():
     calls = []
-    real_sgemm_call = bench.sgemm_call
+    real_sgemm_call = attention.sgemm_call
 
     def counted_sgemm_call(threads):
         calls.append(threads)
         return real_sgemm_call(threads)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bench, "sgemm_call", counted_sgemm_call)
-        f32, = bench.run_backends(bench.BenchCase("toy", 1, 4, 4, 4), ["c"], repeats=2, yardstick=True)
-        f64, = bench.run_backends(bench.BenchCase("toy", 1, 4, 4, 4, dtype="float64"), ["c"], repeats=2, yardstick=True)
-        plain, = bench.run_backends(bench.BenchCase("toy", 1, 4, 4, 4), ["c"], repeats=2)
-    assert calls == [bench.kernel_info()["threads"]]  # only the float32 case with the yardstick asked for sgemm
+        patch.setattr(attention, "sgemm_call", counted_sgemm_call)
+        f32, = attention.run_backends(attention.BenchCase("toy", 1, 4, 4, 4), ["c"], repeats=2, yardstick=True)
+        f64, = attention.run_backends(attention.BenchCase("toy", 1, 4, 4, 4, dtype="float64"), ["c"], repeats=2, yardstick=True)
+        plain, = attention.run_backends(attention.BenchCase("toy", 1, 4, 4, 4), ["c"], repeats=2)
+    assert calls == [attention.kernel_info()["threads"]]  # only the float32 case with the yardstick asked for sgemm
     assert f32["sgemm_gflops"] > 0 and f32["share_of_sgemm"] == pytest.approx(f32["gflops"] / f32["sgemm_gflops"])
     assert f64["sgemm_gflops"] is f64["share_of_sgemm"] is plain["share_of_sgemm"] is None
 
@@ -129,18 +129,18 @@ def test_sgemm_sets_the_blas_thread_count_for_its_own_call_only():
     blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
     before = [info["num_threads"] for info in blas.info()]  # 1 where core was imported before NumPy
     seen = []  # BLAS's thread counts once the call's limit is in place, before its matmul
-    real_limit = bench._blas().limit
+    real_limit = attention._blas().limit
 
     def watching_limit(**kwargs):
         limiter = real_limit(**kwargs)  # threadpoolctl applies the limit here
         seen.append([info["num_threads"] for info in blas.info()])
         return limiter
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bench._blas(), "limit", watching_limit)
-        bench.sgemm_call(3)()
+        patch.setattr(attention._blas(), "limit", watching_limit)
+        attention.sgemm_call(3)()
     assert seen == [[3] * len(before)]
     assert [info["num_threads"] for info in blas.info()] == before
-    assert bench.sgemm_gflops(2, repeats=1) > 0
+    assert attention.sgemm_gflops(2, repeats=1) > 0
 
 
 def test_cli_rejects_bad_sizes(capsys):
@@ -149,7 +149,7 @@ def test_cli_rejects_bad_sizes(capsys):
 
 
 def test_load_benchmark_json_flattens_pytest_benchmark_output(tmp_path):
-    case = bench.BenchCase("toy", 1, 4, 4, 4)
+    case = attention.BenchCase("toy", 1, 4, 4, 4)
     saved = {"benchmarks": [{
         "group": case.name, "name": "test_attention[toy-c]",
         "extra_info": {"backend": "c", "flops": case.flops, "lq": 4, "group": "toy"},
@@ -157,39 +157,39 @@ def test_load_benchmark_json_flattens_pytest_benchmark_output(tmp_path):
     }]}
     path = tmp_path / "saved.json"
     path.write_text(json.dumps(saved))
-    [row] = bench.load_benchmark_json(path)
+    [row] = attention.load_benchmark_json(path)
     assert row["name"] == case.name and row["group"] == "toy" and row["backend"] == "c"
     assert row["seconds"] == 2e-6 and row["seconds_min"] == 1e-6 and row["rounds"] == 10
     assert row["gflops"] == pytest.approx(case.flops / 2e-6 / 1e9)
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a pytest-benchmark JSON"):
-        bench.load_benchmark_json(path)
+        attention.load_benchmark_json(path)
 
 
 def test_make_inputs_are_reproducible():
-    case = bench.BenchCase("small", 2, 5, 7, 3, "float64")
-    first, second = bench.make_inputs(case), bench.make_inputs(case)
+    case = attention.BenchCase("small", 2, 5, 7, 3, "float64")
+    first, second = attention.make_inputs(case), attention.make_inputs(case)
     for a, b in zip(first, second):
         assert a.dtype == np.float64
         np.testing.assert_array_equal(a, b)
 
 
-needs_torch = pytest.mark.skipif(not bench.peer_available(), reason="PyTorch (the peer) is not installed")
+needs_torch = pytest.mark.skipif(not attention.peer_available(), reason="PyTorch (the peer) is not installed")
 
 
 @needs_torch
 @pytest.mark.parametrize("case, path", [
-    (bench.BenchCase("toy", 2, 8, 8, 4, causal=True), "torch sdpa 4-D, is_causal"),
-    (bench.BenchCase("toy", 2, 3, 8, 4, causal=True), "torch sdpa 4-D, bool mask"),  # Lq != Lk: bottom-right mask
-    (bench.BenchCase("toy", 2, 8, 8, 4), "torch sdpa 4-D"),
-    (bench.BenchCase("toy", 2, 8, 8, 4, causal=True, return_weights=True), "torch matmul+softmax+matmul 4-D"),
+    (attention.BenchCase("toy", 2, 8, 8, 4, causal=True), "torch sdpa 4-D, is_causal"),
+    (attention.BenchCase("toy", 2, 3, 8, 4, causal=True), "torch sdpa 4-D, bool mask"),  # Lq != Lk: bottom-right mask
+    (attention.BenchCase("toy", 2, 8, 8, 4), "torch sdpa 4-D"),
+    (attention.BenchCase("toy", 2, 8, 8, 4, causal=True, return_weights=True), "torch matmul+softmax+matmul 4-D"),
 ])
 def test_peer_runs_its_fused_call_on_the_kernels_threads_and_says_so(monkeypatch, case, path):
     import torch
 
     monkeypatch.setenv("GLASSBOX_NUM_THREADS", "2")
     torch.set_num_threads(1)  # as core's OMP_NUM_THREADS=1 default leaves it
-    rows = bench.run_grid([case], ["numpy", bench.PEER], repeats=1)
+    rows = attention.run_grid([case], ["numpy", attention.PEER], repeats=1)
     peer_row = rows[1]
     assert peer_row["max_abs_diff"] < 1e-5  # the same answer as ours, alignment included
     assert (peer_row["peer_path"], peer_row["peer_threads"], peer_row["peer_version"]) == (path, 2, torch.__version__)
@@ -206,8 +206,8 @@ def test_peer_call_passes_4d_tensors_to_torch(monkeypatch):
     fused = torch.nn.functional.scaled_dot_product_attention
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
                         lambda q, *args, **kwargs: shapes.append(tuple(q.shape)) or fused(q, *args, **kwargs))
-    case = bench.BenchCase("toy", 3, 5, 5, 4, causal=True)
-    out = bench.attention_call(case, bench.PEER, *bench.make_inputs(case))()
+    case = attention.BenchCase("toy", 3, 5, 5, 4, causal=True)
+    out = attention.attention_call(case, attention.PEER, *attention.make_inputs(case))()
     assert set(shapes) == {(1, 3, 5, 4)} and out.shape == (3, 5, 4)
 
 
@@ -215,22 +215,22 @@ def test_peer_call_passes_4d_tensors_to_torch(monkeypatch):
 @pytest.mark.parametrize("before", [None, "2"])
 def test_thread_scaling_times_one_thread_against_the_kernels_own_and_restores_the_setting(monkeypatch, before):
     if before is None:
-        monkeypatch.delenv(bench.THREADS_VARIABLE, raising=False)
+        monkeypatch.delenv(attention.THREADS_VARIABLE, raising=False)
     else:
-        monkeypatch.setenv(bench.THREADS_VARIABLE, before)
-    threads = bench.kernel_info()["threads"]
+        monkeypatch.setenv(attention.THREADS_VARIABLE, before)
+    threads = attention.kernel_info()["threads"]
     seen = []  # the kernel's thread count during each timed call
-    real_call = bench.attention_call
+    real_call = attention.attention_call
 
     def watched_call(case, backend, q, k, v):
         call = real_call(case, backend, q, k, v)
-        return lambda: (seen.append(bench.kernel_info()["threads"]), call())[1]
-    monkeypatch.setattr(bench, "attention_call", watched_call)
-    result = bench.thread_scaling(bench.BenchCase("toy", 1, 4, 4, 4), repeats=2)
+        return lambda: (seen.append(attention.kernel_info()["threads"]), call())[1]
+    monkeypatch.setattr(attention, "attention_call", watched_call)
+    result = attention.thread_scaling(attention.BenchCase("toy", 1, 4, 4, 4), repeats=2)
     assert set(seen) == {1, threads} and result["threads"] == threads
     assert result["one_thread_seconds"] > 0 and result["threads_seconds"] > 0
     assert result["speedup"] == pytest.approx(result["one_thread_seconds"] / result["threads_seconds"])
-    assert os.environ.get(bench.THREADS_VARIABLE) == before
+    assert os.environ.get(attention.THREADS_VARIABLE) == before
 
 
 @pytest.mark.skipif("c" not in available_backends(), reason="thread scaling times the C kernel")
@@ -244,14 +244,14 @@ def test_cli_prints_thread_scaling_and_rejects_no_samples(capsys):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_plain_per_head_attention_is_the_same_attention(causal):
-    case = bench.BenchCase("small", 3, 5, 7, 4, causal=causal)
-    q, k, v = bench.make_inputs(case)
-    np.testing.assert_allclose(bench.plain_per_head_attention(q, k, v, causal), bench.reference_output(case, q, k, v),
+    case = attention.BenchCase("small", 3, 5, 7, 4, causal=causal)
+    q, k, v = attention.make_inputs(case)
+    np.testing.assert_allclose(attention.plain_per_head_attention(q, k, v, causal), attention.reference_output(case, q, k, v),
                                rtol=1e-5, atol=1e-6)
 
 
 def test_fallback_overhead_and_its_cli_line(capsys):
-    result = bench.fallback_overhead(bench.BenchCase("toy", 1, 4, 4, 4, causal=True), repeats=2)
+    result = attention.fallback_overhead(attention.BenchCase("toy", 1, 4, 4, 4, causal=True), repeats=2)
     assert result["backend_seconds"] > 0 and result["plain_seconds"] > 0 and result["samples"] == 2
     assert result["ratio"] == pytest.approx(result["backend_seconds"] / result["plain_seconds"])
     assert main(["bench", "--fallback", "--sizes", "1x4x4x4:causal", "--repeats", "1"]) == 0

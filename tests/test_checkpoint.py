@@ -12,7 +12,7 @@ from safetensors.numpy import load_file, save_file
 
 import core
 from core import load_checkpoint
-from core.checkpoint import history_text, is_checkpoint, load_history, save_checkpoint
+from core.io.checkpoint import history_text, is_checkpoint, load_history, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +251,7 @@ def test_a_failed_save_leaves_the_old_checkpoint_whole(model, saved, monkeypatch
             file.write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("core.checkpoint.save_file", broken_writer)
+    monkeypatch.setattr("core.io.checkpoint.save_file", broken_writer)
     with pytest.raises(OSError, match="disk full"):
         random_model(seed=5).save(saved, overwrite=True)
     assert {name: (saved / name).read_bytes() for name in os.listdir(saved)} == before

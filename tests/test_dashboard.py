@@ -165,7 +165,7 @@ def test_overview_follows_the_prompt(app):
 
 
 def test_overview_model_card_names_the_backend(app):
-    from core.attention import default_backend
+    from core.native.kernel import default_backend
 
     card = app.table[0].value.set_index("")["value"]
     assert {"C kernel": "c", "NumPy fallback": "numpy"}[card["attention backend"]] == default_backend()
@@ -211,7 +211,7 @@ def test_attention_steps_softmax_rows_sum_to_one(app):
 
 def test_worked_weight_matches_both_backends(app):
     import core
-    from core.attention import available_backends
+    from core.native.kernel import available_backends
 
     open_page(app, "attention_steps")
     open_tab(app, "steps_tab", "8. One weight")

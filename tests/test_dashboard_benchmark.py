@@ -6,7 +6,7 @@ import json
 
 from test_dashboard import app, assert_clean, benchmark_json, open_page  # noqa: F401 - app: fixture
 
-from core import bench
+from core.bench import attention
 from dashboard import jobs
 
 
@@ -24,7 +24,7 @@ def run_grid(at, lengths) -> None:
 
 def test_the_first_visit_runs_nothing(app, monkeypatch):
     calls = []
-    monkeypatch.setattr(bench, "run_grid", lambda *args, **options: calls.append(args) or [])
+    monkeypatch.setattr(attention, "run_grid", lambda *args, **options: calls.append(args) or [])
     open_page(app, "benchmark")
     assert not calls and not app.dataframe
     assert any("Nothing timed yet" in element.value for element in app.info)
@@ -62,8 +62,8 @@ def test_times_have_units_ticks_at_the_measured_sizes_and_a_spread(app):
 
 def test_an_upload_is_parsed_once_per_distinct_file(app, monkeypatch):
     calls = []
-    real = bench.load_benchmark_json
-    monkeypatch.setattr(bench, "load_benchmark_json", lambda path: calls.append(path) or real(path))
+    real = attention.load_benchmark_json
+    monkeypatch.setattr(attention, "load_benchmark_json", lambda path: calls.append(path) or real(path))
     open_page(app, "benchmark")
     data = benchmark_json([("numpy", 256, 4e-3), ("c", 256, 5e-4)])
     app.get("file_uploader")[0].upload("results.json", data, "application/json")
@@ -86,7 +86,7 @@ def test_upload_errors_name_the_uploaded_file_not_a_temporary_path(app):
 
 def test_a_large_upload_is_refused_before_parsing(app, monkeypatch):
     calls = []
-    monkeypatch.setattr(bench, "load_benchmark_json", lambda path: calls.append(path) or [])
+    monkeypatch.setattr(attention, "load_benchmark_json", lambda path: calls.append(path) or [])
     open_page(app, "benchmark")
     app.get("file_uploader")[0].upload("huge.json", b" " * 1_500_000, "application/json")
     app.run()

@@ -13,8 +13,10 @@ from chart_widths import too_wide
 from test_dashboard import app, assert_clean, open_page, open_tab, rows, set_prompt, titled  # noqa: F401 (app: a fixture)
 
 import core
-from core import explain
-from core.model import Interventions, Model
+from core.explain import heads as explain_heads
+from core.explain import stream as explain_stream
+from core.model.interventions import Interventions
+from core.model.model import Model
 from dashboard import charts
 
 
@@ -71,7 +73,7 @@ def test_gpt2_shaped_every_head_in_one_chart_and_12_x_12_summaries(gpt2_explorer
         assert len(rows(summary)) == 144
         assert {row["col"] for row in rows(summary)} == {str(h) for h in range(12)}
         assert summary["layer"][0]["encoding"]["x"]["axis"]["labelOverlap"] is False  # every head labelled
-    expected = explain.head_summaries(gpt2.run(PROMPT).layers[11].weights)["entropy"][7]
+    expected = explain_heads.head_summaries(gpt2.run(PROMPT).layers[11].weights)["entropy"][7]
     shown = {(row["row"], row["col"]): row["value"] for row in rows(titled(at, "Entropy"))}
     assert shown[("11", "7")] == pytest.approx(expected, rel=1e-6)
     assert "rows 1 to L-1" in "\n".join(element.value for element in at.caption)
@@ -109,7 +111,7 @@ def test_gpt2_shaped_mlp_shows_the_most_active_of_3072_units_on_a_symmetric_scal
     assert_clean(at)
     chart = titled(at, r"The 24 of 3,072 hidden units that fire most")
     post = gpt2.run(PROMPT).layers[3].mlp_post  # [3, 3072]
-    units = explain.top_units(post, 24)
+    units = explain_stream.top_units(post, 24)
     assert [row["col"] for row in rows(chart)][:24] == [f"unit {u}" for u in units]
     values = [row["value"] for row in rows(chart)]
     largest = max(abs(value) for value in values)

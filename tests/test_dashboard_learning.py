@@ -10,7 +10,7 @@ from test_dashboard import app, assert_clean, open_page, open_tab, rows, titled,
 from test_dashboard_lessons import gpt2_app  # noqa: F401
 
 import core
-from core import learning_step
+from core.explain import learning_step
 
 TAB = "Watch learning happen"
 

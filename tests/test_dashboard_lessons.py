@@ -12,7 +12,9 @@ from test_dashboard import (APP, TIMEOUT, app, assert_clean, markdown, open_page
                             titled)
 
 import core
-from core import lessons
+from core.explain import exercises
+from core.explain import experiments as explain_experiments
+from core.explain import questions as explain_questions
 
 TOY = core.load_default()
 SKY = TOY.run("the sky is")
@@ -126,7 +128,7 @@ def test_a_wrong_answer_counts_and_says_the_answer(app):
 def test_typed_values_are_checked_within_the_tolerance(app):
     open_page(app, "practice")
     open_tab(app, "practice_tab", "Compute it yourself")
-    exercise = lessons.score_exercise(SKY, 0, 0, 2, 0, "")
+    exercise = exercises.score_exercise(SKY, 0, 0, 2, 0, "")
     box = app.text_input(key=[box.key for box in app.text_input if box.key.startswith("typed-score-")][0])
     box.set_value(f"{exercise.answer + 0.5 * exercise.tolerance:.6f}").run()
     assert any(element.value.startswith("Right: the model's own value is") for element in app.success)
@@ -157,10 +159,10 @@ def test_naive_softmax_breaks_past_the_overflow_point_and_the_stable_one_does_no
     app.selectbox(key="overflow_layer").set_value(1).run()
     app.selectbox(key="overflow_head").set_value(2).run()
     row = SKY.layers[1].masked_scores[2, 2, :3]
-    breaking = lessons.breaking_factor(row)
+    breaking = explain_experiments.breaking_factor(row)
     assert f"breaks past a factor of **{breaking:.2f}**" in markdown(app)
     assert metrics(app)["naive: NaN weights"] == "0"
-    past = next(factor for factor in lessons.pressure_factors(breaking) if factor > breaking)
+    past = next(factor for factor in explain_experiments.pressure_factors(breaking) if factor > breaking)
     app.select_slider(key="overflow_factor").set_value(past).run()
     shown = metrics(app)
     assert int(shown["naive: NaN weights"]) >= 1 and shown["stable: sum of weights"] == "1.000000"
@@ -174,7 +176,7 @@ def test_minimal_pairs_show_the_change_in_the_next_token(app):
     open_page(app, "experiments")
     open_tab(app, "experiments_tab", "Minimal pairs")
     grass = TOY.run("the grass is")
-    result = lessons.minimal_pair(SKY, grass)
+    result = explain_experiments.minimal_pair(SKY, grass)
     shown = metrics(app)
     assert shown["first: next token"] == "blue" and shown["second: next token"] == "green"
     assert shown["total variation"] == f"{result['next_token']['total_variation']:.4f}"
@@ -190,9 +192,9 @@ def test_attention_against_effect_scatter_holds_every_toy_head(app):
     open_tab(app, "experiments_tab", "Attention is not explanation")
     points = rows(titled(app, "Attention against effect on blue"))
     assert len(points) == 8
-    heads = lessons.heads_to_ablate(TOY.config, None)
-    effects = lessons.ablation_effects(TOY, SKY.ids, TOY.tokenizer.ids["blue"], heads)
-    largest, _ = lessons.last_token_focus(SKY)
+    heads = explain_experiments.heads_to_ablate(TOY.config, None)
+    effects = explain_questions.ablation_effects(TOY, SKY.ids, TOY.tokenizer.ids["blue"], heads)
+    largest, _ = explain_experiments.last_token_focus(SKY)
     np.testing.assert_allclose([point["y"] for point in points], effects, atol=1e-12)
     np.testing.assert_allclose([point["x"] for point in points], largest.ravel(), atol=1e-12)
 

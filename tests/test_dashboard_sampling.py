@@ -10,7 +10,7 @@ from test_dashboard_explorer import gpt2, infos, use_gpt2  # noqa: F401 (gpt2: a
 from test_dashboard_explorer import FULL_CONTEXT, LONG_WORDS, assert_every_tab_fits
 
 import core
-from core.sampling import Sampler, ranking
+from core.model.sampling import ranking, Sampler
 
 
 def metric(at, label: str):

@@ -6,7 +6,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_dashboard import APP, TIMEOUT, app, assert_clean, open_page, rows, titled  # noqa: F401 - app: fixture
 
-from core import load_default, models_dir
+from core import load_default
+from core.io import models_dir
 from dashboard import jobs
 
 
@@ -189,8 +190,9 @@ def test_a_closed_sessions_training_stops_and_its_queued_one_never_starts(monkey
 
 def test_the_heldout_table_is_what_heldout_scores_scored():
     """The before/after table reads heldout_scores' own predictions: its accuracy is the score's."""
-    from core.corpus import heldout_scores
-    from core.model import Model, init_params
+    from core.text.corpus import heldout_scores
+    from core.model.model import Model
+    from core.model.params import init_params
 
     trained = load_default()
     fresh = Model(trained.config, init_params(trained.config, 1), trained.tokenizer)

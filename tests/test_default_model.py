@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import core
-from core.corpus import heldout_scores
+from core.text.corpus import heldout_scores
 
 pytestmark = pytest.mark.skipif(
     not (core.DEFAULT_CHECKPOINT / "history.json").exists(),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from model_helpers import model_that_always_says, random_model
 
-from core.sampling import Sampler
+from core.model.sampling import Sampler
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import core
-from core import gpt2_bench
+from core.bench import gpt2
 from gpt2_helpers import small_gpt2
 
 
@@ -11,7 +11,7 @@ def test_loading_is_measured_in_a_fresh_process_against_the_weights_size(tmp_pat
     folder = small_gpt2(tmp_path / "small")
     model = core.load_checkpoint(folder)
     weights = sum(value.nbytes for value in {id(v): v for v in model.params.values()}.values())
-    load = gpt2_bench.measure_loading(folder)
+    load = gpt2.measure_loading(folder)
     assert load["weights_mb"] == pytest.approx(weights / 2**20)
     assert load["load_s"] > 0
     assert load["rss_over_weights"] == pytest.approx(load["load_rss_mb"] * 2**20 / weights)
@@ -22,12 +22,12 @@ def test_the_report_names_every_comparison_and_its_ratio():
     report = {"threads": 2, "torch": "x", "transformers": "y", "trace": {16: times, 128: times},
               "generate": {"glassbox_s": 0.02, "transformers_s": 0.01},
               "load": {"load_s": 1.0, "load_rss_mb": 500.0, "weights_mb": 475.0, "rss_over_weights": 1.05}}
-    text = gpt2_bench.format_report(report)
+    text = gpt2.format_report(report)
     assert "trace, 16 tokens" in text and "trace, 128 tokens" in text
     assert "2.00x" in text and "0.50x" in text and "(1.05x)" in text
 
 
-@pytest.mark.skipif(not gpt2_bench.available(), reason="torch and transformers are not installed")
+@pytest.mark.skipif(not gpt2.available(), reason="torch and transformers are not installed")
 def test_both_sides_run_the_same_prompt(tmp_path):
     import torch
     from transformers import GPT2LMHeadModel
@@ -36,7 +36,7 @@ def test_both_sides_run_the_same_prompt(tmp_path):
     ours = core.load_checkpoint(folder)
     theirs = GPT2LMHeadModel.from_pretrained(folder, attn_implementation="eager").eval()
     ids = np.arange(5, 13)
-    traces = gpt2_bench.compare_traces(ours, theirs, torch, ids, repeats=1)
-    generation = gpt2_bench.compare_generation(ours, theirs, torch, ids, new_tokens=3, repeats=1)
+    traces = gpt2.compare_traces(ours, theirs, torch, ids, repeats=1)
+    generation = gpt2.compare_generation(ours, theirs, torch, ids, new_tokens=3, repeats=1)
     assert traces["glassbox_s"] > 0 and traces["transformers_s"] > 0
     assert generation["glassbox_s"] > 0 and generation["transformers_s"] > 0

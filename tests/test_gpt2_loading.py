@@ -14,7 +14,7 @@ from gpt2_helpers import (GPT2_EOS_ID, GPT2_VOCAB_SIZE, bfloat16_to_float32, ran
 from safetensors.numpy import load_file, save_file
 
 import core
-from core.checkpoint import is_checkpoint
+from core.io.checkpoint import is_checkpoint
 
 SMALL = {"n_layer": 2, "n_embd": 32, "n_positions": 64}
 # the process's peak resident memory in kB (VmHWM starts afresh at exec, unlike ru_maxrss, which a

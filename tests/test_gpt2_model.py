@@ -7,8 +7,8 @@ import pytest
 from gpt2_helpers import small_gpt2
 
 import core
-from core.model import gpt_forward
-from core.sampling import Sampler
+from core.model.forward import gpt_forward
+from core.model.sampling import Sampler
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 from gpt2_helpers import GPT2_TOKENIZER_DIR, corpus_bpe
 from tokenizers import ByteLevelBPETokenizer
 
-from core.bpe import BPETokenizer, display
-from core.tokenizer import Tokenizer
+from core.text.bpe import BPETokenizer, display
+from core.text.words import WordTokenizer
 
 TEXTS = ["Hello world", " leading space", "The sky is blue.\n\nNew paragraph\twith a tab",
          "ünïcödé, naïve café, Ελληνικά, русский, 東京, 한국어", "emoji 🤖👍🏽 and flags 🇫🇷", "e\u0301 combining",
@@ -85,7 +85,7 @@ def test_a_small_bpe_trained_on_the_corpus_round_trips():
 
 
 def test_both_kinds_share_one_interface(gpt2):
-    word = Tokenizer.from_texts(["the sky is blue ."])
+    word = WordTokenizer.from_texts(["the sky is blue ."])
     for tokenizer in (word, gpt2):
         ids = tokenizer.encode("the sky is blue")
         assert isinstance(tokenizer.decode(ids), str) and tokenizer.kind in ("word", "bpe")

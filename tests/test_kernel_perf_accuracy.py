@@ -16,12 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.attention import available_backends, scaled_dot_product_attention
+from core.native.kernel import available_backends
+from core.model.attention import scaled_dot_product_attention
 
 pytestmark = pytest.mark.skipif("c" not in available_backends(), reason="the C kernel is not built")
 
 if "c" in available_backends():
-    from core import _kernel
+    from core.native import _kernel
 
     ffi, lib = _kernel.ffi, _kernel.lib
 
@@ -245,7 +246,7 @@ def test_default_thread_count_is_the_cores_the_process_may_run_on():
         import os
         os.environ.pop("GLASSBOX_NUM_THREADS", None)
         os.sched_setaffinity(0, {{{one_core}}})
-        from core import _kernel, parallel
+        from core.native import _kernel, parallel
         print(_kernel.lib.gb_forward_thread_count(), parallel.cores())
     """)
     printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
@@ -292,7 +293,7 @@ def test_exp2_and_forward_validate_their_arguments():
 
 MEMORY_SCRIPT = textwrap.dedent("""
     import numpy as np
-    from core.attention import scaled_dot_product_attention
+    from core.model.attention import scaled_dot_product_attention
 
     def status_kib(field):
         for line in open("/proc/self/status"):

@@ -2,11 +2,13 @@
 import numpy as np
 import pytest
 
-from core import backward, layer_kernels
-from core.activations import gelu, gelu_numpy
-from core.model import layer_norm, layer_norm_numpy
+from core.train import backward
+from core.native import kernel as native_kernel
+from core.native import layers as native_layers
+from core.model.ops import gelu, gelu_numpy
+from core.model.ops import layer_norm, layer_norm_numpy
 
-pytestmark = pytest.mark.skipif(layer_kernels._kernel is None, reason="the C kernel is not built")
+pytestmark = pytest.mark.skipif(native_kernel._kernel is None, reason="the C kernel is not built")
 
 
 def _floats(shape, scale=1.0, offset=0.0, seed=0):
@@ -18,28 +20,28 @@ def test_gelu_forward_and_backward_match_numpy(shape):
     x, d_out = _floats(shape, scale=4.0), _floats(shape, seed=1)
     x.flat[:3] = [0.0, 1e-5, -30.0]  # tiny, and far in the flat tail
     # the kernel's rational tanh is within 4e-7 of tanh
-    np.testing.assert_allclose(layer_kernels.gelu(x), gelu_numpy(x), rtol=1e-5, atol=5e-6)
-    np.testing.assert_allclose(layer_kernels.gelu_backward(d_out, x), backward.gelu_backward_numpy(d_out, x),
+    np.testing.assert_allclose(native_layers.gelu(x), gelu_numpy(x), rtol=1e-5, atol=5e-6)
+    np.testing.assert_allclose(native_layers.gelu_backward(d_out, x), backward.gelu_backward_numpy(d_out, x),
                                rtol=1e-5, atol=3e-5)  # 1 - tanh^2 near tanh = -1: x * 4e-7 * |d_out|
 
 
 def test_gelu_keeps_nan_and_infinities_as_numpy_does():
     x = np.array([np.nan, np.inf, -np.inf, 2.0], np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
-        np.testing.assert_array_equal(layer_kernels.gelu(x), gelu_numpy(x))
-        assert np.isnan(layer_kernels.gelu_backward(np.ones(4, np.float32), x)[0])
+        np.testing.assert_array_equal(native_layers.gelu(x), gelu_numpy(x))
+        assert np.isnan(native_layers.gelu_backward(np.ones(4, np.float32), x)[0])
 
 
 @pytest.mark.parametrize("shape", [(1, 3), (5, 64), (4, 32, 64)])
 def test_layer_norm_forward_and_backward_match_numpy(shape):
     x, d_out = _floats(shape, scale=3.0, offset=2.0), _floats(shape, seed=1)
     weight, bias = _floats(shape[-1:], seed=2), _floats(shape[-1:], seed=3)
-    out, scale = layer_kernels.layer_norm(x, weight, bias, 1e-5)
+    out, scale = native_layers.layer_norm(x, weight, bias, 1e-5)
     ref_out, ref_scale = layer_norm_numpy(x, weight, bias, 1e-5)
     assert scale.shape == ref_scale.shape
     np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(scale, ref_scale, rtol=1e-6)
-    for ours, ref in zip(layer_kernels.layer_norm_backward(d_out, x, weight, 1e-5),
+    for ours, ref in zip(native_layers.layer_norm_backward(d_out, x, weight, 1e-5),
                          backward.layer_norm_backward_numpy(d_out, x, weight, 1e-5)):
         np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
 
@@ -47,7 +49,7 @@ def test_layer_norm_forward_and_backward_match_numpy(shape):
 def test_softmax_cross_entropy_matches_numpy():
     logits = _floats((6, 8, 243), scale=5.0)
     targets = np.random.default_rng(4).integers(0, 243, (6, 8))
-    loss, d_logits = layer_kernels.softmax_cross_entropy(logits, targets)
+    loss, d_logits = native_layers.softmax_cross_entropy(logits, targets)
     ref_loss, ref_d_logits = backward.softmax_cross_entropy_numpy(logits, targets)
     assert loss == pytest.approx(ref_loss, rel=1e-6)
     np.testing.assert_allclose(d_logits, ref_d_logits, rtol=1e-5, atol=1e-9)
@@ -56,38 +58,38 @@ def test_softmax_cross_entropy_matches_numpy():
 def test_softmax_cross_entropy_gives_nan_for_a_nan_logit_and_rejects_bad_targets():
     logits = _floats((2, 5))
     logits[1, 3] = np.nan
-    loss, d_logits = layer_kernels.softmax_cross_entropy(logits, np.array([0, 1]))
+    loss, d_logits = native_layers.softmax_cross_entropy(logits, np.array([0, 1]))
     assert np.isnan(loss) and np.isnan(d_logits[1]).all() and np.isfinite(d_logits[0]).all()
     with pytest.raises(ValueError, match="targets"):
-        layer_kernels.softmax_cross_entropy(_floats((2, 5)), np.array([0, 5]))
+        native_layers.softmax_cross_entropy(_floats((2, 5)), np.array([0, 5]))
 
 
 def test_embedding_backward_adds_repeated_ids_like_numpy_and_rejects_bad_ids():
     d_out, ids = _floats((4, 6, 8)), np.random.default_rng(5).integers(0, 5, (4, 6))
-    np.testing.assert_allclose(layer_kernels.embedding_backward(d_out, ids, 7),
+    np.testing.assert_allclose(native_layers.embedding_backward(d_out, ids, 7),
                                backward.embedding_backward_numpy(d_out, ids, 7), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="ids"):
-        layer_kernels.embedding_backward(d_out, np.full((4, 6), 7), 7)
+        native_layers.embedding_backward(d_out, np.full((4, 6), 7), 7)
 
 
 def test_the_public_functions_take_the_kernel_for_float32_and_numpy_otherwise(monkeypatch):
     x64 = _floats((3, 8)).astype(np.float64)
-    assert layer_kernels.fits(x64.astype(np.float32)) and not layer_kernels.fits(x64)
+    assert native_layers.fits(x64.astype(np.float32)) and not native_layers.fits(x64)
     np.testing.assert_array_equal(gelu(x64), gelu_numpy(x64))  # float64: the reference itself
     x32 = x64.astype(np.float32)
-    np.testing.assert_array_equal(gelu(x32), layer_kernels.gelu(x32))
+    np.testing.assert_array_equal(gelu(x32), native_layers.gelu(x32))
     weight, bias = np.ones(8, np.float32), np.zeros(8, np.float32)
     np.testing.assert_array_equal(layer_norm(x32, weight, bias, 1e-5)[0],
-                                  layer_kernels.layer_norm(x32, weight, bias, 1e-5)[0])
+                                  native_layers.layer_norm(x32, weight, bias, 1e-5)[0])
     monkeypatch.setenv("GLASSBOX_BACKEND", "numpy")
-    assert not layer_kernels.fits(x32)
+    assert not native_layers.fits(x32)
     np.testing.assert_array_equal(gelu(x32), gelu_numpy(x32))
 
 
 def test_non_contiguous_inputs_give_the_contiguous_answer():
     x = _floats((8, 6))
     view = x.T  # not C-contiguous
-    np.testing.assert_array_equal(layer_kernels.gelu(view), layer_kernels.gelu(np.ascontiguousarray(view)))
+    np.testing.assert_array_equal(native_layers.gelu(view), native_layers.gelu(np.ascontiguousarray(view)))
 
 
 # --- the few-row products of decoding (kernels/matvec.c) ----------------------------------------
@@ -100,7 +102,7 @@ def test_few_rows_products_match_numpy_for_any_thread_count(rows, k, m):
     head = np.ascontiguousarray(w.T)  # [m, k]: used as head.T
     expected = x.astype(np.float64) @ w.astype(np.float64)
     for weights in (w, head.T):
-        outs = [layer_kernels.few_rows_matmul(x, weights, threads) for threads in (1, 2, 3)]
+        outs = [native_layers.few_rows_matmul(x, weights, threads) for threads in (1, 2, 3)]
         np.testing.assert_allclose(outs[0], expected, rtol=1e-4, atol=1e-4 * np.sqrt(k))
         for out in outs[1:]:
             np.testing.assert_array_equal(out, outs[0])
@@ -108,17 +110,18 @@ def test_few_rows_products_match_numpy_for_any_thread_count(rows, k, m):
 
 def test_a_strided_weight_is_left_to_blas():
     w = _floats((64, 64))[:, ::2]  # neither C- nor F-contiguous
-    assert layer_kernels.few_rows_matmul(_floats((1, 64)), w) is None
+    assert native_layers.few_rows_matmul(_floats((1, 64)), w) is None
 
 
 def test_decoding_products_go_to_the_kernel_and_match_blas(monkeypatch):
     """core.parallel.matmul sends a one-row product of GPT-2's shapes to the kernel, and its
     numbers are BLAS's to float rounding; a toy-sized product stays with BLAS."""
-    from core import parallel
+    from core.native import layers as native_layers
+    from core.native import parallel
 
     calls = []
-    kernel = layer_kernels.few_rows_matmul
-    monkeypatch.setattr(layer_kernels, "few_rows_matmul", lambda *args: calls.append(args) or kernel(*args))
+    kernel = native_layers.few_rows_matmul
+    monkeypatch.setattr(native_layers, "few_rows_matmul", lambda *args: calls.append(args) or kernel(*args))
     x, w = _floats((1, 1, 768)), _floats((768, 768), seed=1)
     parallel.matmul(_floats((1, 64)), _floats((64, 64)))
     assert not calls
@@ -134,12 +137,12 @@ def test_few_rows_products_from_several_threads_at_once_are_each_right():
 
     w = _floats((768, 2304), seed=1)
     inputs = [_floats((1, 768), seed=10 + n) for n in range(4)]
-    alone = [layer_kernels.few_rows_matmul(x, w) for x in inputs]
+    alone = [native_layers.few_rows_matmul(x, w) for x in inputs]
     results = [None] * len(inputs)
 
     def decode(index):
         for _ in range(20):
-            results[index] = layer_kernels.few_rows_matmul(inputs[index], w)
+            results[index] = native_layers.few_rows_matmul(inputs[index], w)
 
     threads = [threading.Thread(target=decode, args=(index,)) for index in range(len(inputs))]
     for thread in threads:

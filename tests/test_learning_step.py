@@ -10,11 +10,14 @@ from gpt2_helpers import small_gpt2
 from model_helpers import random_model
 
 import core
-from core import backward, learning_step
-from core.config import GPTConfig
-from core.model import Model
-from core.params import param_shapes
-from core.training import clip_gradients
+from core.train import backward
+from core.explain import learning_step
+from core.model.config import GPTConfig
+from core.model.model import Model
+from core.model.params import param_shapes
+from core.train.optim import clip_gradients
+from core.model import forward
+from core.model.params import init_params
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ def test_the_batch_is_seeded_and_made_of_next_token_windows(toy, batch):
 def test_the_loss_and_gradients_are_core_backwards(toy, batch, gradients):
     loss, grads = gradients
     cache = {}
-    logits = core.model.gpt_forward(toy.params, toy.config, batch[0], cache=cache)
+    logits = forward.gpt_forward(toy.params, toy.config, batch[0], cache=cache)
     expected_loss, d_logits = backward.softmax_cross_entropy(logits, batch[1])
     expected = backward.gpt_backward(toy.params, toy.config, cache, d_logits)
     assert loss == expected_loss
@@ -159,5 +162,5 @@ def test_models_that_cannot_be_trained_are_refused_with_the_reason(tmp_path):
     with pytest.raises(ValueError, match="parameters"):
         learning_step.one_training_step(big, 0.1)
     tied_config = GPTConfig(vocab_size=toy.config.vocab_size, n_positions=32, n_embd=32, n_layer=1, n_head=2, tied=True)
-    tied = Model(tied_config, core.model.init_params(tied_config), toy.tokenizer)
+    tied = Model(tied_config, init_params(tied_config), toy.tokenizer)
     assert "tied" in learning_step.step_refusal(tied)

@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 
 import core
-from core import lessons
-from core.config import GPTConfig
-from core.model import Interventions, Model, init_params
-from core.sampling import keep_top_p, softmax
+from core.explain import exercises
+from core.explain import experiments
+from core.explain import block as explain_block
+from core.explain import questions as explain_questions
+from core.model.config import GPTConfig
+from core.model.interventions import Interventions
+from core.model.model import Model
+from core.model.params import init_params
+from core.model.sampling import keep_top_p, softmax
 
 ATOL = 2e-5  # float32 model against float64 lessons
 
@@ -40,7 +45,7 @@ def trace(model):
 def test_head_projections_are_the_models_q_k_v(model, trace):
     for layer in (0, model.config.n_layer - 1):
         for head in (0, model.config.n_head - 1):
-            parts = lessons.head_projections(model.params, model.config, layer, head, trace.layers[layer].ln_1)
+            parts = explain_block.head_projections(model.params, model.config, layer, head, trace.layers[layer].ln_1)
             for name in "QKV":
                 assert parts[name]["weight"].shape == (model.config.n_embd, model.config.d_head)
                 model_value = getattr(trace.layers[layer], name.lower())[head]  # [L, D]
@@ -49,28 +54,28 @@ def test_head_projections_are_the_models_q_k_v(model, trace):
 
 def test_head_slices_cover_c_attn_once():
     config = GPTConfig(vocab_size=10, n_embd=8, n_head=2)
-    columns = [c for head in range(2) for part in lessons.head_slices(config, head).values()
+    columns = [c for head in range(2) for part in explain_block.head_slices(config, head).values()
                for c in range(part.start, part.stop)]
     assert sorted(columns) == list(range(24))
     with pytest.raises(ValueError, match="head 2 does not exist"):
-        lessons.head_slices(config, 2)
+        explain_block.head_slices(config, 2)
 
 
 def test_heads_joined_is_the_attention_output_and_a_sum_over_heads(model, trace):
     layer = model.config.n_layer - 1
-    result = lessons.heads_joined(model.params, model.config, layer, trace.layers[layer].head_outputs)
+    result = explain_block.heads_joined(model.params, model.config, layer, trace.layers[layer].head_outputs)
     np.testing.assert_allclose(result["out"], trace.layers[layer].attn_out, atol=ATOL)
     np.testing.assert_allclose(result["per_head"].sum(axis=0) + result["bias"], result["out"], atol=1e-10)
     assert result["merged"].shape == (3, model.config.n_embd)
 
 
-@pytest.mark.parametrize("which", lessons.NORMS)
+@pytest.mark.parametrize("which", explain_block.NORMS)
 def test_layer_norm_steps_match_the_model(model, trace, which):
     layer = model.config.n_layer - 1
-    x, weight, bias = lessons.norm_input(model.params, trace, which, layer)
+    x, weight, bias = explain_block.norm_input(model.params, trace, which, layer)
     model_out = {"ln_1": trace.layers[layer].ln_1, "ln_2": trace.layers[layer].ln_2, "ln_f": trace.final_ln}[which]
     for position in range(3):
-        steps = lessons.layer_norm_steps(x[position], weight, bias, model.config.layer_norm_epsilon)
+        steps = explain_block.layer_norm_steps(x[position], weight, bias, model.config.layer_norm_epsilon)
         np.testing.assert_allclose(steps["out"], model_out[position], atol=ATOL)
         assert abs(steps["normalised"].mean()) < 1e-9
         assert steps["mean"] == pytest.approx(x[position].mean())
@@ -79,12 +84,12 @@ def test_layer_norm_steps_match_the_model(model, trace, which):
 
 def test_norm_input_refuses_an_unknown_norm(toy):
     with pytest.raises(ValueError, match="which must be one of"):
-        lessons.norm_input(toy.params, toy.run("the sky is"), "ln_3")
+        explain_block.norm_input(toy.params, toy.run("the sky is"), "ln_3")
 
 
 def test_mlp_steps_match_the_model(model, trace):
     for layer in range(model.config.n_layer):
-        steps = lessons.mlp_steps(model.params, model.config, layer, trace.layers[layer].ln_2[-1])
+        steps = explain_block.mlp_steps(model.params, model.config, layer, trace.layers[layer].ln_2[-1])
         np.testing.assert_allclose(steps["pre"], trace.layers[layer].mlp_pre[-1], atol=ATOL)
         np.testing.assert_allclose(steps["post"], trace.layers[layer].mlp_post[-1], atol=ATOL)
         np.testing.assert_allclose(steps["out"], trace.layers[layer].mlp_out[-1], atol=ATOL)
@@ -92,28 +97,28 @@ def test_mlp_steps_match_the_model(model, trace):
 
 
 def test_gelu_curve_spans_the_range_and_rejects_an_empty_one():
-    x, y = lessons.gelu_curve(-4.0, 4.0, 9)
+    x, y = explain_block.gelu_curve(-4.0, 4.0, 9)
     assert x[0] == -4.0 and x[-1] == 4.0 and y[4] == 0.0 and y[-1] == pytest.approx(4.0, abs=1e-3)
     with pytest.raises(ValueError):
-        lessons.gelu_curve(1.0, 1.0)
+        explain_block.gelu_curve(1.0, 1.0)
 
 
 def test_residual_parts_add_up_to_the_final_residual(model, trace):
-    parts = lessons.residual_parts(trace)
+    parts = explain_block.residual_parts(trace)
     assert len(parts) == 2 + 2 * model.config.n_layer
     np.testing.assert_allclose(sum(part for _, part in parts), trace.layers[-1].resid_post, atol=1e-4)
 
 
 def test_logit_attribution_sums_to_the_real_logit(model, trace):
-    for token_id in (lessons.predicted_token(trace), 5):
-        result = lessons.logit_attribution(model.params, trace, token_id)
+    for token_id in (explain_block.predicted_token(trace), 5):
+        result = explain_block.logit_attribution(model.params, trace, token_id)
         assert result["logit"] == float(trace.logits[-1, token_id])
         assert result["contributions"].sum() + result["bias_term"] == pytest.approx(result["logit"], abs=1e-4)
         assert result["scale"] == float(trace["ln_final.hook_scale"][-1, 0])
 
 
 def test_the_toy_models_blue_is_written_mostly_by_the_mlps(toy):
-    result = lessons.logit_attribution(toy.params, toy.run("the sky is"), toy.tokenizer.ids["blue"])
+    result = explain_block.logit_attribution(toy.params, toy.run("the sky is"), toy.tokenizer.ids["blue"])
     pushes = dict(zip(result["names"], result["contributions"]))
     assert max(pushes, key=pushes.get) == "MLP 0"
 
@@ -121,7 +126,7 @@ def test_the_toy_models_blue_is_written_mostly_by_the_mlps(toy):
 def test_attribution_refuses_a_trace_with_interventions(toy):
     changed = toy.run("the sky is", Interventions(zero_heads={(0, 0)}))
     with pytest.raises(ValueError, match="plain model"):
-        lessons.logit_attribution(toy.params, changed, 3)
+        explain_block.logit_attribution(toy.params, changed, 3)
 
 
 # --- predict, then reveal ---------------------------------------------------------------------------
@@ -129,7 +134,7 @@ def test_attribution_refuses_a_trace_with_interventions(toy):
 def test_attention_question_answer_is_the_argmax_of_the_real_row(model, trace):
     for layer in range(min(2, model.config.n_layer)):
         for head in range(min(4, model.config.n_head)):
-            question = lessons.attention_question(trace, layer, head, "t")
+            question = explain_questions.attention_question(trace, layer, head, "t")
             assert question is not None
             query = int(question.key.rsplit("-", 1)[1])
             row = trace.layers[layer].weights[head, query, :query + 1]
@@ -140,11 +145,11 @@ def test_attention_question_answer_is_the_argmax_of_the_real_row(model, trace):
 
 def test_attention_question_on_a_long_prompt_offers_the_most_attended_keys(toy):
     trace = toy.run("the sky is blue and the grass is green and the sun is yellow")
-    question = lessons.attention_question(trace, 1, 0)
+    question = explain_questions.attention_question(trace, 1, 0)
     query = int(question.key.rsplit("-", 1)[1])
     row = trace.layers[1].weights[0, query, :query + 1]
     best = int(np.argmax(row))
-    assert len(question.options) == lessons.MAX_OPTIONS < row.size
+    assert len(question.options) == explain_questions.MAX_OPTIONS < row.size
     assert question.options[question.answer] == f"{best} {trace.tokens[best]}"
     positions = [int(option.split()[0]) for option in question.options]
     assert positions == sorted(positions) and set(positions) == set(np.argsort(-row, kind="stable")[:10].tolist())
@@ -153,19 +158,19 @@ def test_attention_question_on_a_long_prompt_offers_the_most_attended_keys(toy):
 def test_attention_question_skips_tied_rows(toy):
     trace = toy.run("the sky is")
     trace.layers[0].weights[0, 2, :3] = 1 / 3  # the last row ties: the question falls back to row 1
-    question = lessons.attention_question(trace, 0, 0)
+    question = explain_questions.attention_question(trace, 0, 0)
     assert question.key.endswith("-1")
     trace.layers[0].weights[0, 1, :2] = 0.5
-    assert lessons.attention_question(trace, 0, 0) is None
-    assert lessons.attention_question(toy.run("sky"), 0, 0) is None  # one token: nothing to choose
+    assert explain_questions.attention_question(trace, 0, 0) is None
+    assert explain_questions.attention_question(toy.run("sky"), 0, 0) is None  # one token: nothing to choose
 
 
 def test_next_token_question(toy):
     trace = toy.run("the sky is")
-    question = lessons.next_token_question(trace, trace.vocabulary)
+    question = explain_questions.next_token_question(trace, trace.vocabulary)
     assert question.options[question.answer] == "blue" and len(question.options) == 4
     trace.next_token_probs = np.full(toy.config.vocab_size, 1 / toy.config.vocab_size)
-    assert lessons.next_token_question(trace, trace.vocabulary) is None
+    assert explain_questions.next_token_question(trace, trace.vocabulary) is None
 
 
 def test_top_p_question_counts_like_the_sampler(toy):
@@ -173,45 +178,45 @@ def test_top_p_question_counts_like_the_sampler(toy):
     probs = np.zeros(toy.config.vocab_size)
     probs[[7, 3, 9, 4]] = [0.5, 0.3, 0.15, 0.05]
     trace.next_token_probs = probs
-    question = lessons.top_p_question(trace, trace.vocabulary)
+    question = explain_questions.top_p_question(trace, trace.vocabulary)
     assert question.options[question.answer] == "3" == str(int((keep_top_p(probs, 0.9) > 0).sum()))
     probs[[7, 3, 9, 4]] = [0.5, 0.4, 0.05, 0.05]  # the running total is exactly 0.9: rounding could mislead
-    assert lessons.top_p_question(trace, trace.vocabulary) is None
+    assert explain_questions.top_p_question(trace, trace.vocabulary) is None
 
 
 def test_scale_question_compares_the_entropies(model, trace):
-    question = lessons.scale_question(trace, 0, 0)
+    question = explain_questions.scale_question(trace, 0, 0)
     raw = trace.layers[0].raw_scores[0, 2, :3].astype(np.float64)
     with_scale, without = (-(p * np.log2(p)).sum() for p in (softmax(raw * trace.layers[0].scale), softmax(raw)))
     assert question.answer == (0 if without < with_scale else 1)
     assert question.options[question.answer] == "sharper (lower entropy)"  # a larger spread is always sharper
-    assert lessons.scale_question(model.run("sky"), 0, 0) is None
+    assert explain_questions.scale_question(model.run("sky"), 0, 0) is None
 
 
 def test_ablation_effects_are_the_change_in_probability(toy):
     trace = toy.run("the sky is")
-    token = lessons.predicted_token(trace)
-    heads = lessons.heads_to_ablate(toy.config, None)
-    assert len(heads) == 8 <= lessons.MAX_AUTO_ABLATIONS
-    effects = lessons.ablation_effects(toy, trace.ids, token, heads)
+    token = explain_block.predicted_token(trace)
+    heads = experiments.heads_to_ablate(toy.config, None)
+    assert len(heads) == 8 <= explain_questions.MAX_AUTO_ABLATIONS
+    effects = explain_questions.ablation_effects(toy, trace.ids, token, heads)
     for (layer, head), effect in zip(heads, effects):
         ablated = toy.run("the sky is", Interventions(zero_heads={(layer, head)})).next_token_probs[token]
         assert effect == pytest.approx(ablated - trace.next_token_probs[token], abs=1e-9)
-    question = lessons.head_question(effects[:4], 0, "blue")
+    question = explain_questions.head_question(effects[:4], 0, "blue")
     assert question.answer == int(np.argmax(np.abs(effects[:4])))
-    assert lessons.head_question(np.array([0.1, -0.1, 0.0]), 0, "blue") is None  # two heads tie
+    assert explain_questions.head_question(np.array([0.1, -0.1, 0.0]), 0, "blue") is None  # two heads tie
 
 
 def test_a_gpt2_shaped_model_ablates_one_layer_at_a_time(gpt2_shaped):
-    assert len(lessons.heads_to_ablate(gpt2_shaped.config, None)) == 144 > lessons.MAX_AUTO_ABLATIONS
-    heads = lessons.heads_to_ablate(gpt2_shaped.config, 11)
+    assert len(experiments.heads_to_ablate(gpt2_shaped.config, None)) == 144 > explain_questions.MAX_AUTO_ABLATIONS
+    heads = experiments.heads_to_ablate(gpt2_shaped.config, 11)
     assert heads == [(11, h) for h in range(12)]
 
 
 # --- compute it yourself ----------------------------------------------------------------------------
 
 def test_score_exercise_is_the_models_scaled_score(model, trace):
-    exercise = lessons.score_exercise(trace, 0, 1, 2, 1)
+    exercise = exercises.score_exercise(trace, 0, 1, 2, 1)
     layer = trace.layers[0]
     assert exercise.answer == float(layer.scaled_scores[1, 2, 1])
     assert exercise.answer == pytest.approx(layer.q[1, 2].astype(float) @ layer.k[1, 1] * layer.scale, abs=1e-5)
@@ -219,19 +224,19 @@ def test_score_exercise_is_the_models_scaled_score(model, trace):
     assert exercise.accepts(exercise.answer + 0.9 * exercise.tolerance)
     assert not exercise.accepts(exercise.answer + 1.1 * exercise.tolerance)
     with pytest.raises(ValueError):
-        lessons.score_exercise(trace, 0, 1, 1, 2)  # key after the query: hidden by the mask
+        exercises.score_exercise(trace, 0, 1, 1, 2)  # key after the query: hidden by the mask
 
 
 def test_softmax_exercise_is_the_models_weight(toy):
     trace = toy.run("the sky is")
-    exercise = lessons.softmax_exercise(trace, 1, 2, 2, 0)
+    exercise = exercises.softmax_exercise(trace, 1, 2, 2, 0)
     assert exercise.answer == float(trace.layers[1].weights[2, 2, 0])
     assert exercise.accepts(exercise.answer - 0.004) and not exercise.accepts(exercise.answer - 0.006)
     assert not exercise.accepts("not a number") and not exercise.accepts(float("nan"))
 
 
 def test_layer_norm_exercise_is_the_models_ln_1(model, trace):
-    exercise = lessons.layer_norm_exercise(model.params, model.config, trace, 0, 2, 5)
+    exercise = exercises.layer_norm_exercise(model.params, model.config, trace, 0, 2, 5)
     assert exercise.answer == float(trace.layers[0].ln_1[2, 5])
     final_hint = float(exercise.hints[-1].rsplit("= ", 1)[1])
     assert exercise.accepts(final_hint)  # the last hint's result, to 4 decimals, is accepted
@@ -239,18 +244,18 @@ def test_layer_norm_exercise_is_the_models_ln_1(model, trace):
 
 
 def test_parse_number():
-    assert lessons.parse_number(" 0.25 ") == 0.25
-    assert lessons.parse_number("-1,5") == -1.5
-    assert lessons.parse_number("1e-3") == 0.001
-    assert lessons.parse_number("abc") is None and lessons.parse_number("inf") is None
+    assert exercises.parse_number(" 0.25 ") == 0.25
+    assert exercises.parse_number("-1,5") == -1.5
+    assert exercises.parse_number("1e-3") == 0.001
+    assert exercises.parse_number("abc") is None and exercises.parse_number("inf") is None
 
 
 # --- why the softmax must be stable -------------------------------------------------------------------
 
 @pytest.mark.parametrize("row", [np.array([1.92, -1.90, 2.03]), np.array([-6.25, -3.07, -7.16])])
 def test_naive_softmax_is_nan_past_the_breaking_point_and_stable_is_not(row):
-    breaking = lessons.breaking_factor(row)
-    below, past = lessons.softmax_two_ways(row, 0.99 * breaking), lessons.softmax_two_ways(row, 1.01 * breaking)
+    breaking = experiments.breaking_factor(row)
+    below, past = experiments.softmax_two_ways(row, 0.99 * breaking), experiments.softmax_two_ways(row, 1.01 * breaking)
     assert np.isfinite(below["naive"]).all()
     assert np.isnan(past["naive"]).any()
     for result, factor in ((below, 0.99 * breaking), (past, 1.01 * breaking)):
@@ -259,40 +264,40 @@ def test_naive_softmax_is_nan_past_the_breaking_point_and_stable_is_not(row):
 
 
 def test_the_float32_limit_is_about_88_7():
-    assert lessons.FLOAT32_EXP_LIMIT == pytest.approx(88.72, abs=0.01)
+    assert experiments.FLOAT32_EXP_LIMIT == pytest.approx(88.72, abs=0.01)
     with np.errstate(over="ignore"):
         assert np.isinf(np.exp(np.float32(88.8))) and np.isfinite(np.exp(np.float32(88.7)))
-    assert lessons.breaking_factor(np.array([2.0, 1.0])) == pytest.approx(44.36, abs=0.01)
-    assert lessons.breaking_factor(np.array([0.0, -1.0])) is None
+    assert experiments.breaking_factor(np.array([2.0, 1.0])) == pytest.approx(44.36, abs=0.01)
+    assert experiments.breaking_factor(np.array([0.0, -1.0])) is None
 
 
 def test_the_kernels_stay_exact_where_naive_breaks(toy):
     trace = toy.run("the sky is")
     row = trace.layers[1].masked_scores[2, 2, :3]
-    factor = 10 * lessons.breaking_factor(row)
-    assert np.isnan(lessons.softmax_two_ways(row, factor)["naive"]).any()
+    factor = 10 * experiments.breaking_factor(row)
+    assert np.isnan(experiments.softmax_two_ways(row, factor)["naive"]).any()
     expected = softmax(row.astype(np.float64) * factor)
-    for weights in lessons.kernel_row(trace, 1, 2, 2, factor).values():
+    for weights in experiments.kernel_row(trace, 1, 2, 2, factor).values():
         np.testing.assert_allclose(weights, expected, atol=1e-5)
 
 
 def test_pressure_factors_reach_past_the_breaking_point():
-    factors = lessons.pressure_factors(43.7)
+    factors = experiments.pressure_factors(43.7)
     assert factors[:4] == [1.0, 2.0, 5.0, 10.0] and factors[-1] >= 87.4 > factors[-2]
-    assert lessons.pressure_factors(None)[-1] == 1000.0
+    assert experiments.pressure_factors(None)[-1] == 1000.0
 
 
 # --- minimal pairs and attention against effect ------------------------------------------------------
 
 def test_minimal_pair_of_the_same_prompt_is_zero(toy):
-    result = lessons.minimal_pair(toy.run("the sky is"), toy.run("the sky is"))
+    result = experiments.minimal_pair(toy.run("the sky is"), toy.run("the sky is"))
     assert not result["distance"].any() and not result["attention_change"].any()
     assert result["next_token"]["total_variation"] == 0.0
 
 
 def test_minimal_pair_sky_and_grass(model):
     a, b = model.run("the sky is"), model.run("the grass is")
-    result = lessons.minimal_pair(a, b)
+    result = experiments.minimal_pair(a, b)
     assert result["distance"].shape == (model.config.n_layer + 1,)
     assert result["distance"][0] == 0.0  # the last token is "is" at the same position in both
     assert result["distance"][-1] > 0
@@ -302,14 +307,14 @@ def test_minimal_pair_sky_and_grass(model):
 
 
 def test_minimal_pair_of_different_lengths_pads_the_attention(toy):
-    result = lessons.minimal_pair(toy.run("the sky is"), toy.run("is"))
+    result = experiments.minimal_pair(toy.run("the sky is"), toy.run("is"))
     row = toy.run("the sky is").layers[0].weights[0, -1]
     assert result["attention_change"][0, 0] == pytest.approx(0.5 * (np.abs(row - [1, 0, 0]).sum()))
 
 
 def test_last_token_focus(toy):
     trace = toy.run("the sky is")
-    largest, where = lessons.last_token_focus(trace)
+    largest, where = experiments.last_token_focus(trace)
     assert largest[1, 2] == pytest.approx(trace.layers[1].weights[2, -1].max())
     assert where[1, 2] == int(trace.layers[1].weights[2, -1].argmax())
 
@@ -317,7 +322,7 @@ def test_last_token_focus(toy):
 # --- the guided path --------------------------------------------------------------------------------
 
 def test_path_questions_use_this_prompt_and_model(model):
-    questions = lessons.path_questions(model.config, ["the", "sky", "is"])
+    questions = explain_questions.path_questions(model.config, ["the", "sky", "is"])
     assert len(questions) == 10 and len({q.key for q in questions}) == 10
     assert questions[0].options[questions[0].answer] == "3"
     assert questions[1].options[questions[1].answer] == f"[3, {model.config.n_embd}]"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from core import memory
+from core.native import memory
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or "libc" not in (ctypes.util.find_library("c") or ""),
@@ -20,5 +20,5 @@ def test_an_explicit_malloc_setting_in_the_environment_wins(monkeypatch):
 
 
 def test_importing_core_sets_them_before_any_training():
-    code = "import core, core.memory, sys; sys.exit(0 if 'core.memory' in sys.modules else 1)"
+    code = "import core, core.native.memory, sys; sys.exit(0 if 'core.native.memory' in sys.modules else 1)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

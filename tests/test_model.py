@@ -9,9 +9,11 @@ import pytest
 
 import core
 
-from core.config import GPTConfig
-from core.model import (Interventions, KVCache, check_ids, check_params, gpt_forward, init_params,
-                        merge_heads, param_shapes)
+from core.model.config import GPTConfig
+from core.model.interventions import Interventions
+from core.model.forward import check_ids, gpt_forward, KVCache
+from core.model.params import check_params, init_params, param_shapes
+from core.model.ops import merge_heads
 
 CONFIG = GPTConfig(vocab_size=23, n_positions=12, n_embd=16, n_layer=2, n_head=4)
 

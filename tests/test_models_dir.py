@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from model_helpers import random_model
 
-from core import models_dir
+from core.io import models_dir
 from core import load_checkpoint
+from core.io import models_dir
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from core import parallel
+from core.native import parallel
 
 
 @pytest.mark.parametrize("shape, width", [((130, 768), 3072), ((2, 65, 768), 2304), ((3, 64), 16)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.sampling import Sampler, distribution_stages
+from core.model.sampling import distribution_stages, Sampler
 
 LOGITS = np.log(np.array([0.1, 0.4, 0.2, 0.3]))  # most likely: 1, 3, 2, 0
 

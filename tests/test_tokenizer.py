@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core import corpus
-from core.tokenizer import END_OF_TEXT, UNKNOWN, Tokenizer, tokenize
+from core.text import corpus
+from core.text.words import END_OF_TEXT, tokenize, UNKNOWN, WordTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def sentences():
 
 @pytest.fixture(scope="module")
 def tokenizer(sentences):
-    return Tokenizer.from_texts(sentences)
+    return WordTokenizer.from_texts(sentences)
 
 
 # --- the tokenizer ---------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def test_unknown_words_become_unk_and_are_reported(tokenizer):
 
 
 def test_vocab_dict_round_trip(tokenizer):
-    again = Tokenizer.from_vocab_dict(tokenizer.to_vocab_dict())
+    again = WordTokenizer.from_vocab_dict(tokenizer.to_vocab_dict())
     assert again.tokens == tokenizer.tokens
 
 
@@ -62,7 +62,7 @@ def test_vocab_dict_round_trip(tokenizer):
 ])
 def test_bad_vocabularies_are_rejected(vocab, error):
     with pytest.raises(error):
-        Tokenizer.from_vocab_dict(vocab)
+        WordTokenizer.from_vocab_dict(vocab)
 
 
 def test_bad_arguments_are_clear(tokenizer):
@@ -162,7 +162,7 @@ def test_heldout_scores_counts_correct_predictions(tokenizer):
 def test_accented_words_stay_whole():
     assert tokenize("Ünïcödé été, naïve") == ["ünïcödé", "été", ",", "naïve"]
     assert tokenize("e\u0301te\u0301") == ["e\u0301te\u0301"]  # combining accents belong to their word
-    tokenizer = Tokenizer.from_texts(["the sky is blue ."])
+    tokenizer = WordTokenizer.from_texts(["the sky is blue ."])
     assert tokenizer.encode("the ünïcödé sky") == [tokenizer.ids["the"], tokenizer.unk_id, tokenizer.ids["sky"]]
     assert tokenizer.unknown_words("the ünïcödé sky") == ["ünïcödé"]
     assert tokenizer.kind == "word"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from model_helpers import random_model
 
-from core.model import Interventions, merge_heads
+from core.model.interventions import Interventions
+from core.model.ops import merge_heads
 
 HOOKS_PER_LAYER = ["hook_resid_pre", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
                    "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid",

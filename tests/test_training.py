@@ -8,13 +8,22 @@ import numpy as np
 import pytest
 
 import core
-from core import backward, training
-from core.checkpoint import load_history
+from core.train import backward
+from core.train import data
+from core.train import loop
+from core.train import history as train_history
+from core.train import settings as train_settings
+from core.io.checkpoint import load_history
 from core.cli import main
-from core.config import GPTConfig
-from core.model import Model, init_params
-from core.tokenizer import Tokenizer
-from core.training import AdamW, History, TrainSettings, clip_gradients, decays, learning_rate, train
+from core.model.config import GPTConfig
+from core.model.model import Model
+from core.model.params import init_params
+from core.text.words import WordTokenizer
+from core.train.optim import AdamW, clip_gradients, decays, learning_rate
+from core.train.history import History
+from core.train.settings import TrainSettings
+from core.train.loop import train
+from core.model import forward
 
 COLOURS = {"sky": "blue", "grass": "green", "sun": "yellow", "snow": "white", "coal": "black", "rose": "red"}
 FRAMES = ["the {} is {} .", "i know that the {} is {} .", "yes , the {} is {} ."]
@@ -23,7 +32,7 @@ HELDOUT = [("i know that the sky is", "blue"), ("yes , the sun is", "yellow")]
 
 
 def tiny_model(seed=0, sentences=SENTENCES):
-    tokenizer = Tokenizer.from_texts(sentences)
+    tokenizer = WordTokenizer.from_texts(sentences)
     config = GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=8, n_embd=16, n_layer=1, n_head=2)
     return Model(config, init_params(config, seed), tokenizer)
 
@@ -85,8 +94,8 @@ def test_clip_gradients_scales_to_the_global_norm():
 
 
 def test_token_stream_windows_start_at_sentences_and_wrap():
-    tokenizer = Tokenizer.from_texts(["a b .", "c ."])
-    stream = training.token_stream(tokenizer, ["a b .", "c ."], seq_len=4)
+    tokenizer = WordTokenizer.from_texts(["a b .", "c ."])
+    stream = data.token_stream(tokenizer, ["a b .", "c ."], seq_len=4)
     inputs, targets = stream.windows(np.array([0, 1]), 4)
     decode = tokenizer.decode
     assert decode(inputs[0]) == "a b . <|endoftext|>" and decode(targets[0]) == "b . <|endoftext|> c"
@@ -97,7 +106,7 @@ def test_token_stream_windows_start_at_sentences_and_wrap():
 def test_history_json_is_a_list_of_records(tmp_path):
     history = History(records=[{"step": 1, "train_loss": 2.5, "val_loss": None, "accuracy": None}])
     assert json.loads(history.to_json()) == history.records
-    training.save_trained(tiny_model(), history, tmp_path / "saved")
+    train_history.save_trained(tiny_model(), history, tmp_path / "saved")
     assert load_history(tmp_path / "saved") == history.records
     assert (tmp_path / "saved" / "history.json").read_text() == history.to_json()
 
@@ -109,7 +118,7 @@ def test_records_have_every_field_and_evaluations_where_asked():
     history = quick_train(model)
     assert [record["step"] for record in history.records] == list(range(1, 13))
     for record in history.records:
-        assert set(training.RECORD_KEYS) <= record.keys()
+        assert set(train_history.RECORD_KEYS) <= record.keys()
         assert record["tokens_per_s"] > 0 and record["lr"] > 0 and record["grad_norm"] >= 0
     assert [record["step"] for record in history.evaluations()] == [5, 10, 12]
     for record in history.evaluations():
@@ -150,9 +159,9 @@ def test_head_mode_shares_of_the_batch_give_the_whole_batch_loss_and_gradient():
     rng = np.random.default_rng(0)
     ids = rng.integers(0, model.config.vocab_size, (5, 13))  # 5 sequences: shares of 3 and 2
     inputs, targets = ids[:, :-1], ids[:, 1:]
-    loss, grad = training.head_gradients(model.params, model.config, inputs, targets)
+    loss, grad = loop.head_gradients(model.params, model.config, inputs, targets)
     cache = {}
-    logits = core.model.gpt_forward(model.params, model.config, inputs, cache=cache)
+    logits = forward.gpt_forward(model.params, model.config, inputs, cache=cache)
     whole_loss, d_logits = backward.softmax_cross_entropy(logits, targets)
     assert loss == pytest.approx(whole_loss, rel=1e-6)
     np.testing.assert_allclose(grad, backward.lm_head_weight_gradient(d_logits, cache["ln_final.hook_normalized"]),
@@ -161,12 +170,12 @@ def test_head_mode_shares_of_the_batch_give_the_whole_batch_loss_and_gradient():
 
 def test_training_makes_none_of_the_display_only_scores(monkeypatch):
     made = []
-    scores = core.model.masked_scores
-    monkeypatch.setattr(core.model, "masked_scores", lambda *args: made.append(1) or scores(*args))
-    for mode in training.MODES:
+    scores = forward.masked_scores
+    monkeypatch.setattr(forward, "masked_scores", lambda *args: made.append(1) or scores(*args))
+    for mode in train_settings.MODES:
         quick_train(tiny_model(), mode=mode, steps=2, val_fraction=0.0)
     assert made == []
-    core.model.gpt_forward(tiny_model().params, tiny_model().config, [1, 2], cache={})
+    forward.gpt_forward(tiny_model().params, tiny_model().config, [1, 2], cache={})
     assert made == [1]  # a display's forward pass still makes them
 
 
@@ -223,7 +232,7 @@ def test_model_is_untouched_when_training_fails_midway():
 def test_nan_loss_stops_and_keeps_the_last_good_parameters(monkeypatch):
     model = tiny_model()
     kept = []
-    real_loss = training.backward.softmax_cross_entropy
+    real_loss = backward.softmax_cross_entropy
     calls = {"count": 0}
 
     def loss_that_fails_at_step_4(logits, targets):
@@ -231,7 +240,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_parameters(monkeypatch):
         loss, d_logits = real_loss(logits, targets)
         return (math.nan if calls["count"] == 4 else loss), d_logits
 
-    monkeypatch.setattr(training.backward, "softmax_cross_entropy", loss_that_fails_at_step_4)
+    monkeypatch.setattr(backward, "softmax_cross_entropy", loss_that_fails_at_step_4)
     history = quick_train(model, eval_every=100, val_fraction=0.0,
                           callback=lambda record, params: kept.append(snapshot(params)))
     assert len(history.records) == 3 and "step 4" in history.stop_reason and "nan" in history.stop_reason

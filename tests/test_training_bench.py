@@ -6,38 +6,38 @@ import functools
 
 import pytest
 
-from core import training_bench
+from core.bench import training as bench_training
 from core.cli import main
 
 
 def test_glassbox_alone_gives_both_modes():
-    result = training_bench.run(steps=2, warmup=1, rounds=1, peer=False)
+    result = bench_training.run(steps=2, warmup=1, rounds=1, peer=False)
     assert [(row["framework"], row["mode"]) for row in result["rows"]] == [("glassbox", "full"), ("glassbox", "head")]
-    assert result["rows"][0]["threads"] == training_bench.bench_threads()
+    assert result["rows"][0]["threads"] == bench_training.bench_threads()
     assert all(row["tokens_per_s"] > 0 for row in result["rows"])
     for row in result["rows"]:  # tokens/s and ms/step describe the same 32 x 32-token steps
         assert row["tokens_per_s"] * row["step_ms"] / 1e3 == pytest.approx(1024)
-    assert result["ratios"] == {} and "not installed" in training_bench.table(result)[0]
+    assert result["ratios"] == {} and "not installed" in bench_training.table(result)[0]
 
 
-@pytest.mark.skipif(not training_bench.peer_available(), reason="torch and transformers are not installed")
+@pytest.mark.skipif(not bench_training.peer_available(), reason="torch and transformers are not installed")
 def test_the_peer_runs_side_by_side_through_the_command(capsys, monkeypatch):
-    monkeypatch.setattr(training_bench, "run", functools.partial(training_bench.run, steps=2, warmup=1))
+    monkeypatch.setattr(bench_training, "run", functools.partial(bench_training.run, steps=2, warmup=1))
     assert main(["bench", "--training", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "pytorch eager" in out and "full: Glassbox runs at" in out and "head: Glassbox runs at" in out
     peers = [line for line in out.splitlines() if line.startswith("pytorch eager")]
-    assert len(peers) == 2 * len({1, training_bench.bench_threads()})  # both modes, one row per thread count
+    assert len(peers) == 2 * len({1, bench_training.bench_threads()})  # both modes, one row per thread count
 
 
-@pytest.mark.skipif(not training_bench.peer_available(), reason="torch and transformers are not installed")
+@pytest.mark.skipif(not bench_training.peer_available(), reason="torch and transformers are not installed")
 def test_the_peer_model_computes_glassboxs_logits():
     import numpy as np
     import torch
 
-    from core.model import gpt_forward
-    model = training_bench.bundled_shape_model()
-    peer = training_bench.torch_model(model, "head").eval()
+    from core.model.forward import gpt_forward
+    model = bench_training.bundled_shape_model()
+    peer = bench_training.torch_model(model, "head").eval()
     ids = np.arange(16).reshape(2, 8)
     with torch.no_grad():
         theirs = peer(torch.from_numpy(ids)).logits.numpy()
@@ -46,4 +46,4 @@ def test_the_peer_model_computes_glassboxs_logits():
 
 def test_bad_counts_are_refused():
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
-        training_bench.run(steps=0)
+        bench_training.run(steps=0)

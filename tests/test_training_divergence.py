@@ -8,8 +8,9 @@ import pytest
 from test_training import HELDOUT, SENTENCES, snapshot, tiny_model
 
 import core
-from core.corpus import heldout_scores
-from core.training import TrainSettings, divergence, train, trainability
+from core.text.corpus import heldout_scores
+from core.train.settings import trainability, TrainSettings
+from core.train.loop import divergence, train
 
 
 def no_warnings_train(model, settings, **options):

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from core.checkpoint import load_history
-from core.corpus import DATA_DIR
-from core.training import TrainSettings, train
-from core.training_bench import bundled_shape_model
+from core.io.checkpoint import load_history
+from core.data import DEFAULT_CHECKPOINT
+from core.train.settings import TrainSettings
+from core.train.loop import train
+from core.bench.training import bundled_shape_model
 
 STEPS = 50  # the first evaluation of the recipe (eval_every 50)
 LOSS_TOLERANCE = 1e-4  # relative, train and validation loss, held-out perplexity
@@ -22,7 +23,7 @@ GRAD_NORM_TOLERANCE = 1e-3  # relative
 
 
 def test_the_first_50_steps_of_the_recipe_match_the_bundled_history():
-    recorded = load_history(DATA_DIR / "default")[:STEPS]
+    recorded = load_history(DEFAULT_CHECKPOINT)[:STEPS]
     history = train(bundled_shape_model(seed=0), TrainSettings(),
                     callback=lambda record, params: record["step"] < STEPS)
     assert [record["step"] for record in history.records] == list(range(1, STEPS + 1))

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core import bench, gpt2_bench, training_bench
+from core.bench import attention as bench_attention
+from core.bench import gpt2 as bench_gpt2
+from core.bench import training as bench_training
 
 COLUMNS = ("case", "backend", "time", "GFLOP/s", "sgemm", "% sgemm", "GB/s", "vs numpy", "vs torch", "max diff")
 WIDTHS = (43, 7, 10, 8, 6, 7, 7, 8, 8, 9)
@@ -21,7 +23,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sizes", nargs="+", metavar="SIZE",
                         help="custom cases HEADSxLQxLKxD[:causal][:weights][:f64], e.g. 12x1024x1024x64:causal")
     parser.add_argument("--backends", nargs="+", metavar="NAME",
-                        help=f"backends to run (default: all available, peer included: {', '.join(bench.bench_backends())})")
+                        help=f"backends to run (default: all available, peer included: {', '.join(bench_attention.bench_backends())})")
     parser.add_argument("--repeats", type=int, default=5, help="timing samples per case and backend")
     parser.add_argument("--best", action="store_true",
                         help="report each backend's fastest sample instead of the median "
@@ -35,7 +37,7 @@ def add_arguments(parser) -> None:
                              "generation per token, loading (core.gpt2_bench; needs torch and transformers)")
     parser.add_argument("--threads", action="store_true",
                         help="time the C kernel on one thread and on all of its own, in the same rounds "
-                             f"(the --sizes cases, default {bench.THREAD_SCALING_CASE.name}; fastest of --repeats)")
+                             f"(the --sizes cases, default {bench_attention.THREAD_SCALING_CASE.name}; fastest of --repeats)")
     parser.add_argument("--fallback", action="store_true",
                         help="time the NumPy backend against the plainest per-head NumPy loop, in the same rounds "
                              "(the --sizes cases, default the grid or --quick's; fastest of --repeats)")
@@ -86,43 +88,43 @@ def print_header(statistic: str = "median") -> None:
 
 def chosen_cases(args, default: list) -> list:
     """The --sizes cases, or `default` when none were given."""
-    return [bench.parse_size(text) for text in args.sizes] if args.sizes else default
+    return [bench_attention.parse_size(text) for text in args.sizes] if args.sizes else default
 
 
 def run(args) -> int:
-    note = bench.blas_kernel_note()
+    note = bench_attention.blas_kernel_note()
     if note and not args.load:
         print(f"# {note}")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     if args.training:
-        for line in training_bench.table(training_bench.run(rounds=args.repeats)):
+        for line in bench_training.table(bench_training.run(rounds=args.repeats)):
             print(line)
         return 0
     if args.gpt2:
-        if not gpt2_bench.available():
+        if not bench_gpt2.available():
             raise ValueError("--gpt2 compares against transformers: pip install torch transformers")
-        print(gpt2_bench.format_report(gpt2_bench.run_gpt2_benchmark(repeats=args.repeats)))
+        print(bench_gpt2.format_report(bench_gpt2.run_gpt2_benchmark(repeats=args.repeats)))
         return 0
     if args.threads:
-        for case in chosen_cases(args, [bench.THREAD_SCALING_CASE]):
-            print(format_scaling(bench.thread_scaling(case, args.repeats)))
+        for case in chosen_cases(args, [bench_attention.THREAD_SCALING_CASE]):
+            print(format_scaling(bench_attention.thread_scaling(case, args.repeats)))
         return 0
     if args.fallback:
-        for case in chosen_cases(args, bench.default_cases(quick=args.quick)):
-            print(format_fallback(bench.fallback_overhead(case, args.repeats)))
+        for case in chosen_cases(args, bench_attention.default_cases(quick=args.quick)):
+            print(format_fallback(bench_attention.fallback_overhead(case, args.repeats)))
         return 0
     if args.load:
         print_header()
-        for row in bench.load_benchmark_json(args.load):
+        for row in bench_attention.load_benchmark_json(args.load):
             print(format_row(row))
         return 0
-    cases = chosen_cases(args, bench.default_cases(quick=args.quick))
-    backends = args.backends or bench.bench_backends()
-    unknown = set(backends) - set(bench.bench_backends())
+    cases = chosen_cases(args, bench_attention.default_cases(quick=args.quick))
+    backends = args.backends or bench_attention.bench_backends()
+    unknown = set(backends) - set(bench_attention.bench_backends())
     if unknown:
-        raise ValueError(f"backend(s) {sorted(unknown)} not available; choose from {bench.bench_backends()}")
-    machine = bench.machine_info()
+        raise ValueError(f"backend(s) {sorted(unknown)} not available; choose from {bench_attention.bench_backends()}")
+    machine = bench_attention.machine_info()
     print(f"# {machine['cpu']}, {machine['cores']} cores; C kernel: {machine['code_path']}, "
           f"{machine['threads']} threads; numpy {machine['numpy']}; "
           f"torch {machine['torch'] + ' on ' + str(machine['torch_threads']) + ' threads' if machine['torch'] else 'not installed'}; "
@@ -130,7 +132,7 @@ def run(args) -> int:
           f"{machine['sgemm_gflops_kernel_threads']} on the kernel's {machine['threads']}")
     statistic = "min" if args.best else "median"
     print_header(statistic)
-    rows = bench.run_grid(cases, backends, repeats=args.repeats, statistic=statistic, yardstick=True,
+    rows = bench_attention.run_grid(cases, backends, repeats=args.repeats, statistic=statistic, yardstick=True,
                           progress=lambda row: print(format_row(row), flush=True))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import core
-from core.checkpoint import check_target
+from core.io.checkpoint import check_target
 
 # what core.checkpoint reads: never pytorch_model.bin (a pickle) or other frameworks' weights
 FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors",

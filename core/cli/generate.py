@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import core
-from core.sampling import Sampler
+from core.model.sampling import Sampler
 
 
 def add_arguments(parser) -> None:

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import core
-from core.attention import available_backends, default_backend
-from core.checkpoint import load_history
+from core.io.checkpoint import load_history
+from core.native.kernel import available_backends, default_backend
 
 
 def add_arguments(parser) -> None:

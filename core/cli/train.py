@@ -16,12 +16,15 @@ import sys
 import time
 
 import core
-from core.checkpoint import check_target
-from core.config import GPTConfig
-from core.corpus import load_corpus
-from core.model import Model, init_params
-from core.tokenizer import Tokenizer
-from core.training import DEFAULT_LR, MODES, TrainSettings, save_trained, train
+from core.io.checkpoint import check_target
+from core.model.config import GPTConfig
+from core.model.model import Model
+from core.model.params import init_params
+from core.text.corpus import load_corpus
+from core.text.words import WordTokenizer
+from core.train.history import save_trained
+from core.train.loop import train
+from core.train.settings import DEFAULT_LR, MODES, TrainSettings
 
 BAR_WIDTH = 24
 
@@ -79,7 +82,7 @@ def starting_model(args, sentences: list[str]) -> Model:
         return core.load_default()
     if args.init is not None:
         return core.load_checkpoint(args.init)
-    tokenizer = Tokenizer.from_texts(sentences)
+    tokenizer = WordTokenizer.from_texts(sentences)
     config = GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=args.n_positions, n_embd=args.n_embd,
                        n_layer=args.n_layer, n_head=args.n_head)
     return Model(config, init_params(config, args.seed), tokenizer)

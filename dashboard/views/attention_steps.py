@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import explain
-from core.attention import available_backends, scaled_dot_product_attention
+from core.explain import heads as explain_heads
+from core.native.kernel import available_backends
+from core.model.attention import scaled_dot_product_attention
 from dashboard import charts, glossary, state
 
 PLOT_WIDTH = charts.PAGE_WIDTH - charts.LABEL_ROOM  # pixels of cells of a figure alone in its row
@@ -127,7 +128,7 @@ def weighted_sum(head_out, tokens) -> None:
 
 def influence(weights, labels) -> None:
     st.markdown("#### 6. Who influenced whom")
-    ranking = explain.influenced_by(weights)
+    ranking = explain_heads.influenced_by(weights)
     lines = [f"**{labels[query]}** ← " + ", ".join(f"{labels[key]} ({weight:.1%})" for key, weight in ranked[:TOP_KEYS])
              + (f", and {state.count(len(ranked) - TOP_KEYS, 'other')}" if len(ranked) > TOP_KEYS else "")
              for query, ranked in enumerate(ranking)]
@@ -137,10 +138,10 @@ def influence(weights, labels) -> None:
 
 
 def pca_pictures(trace, labels, q, k) -> None:
-    coords, share = explain.pca_2d(trace.embeddings)
+    coords, share = explain_heads.pca_2d(trace.embeddings)
     embed = charts.scatter_2d(coords, labels, ["embedding"] * len(labels), title="Embeddings (token + position)",
                               share=share, width=PCA_WIDTH)
-    coords, share = explain.pca_2d(np.concatenate([q, k]))
+    coords, share = explain_heads.pca_2d(np.concatenate([q, k]))
     qk = charts.scatter_2d(coords, labels + labels, ["query"] * len(labels) + ["key"] * len(labels),
                            title="Queries and keys of this head", share=share, width=PCA_WIDTH)
     step("7. A map of the vectors (PCA to 2-D)", f"{glossary.link('PCA')}: the two directions along which the "
@@ -160,7 +161,7 @@ def worked_weight(q, k, v, labels) -> None:
                            **state.kept_widget("steps_query"))
     key = right.selectbox("Key token (attended to)", positions, format_func=labels.__getitem__,
                           **state.kept_widget("steps_key"))
-    worked = explain.weight_arithmetic(q, k, query, key)
+    worked = explain_heads.weight_arithmetic(q, k, query, key)
     products = [f"({a:.3f}×{b:.3f})" for a, b in zip(q[query], k[key])]
     if len(products) > MAX_TERMS:  # GPT-2's 64 dimensions: the first terms, then their count
         products = products[:MAX_TERMS] + [f"… ({len(products) - MAX_TERMS} more terms)"]
@@ -203,7 +204,7 @@ def main() -> None:
         "1. Embeddings": lambda: embeddings(trace, prompt.tokens, layer),
         "2. Q, K, V": lambda: qkv_tables(prompt.tokens, q, k, v),
         "3. Scores": lambda: scores(layer_trace, head, labels),
-        "4. Softmax": lambda: softmax(explain.softmax_stages(layer_trace.masked_scores[head]),
+        "4. Softmax": lambda: softmax(explain_heads.softmax_stages(layer_trace.masked_scores[head]),
                                       layer_trace.weights[head], labels),
         "5. Weighted sum": lambda: weighted_sum(layer_trace.head_outputs[head], prompt.tokens),
         "6. Who influenced whom": lambda: influence(layer_trace.weights[head], labels),

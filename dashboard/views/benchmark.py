@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import bench
+from core.bench import attention as bench_attention
 from dashboard import charts, glossary, jobs, state
 
 LENGTHS = [16, 32, 64, 128, 256, 512]
@@ -44,7 +44,7 @@ def grid_form() -> dict | None:
         cols = st.columns(4)
         causal = cols[0].checkbox("causal", DEFAULT_GRID["causal"])
         weights = cols[1].checkbox("return the weights", DEFAULT_GRID["return_weights"])
-        backends = cols[2].multiselect("Backends", bench.bench_backends(), bench.bench_backends())
+        backends = cols[2].multiselect("Backends", bench_attention.bench_backends(), bench_attention.bench_backends())
         repeats = cols[3].number_input("Repeats", 1, MAX_REPEATS, DEFAULT_GRID["repeats"])
         if not st.form_submit_button("Run benchmark", type="primary"):
             return None
@@ -75,7 +75,7 @@ def run(grid: dict) -> None:
 
 
 def timed(grid: dict) -> None:
-    cases = [bench.BenchCase("dashboard", grid["heads"], length, length, grid["d"], grid["dtype"], grid["causal"],
+    cases = [bench_attention.BenchCase("dashboard", grid["heads"], length, length, grid["d"], grid["dtype"], grid["causal"],
                              grid["return_weights"]) for length in sorted(grid["lengths"])]
     backends = list(dict.fromkeys(["numpy", *grid["backends"]]))  # NumPy always runs: it is the baseline
     total, began = len(cases) * len(backends), time.monotonic()
@@ -91,7 +91,7 @@ def timed(grid: dict) -> None:
                 raise OverBudget
 
         try:
-            bench.run_grid(cases, backends, grid["repeats"], progress=progress)
+            bench_attention.run_grid(cases, backends, grid["repeats"], progress=progress)
         except OverBudget:
             status.update(label=f"Stopped after {len(done)} of {total} runs: the time budget is {MAX_SECONDS} s "
                                 "per benchmark. Pick fewer or smaller sizes.", state="error")
@@ -191,7 +191,7 @@ def saved_results() -> None:
         st.info("No saved results yet: run the suite with `--benchmark-autosave`, or upload a JSON file.")
         return
     try:
-        rows = uploaded_rows(upload) if upload is not None else bench.load_benchmark_json(choice)
+        rows = uploaded_rows(upload) if upload is not None else bench_attention.load_benchmark_json(choice)
     except (ValueError, OSError, UnicodeDecodeError) as error:
         st.error(f"Could not read that file: {error}")
         return
@@ -224,7 +224,7 @@ def parse_upload(name: str, data: bytes) -> list[dict]:
         handle.write(data)
         handle.flush()
         try:
-            rows = bench.load_benchmark_json(handle.name)
+            rows = bench_attention.load_benchmark_json(handle.name)
         except (ValueError, UnicodeDecodeError) as error:
             raise ValueError(str(error).replace(handle.name, name)) from None
     if len(rows) > MAX_ROWS:
@@ -244,7 +244,7 @@ def filters(rows: list[dict]) -> None:
 
 def main() -> None:
     st.caption(f"Backend in use for the model: {state.backend_name()}. PyTorch peer: "
-               f"{'installed' if bench.peer_available() else 'not installed (optional)'}.")
+               f"{'installed' if bench_attention.peer_available() else 'not installed (optional)'}.")
     live_grid()
     saved_results()
 

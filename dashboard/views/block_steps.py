@@ -8,7 +8,7 @@ comes from core.lessons, checked against the model's own intermediates on the pa
 import numpy as np
 import streamlit as st
 
-from core import lessons
+from core.explain import block as explain_block
 from dashboard import charts, glossary, state
 
 WEIGHT_ROWS = 16  # rows of a weight matrix drawn (GPT-2's W_Q slice is 768 x 64)
@@ -39,7 +39,7 @@ def choices(config, tokens) -> tuple[int, int, int]:
 def projections(model, trace, layer: int, head: int, position: int) -> None:
     config = model.config
     x = trace.layers[layer].ln_1  # [L, C]
-    parts = lessons.head_projections(model.params, config, layer, head, x)
+    parts = explain_block.head_projections(model.params, config, layer, head, x)
     L, C, D = x.shape[0], config.n_embd, config.d_head
     note("Every token's row X (after ln_1) is multiplied by three weight matrices. The product with W_Q is the "
          "question the token asks, with W_K the name tag it wears, with W_V what it will share. A head's three "
@@ -49,7 +49,7 @@ def projections(model, trace, layer: int, head: int, position: int) -> None:
     for name, model_out in (("Q", trace.layers[layer].q[head]), ("K", trace.layers[layer].k[head]),
                             ("V", trace.layers[layer].v[head])):
         part = parts[name]
-        columns = lessons.head_slices(config, head)[name]
+        columns = explain_block.head_slices(config, head)[name]
         st.markdown(f"##### {name}: `X [{L}, {C}] @ W_{name} [{C}, {D}] + b_{name} [{D}] = {name} [{L}, {D}]`")
         st.caption(f"W_{name} is c_attn.weight[:, {columns.start}:{columns.stop}].")
         difference = float(np.abs(part["out"] - model_out).max())
@@ -73,7 +73,7 @@ def projections(model, trace, layer: int, head: int, position: int) -> None:
 
 def joined(model, trace, layer: int, position: int) -> None:
     config = model.config
-    result = lessons.heads_joined(model.params, config, layer, trace.layers[layer].head_outputs)
+    result = explain_block.heads_joined(model.params, config, layer, trace.layers[layer].head_outputs)
     H, C, D = config.n_head, config.n_embd, config.d_head
     L = len(trace.tokens)
     note("Each head hands back a short vector per token (its weighted mix of values). The heads' vectors are laid "
@@ -93,11 +93,11 @@ def joined(model, trace, layer: int, position: int) -> None:
 
 
 def layer_norm(model, trace, layer: int, position: int) -> None:
-    which = st.radio("LayerNorm", lessons.NORMS, horizontal=True, key="block_norm",
+    which = st.radio("LayerNorm", explain_block.NORMS, horizontal=True, key="block_norm",
                      format_func={"ln_1": "ln_1 (before attention)", "ln_2": "ln_2 (before the MLP)",
                                   "ln_f": "ln_f (before the logits)"}.get)
-    x, weight, bias = lessons.norm_input(model.params, trace, which, layer)
-    steps = lessons.layer_norm_steps(x[position], weight, bias, model.config.layer_norm_epsilon)
+    x, weight, bias = explain_block.norm_input(model.params, trace, which, layer)
+    steps = explain_block.layer_norm_steps(x[position], weight, bias, model.config.layer_norm_epsilon)
     model_out = {"ln_1": trace.layers[layer].ln_1, "ln_2": trace.layers[layer].ln_2, "ln_f": trace.final_ln}[which]
     note("LayerNorm makes every token's row comparable: subtract the row's mean, divide by its standard "
          "deviation, so the row has mean 0 and spread 1. Then a learned gain and bias per dimension let the model "
@@ -119,7 +119,7 @@ def layer_norm(model, trace, layer: int, position: int) -> None:
 
 
 def mlp(model, trace, layer: int, position: int) -> None:
-    steps = lessons.mlp_steps(model.params, model.config, layer, trace.layers[layer].ln_2[position])
+    steps = explain_block.mlp_steps(model.params, model.config, layer, trace.layers[layer].ln_2[position])
     C = model.config.n_embd
     note("The MLP works on each token alone. It expands the row to 4C numbers (many detectors, each asking "
          "'is this pattern here?'), passes each through GELU, which lets positive values through and squashes "
@@ -131,7 +131,7 @@ def mlp(model, trace, layer: int, position: int) -> None:
                 f"out = {numbers(steps['out'])}  \n"
                 f"Largest difference from the model's own MLP output: "
                 f"{np.abs(steps['out'] - trace.layers[layer].mlp_out[position]).max():.1e}")
-    curve_x, curve_y = lessons.gelu_curve(min(-4.0, steps["pre"].min()), max(4.0, steps["pre"].max()))
+    curve_x, curve_y = explain_block.gelu_curve(min(-4.0, steps["pre"].min()), max(4.0, steps["pre"].max()))
     label = charts.token_labels(trace.tokens)[position]
     state.show_chart(charts.curve_with_points(curve_x, curve_y, steps["pre"], steps["post"],
                                               title=f"GELU, with {label}'s {4 * C} pre-activations on it",
@@ -142,9 +142,9 @@ def mlp(model, trace, layer: int, position: int) -> None:
 
 
 def residual(model, trace) -> None:
-    token_id = lessons.predicted_token(trace)
+    token_id = explain_block.predicted_token(trace)
     token = trace.vocabulary[token_id]
-    result = lessons.logit_attribution(model.params, trace, token_id)
+    result = explain_block.logit_attribution(model.params, trace, token_id)
     note("The residual stream is a running sum: it starts as the embedding, and every attention and MLP sub-layer "
          "adds its output to it. So the last token's final vector is the sum of the parts below. Read through ln_f "
          "and lm_head, each part pushes the predicted token's logit up or down by its own amount (direct logit "
@@ -159,7 +159,7 @@ def residual(model, trace) -> None:
     state.show_chart(charts.bars(result["names"], result["contributions"],
                                  title=f"How much each part pushes the logit of {token}", value_title="logit push",
                                  label_title="part"))
-    parts = lessons.residual_parts(trace)
+    parts = explain_block.residual_parts(trace)
     state.show_chart(charts.bars([name for name, _ in parts], [np.linalg.norm(part[-1]) for _, part in parts],
                                  title="The size of each part (last token)", value_title="L2 norm",
                                  label_title="part"))

@@ -7,7 +7,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import learning_step, lessons
+from core.explain import experiments
+from core.explain import block as explain_block
+from core.explain import learning_step
+from core.explain import questions
 from dashboard import ablation, charts, glossary, jobs, state
 
 LEARNING_RATES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -36,18 +39,18 @@ def stable_softmax(model, trace) -> None:
     query = len(trace.tokens) - 1
     labels = charts.token_labels(trace.tokens)
     row = trace.layers[layer].masked_scores[head, query, :query + 1]  # [query + 1] the visible scaled scores
-    breaking = lessons.breaking_factor(row)
+    breaking = experiments.breaking_factor(row)
     note("Softmax needs exp of every score. In float32, exp of anything above 88.72 is larger than the largest "
          "number float32 holds (3.4 × 10³⁸) and becomes inf; then inf / inf is NaN, and the weights are garbage. "
          "Subtracting the row's largest score first changes nothing mathematically but keeps every exp at most 1.")
-    factor = st.select_slider("Multiply this head's scores by", lessons.pressure_factors(breaking), value=1.0,
+    factor = st.select_slider("Multiply this head's scores by", experiments.pressure_factors(breaking), value=1.0,
                               key="overflow_factor")
-    two_ways = lessons.softmax_two_ways(row, factor)
-    kernels = lessons.kernel_row(trace, layer, head, query, factor)
+    two_ways = experiments.softmax_two_ways(row, factor)
+    kernels = experiments.kernel_row(trace, layer, head, query, factor)
     if breaking is None:
         st.markdown("The largest score is 0 here, so exp never overflows.")
     else:
-        limit = lessons.FLOAT32_EXP_LIMIT if breaking > 0 else lessons.FLOAT32_EXP_FLOOR
+        limit = experiments.FLOAT32_EXP_LIMIT if breaking > 0 else experiments.FLOAT32_EXP_FLOOR
         st.markdown(f"The largest score of **{labels[query]}**'s row is {row.max():.4f}: the naive softmax breaks "
                     f"past a factor of **{breaking:.2f}** ({row.max():.4f} × {breaking:.2f} = {limit:.2f}).")
     naive_nan = int(np.isnan(two_ways["naive"]).sum())
@@ -91,7 +94,7 @@ def minimal_pairs(model) -> None:
     if first is None or second is None:
         return
     trace_a, trace_b = state.trace(first.ids), state.trace(second.ids)
-    result = lessons.minimal_pair(trace_a, trace_b)
+    result = experiments.minimal_pair(trace_a, trace_b)
     change = result["next_token"]
     cols = st.columns(4)
     cols[0].metric("first: next token", trace_a.top_predictions(1)[0][0])
@@ -115,13 +118,13 @@ def minimal_pairs(model) -> None:
 
 def attention_against_effect(model, trace) -> None:
     config = model.config
-    token_id = lessons.predicted_token(trace)
+    token_id = explain_block.predicted_token(trace)
     token = trace.vocabulary[token_id]
     note(f"Zero one head at a time and see how the probability of **{token}** changes. Next to it: how hard the "
          "last token looks at any one token through that head. A head can look hard at a token and matter little, "
          f"and a diffuse head can matter a lot: attention shows where information may flow, "
          f"{glossary.link('ablation')} shows whether it counted.")
-    automatic = config.n_layer * config.n_head <= lessons.MAX_AUTO_ABLATIONS
+    automatic = config.n_layer * config.n_head <= questions.MAX_AUTO_ABLATIONS
     layers = set(range(config.n_layer)) if automatic else ablation.requested_layers(trace)
     if not automatic:
         left, right = st.columns([2, 1])
@@ -131,7 +134,7 @@ def attention_against_effect(model, trace) -> None:
         st.caption(f"{config.n_layer * config.n_head} heads take one forward pass each: one layer at a time.")
     if not layers:
         return
-    focus, where = lessons.last_token_focus(trace)
+    focus, where = experiments.last_token_focus(trace)
     labels = charts.token_labels(trace.tokens)
     rows = []
     for layer in sorted(layers):

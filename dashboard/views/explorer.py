@@ -7,8 +7,9 @@ from math import isqrt
 import numpy as np
 import streamlit as st
 
-from core import explain
-from core.model import NO_INTERVENTIONS, Interventions
+from core.explain import heads as explain_heads
+from core.explain import stream as explain_stream
+from core.model.interventions import Interventions, NO_INTERVENTIONS
 from dashboard import charts, glossary, state
 
 LENS_TOP = 3
@@ -77,7 +78,7 @@ def what_if_banner(switches: Interventions, length: int, n_layer: int) -> Interv
     else:
         left.info(f"What if: {describe(switches)}. Every view on this page shows the changed model (titles marked "
                   f"\"{WHAT_IF_MARK.strip(' ·')}\"); \"Show the plain model\" compares.")
-    for note in explain.what_if_notes(switches, length, n_layer):
+    for note in explain_stream.what_if_notes(switches, length, n_layer):
         st.info(note)
     return None if plain else switches
 
@@ -101,7 +102,7 @@ def what_if(prompt, model, switches: Interventions) -> None:
     what_if_controls(model.config)
     before = state.trace(prompt.ids).next_token_probs
     after = state.trace(prompt.ids, None if switches == NO_INTERVENTIONS else switches).next_token_probs
-    change = explain.distribution_change(before, after)
+    change = explain_stream.distribution_change(before, after)
     words = [model.tokenizer.token(int(i)) for i in change["ids"]]
     cols = st.columns(4)
     cols[0].metric("Top token before", model.tokenizer.token(int(before.argmax())))
@@ -132,7 +133,7 @@ def head_grid(patterns: np.ndarray, tokens, mark: str) -> None:
     left, right = st.columns(2)
     layer = left.selectbox("Layer", range(n_layer), **state.kept_widget("explorer_layer"))
     head = right.selectbox("Head", range(n_head), **state.kept_widget("explorer_head"))
-    pooled, edges = explain.pool_patterns(patterns, max(4, isqrt(TILE_CELLS // (n_layer * n_head))))
+    pooled, edges = explain_heads.pool_patterns(patterns, max(4, isqrt(TILE_CELLS // (n_layer * n_head))))
     beside = length <= SIDE_BY_SIDE
     overview, enlarged = st.columns(2) if beside else (st.container(), st.container())
     room = COLUMN_WIDTH if beside else charts.PAGE_WIDTH  # pixels for each of the two figures
@@ -152,7 +153,7 @@ def head_grid(patterns: np.ndarray, tokens, mark: str) -> None:
 def summaries(patterns: np.ndarray, mark: str) -> None:
     st.subheader("What each head does, in three numbers")
     n_layer, n_head = patterns.shape[:2]
-    summary = explain.head_summaries(patterns)
+    summary = explain_heads.head_summaries(patterns)
     layers, heads = [str(i) for i in range(n_layer)], [str(i) for i in range(n_head)]
     titles = {"entropy": ("Entropy (bits):", "how spread out"), "previous": ("Weight on the", "previous token"),
               "first": ("Weight on the", "first token")}  # two lines: a title no wider than its map
@@ -162,7 +163,7 @@ def summaries(patterns: np.ndarray, mark: str) -> None:
         charts.heatmap(summary[name], layers, heads, title=[first, second + mark], value_title=name,
                        row_title="layer", col_title="head", cell=cell, every_label=True, legend_below=True)
         for name, (first, second) in titles.items()], columns=None if in_a_row else 1))
-    st.caption(f"All three are {explain.SUMMARY_ROWS}. Low {glossary.link('entropy')}: the head listens to one "
+    st.caption(f"All three are {explain_heads.SUMMARY_ROWS}. Low {glossary.link('entropy')}: the head listens to one "
                "token. A head with "
                "a high previous-token weight passes each word's neighbour along; one that stares at the first "
                "token is often just resting there.")
@@ -186,7 +187,7 @@ def shown_positions(length: int) -> list[int]:
 
 def residual(trace, tokens, positions, n_layer: int, mark: str) -> None:
     st.subheader("The residual stream through the layers")
-    labels, norms = stream_labels(n_layer), explain.residual_norms(trace.residual_stream[:, positions])  # [P, N]
+    labels, norms = stream_labels(n_layer), explain_stream.residual_norms(trace.residual_stream[:, positions])  # [P, N]
     series = dict(zip([charts.token_labels(tokens)[p] for p in positions], norms.T))
     state.show_chart(charts.lines(labels, series, title=f"Length (L2 norm) of each token's vector{mark}",
                                   x_title="point", y_title="norm", x_sort=labels))
@@ -195,7 +196,7 @@ def residual(trace, tokens, positions, n_layer: int, mark: str) -> None:
 
 def logit_lens(trace, tokens, positions, model, mark: str) -> None:
     st.subheader("Logit lens: the guess after every layer")
-    ids, probs = explain.lens_table(model.params, model.config, trace.residual_stream, positions, LENS_TOP)
+    ids, probs = explain_stream.lens_table(model.params, model.config, trace.residual_stream, positions, LENS_TOP)
     words = [[[model.tokenizer.token(int(i)) for i in cell] for cell in row] for row in ids]  # [P, N, top]
     details = [[" · ".join(f"{word} {prob:.1%}" for word, prob in zip(cell_words, cell_probs))
                 for cell_words, cell_probs in zip(row_words, row_probs)] for row_words, row_probs in zip(words, probs)]
@@ -223,7 +224,7 @@ def mlp_activations(trace, tokens, config, mark: str) -> None:
     state.keep("explorer_mlp_layer", 0, range(config.n_layer))
     layer = st.selectbox("MLP of layer", range(config.n_layer), **state.kept_widget("explorer_mlp_layer"))
     post = trace.layers[layer].mlp_post  # [L, 4C]
-    units = explain.top_units(post, MLP_UNITS)
+    units = explain_stream.top_units(post, MLP_UNITS)
     cell = 20 if len(tokens) <= 32 else 11
     state.show_chart(charts.heatmap(post[:, units], charts.token_labels(tokens), [f"unit {u}" for u in units],
                                     title=f"The {len(units)} of {post.shape[1]:,} hidden units that fire most "

@@ -3,7 +3,7 @@ connections drawn, every box linked to the page and tab that explains it), the m
 the model's prediction for the next token."""
 import streamlit as st
 
-from core import explain
+from core.explain import pipeline as explain_pipeline
 from dashboard import charts, glossary, state
 
 TOP = 10
@@ -40,7 +40,7 @@ def pipeline(prompt) -> None:
                f"{glossary.link('GELU')}, and {glossary.link('softmax')} turns the {glossary.link('logit', 'logits')} "
                "into the next token's probabilities.")
     config = state.current_model().config
-    steps = explain.pipeline_shapes(config, len(prompt.ids))
+    steps = explain_pipeline.pipeline_shapes(config, len(prompt.ids))
     st.graphviz_chart(charts.pipeline_dot(steps, config.n_layer, adds_after=ADDS))
     st.markdown("**Where each box is explained** (step by step = attention step by step; block = the block "
                 "step by step)")

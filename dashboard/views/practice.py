@@ -5,7 +5,9 @@ import zlib
 
 import streamlit as st
 
-from core import lessons
+from core.explain import block
+from core.explain import exercises
+from core.explain import questions as explain_questions
 from dashboard import ablation, charts, glossary, state
 
 SCORE = "practice_score"  # session_state: {question key: whether the first answer was right}
@@ -38,14 +40,14 @@ def ask(question) -> None:
 
 def questions(model, trace, layer: int, head: int, tag: str) -> list:
     """This prompt's questions; None where the numbers tie (no single right answer)."""
-    token_id = lessons.predicted_token(trace)
+    token_id = block.predicted_token(trace)
     effects = ablation.layer_effects(model, trace, token_id, layer)
     return [
-        ("Where will this query look?", lessons.attention_question(trace, layer, head, tag)),
-        ("Which word comes next?", lessons.next_token_question(trace, trace.vocabulary, tag=tag)),
-        ("How many tokens does top-p keep?", lessons.top_p_question(trace, trace.vocabulary, tag=tag)),
-        ("What does the 1/√d_head scale do?", lessons.scale_question(trace, layer, head, tag)),
-        ("Which head matters most?", lessons.head_question(effects, layer, trace.vocabulary[token_id], tag)),
+        ("Where will this query look?", explain_questions.attention_question(trace, layer, head, tag)),
+        ("Which word comes next?", explain_questions.next_token_question(trace, trace.vocabulary, tag=tag)),
+        ("How many tokens does top-p keep?", explain_questions.top_p_question(trace, trace.vocabulary, tag=tag)),
+        ("What does the 1/√d_head scale do?", explain_questions.scale_question(trace, layer, head, tag)),
+        ("Which head matters most?", explain_questions.head_question(effects, layer, trace.vocabulary[token_id], tag)),
     ]
 
 
@@ -78,7 +80,7 @@ def exercise(item) -> None:
         st.button("Show a hint", key=f"hint-{item.key}", on_click=show_hint, args=(item.key,))
     if not typed.strip():
         return
-    value = lessons.parse_number(typed)
+    value = exercises.parse_number(typed)
     if value is None:
         st.warning(f"'{typed[:40]}' is not a number: type digits such as 0.25 or -1.5.")
     elif item.accepts(value):
@@ -102,11 +104,11 @@ def compute(model, trace, layer: int, head: int, tag: str) -> None:
     key = st.selectbox("Key token for the score and the softmax entry", range(query + 1),
                        format_func=labels.__getitem__, key="practice_key")
     st.markdown("#### One cell of the scores")
-    exercise(lessons.score_exercise(trace, layer, head, query, key, tag))
+    exercise(exercises.score_exercise(trace, layer, head, query, key, tag))
     st.markdown("#### One softmax entry")
-    exercise(lessons.softmax_exercise(trace, layer, head, query, key, tag))
+    exercise(exercises.softmax_exercise(trace, layer, head, query, key, tag))
     st.markdown("#### One LayerNorm output")
-    exercise(lessons.layer_norm_exercise(model.params, model.config, trace, layer, query, 0, tag))
+    exercise(exercises.layer_norm_exercise(model.params, model.config, trace, layer, query, 0, tag))
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import explain
-from core.sampling import Sampler, distribution_stages, ranking
+from core.explain import sampling_lab
+from core.model.sampling import distribution_stages, ranking, Sampler
 from dashboard import charts, glossary, state
 
 TOP = 12
@@ -81,8 +81,8 @@ def stages(model, logits, setting: dict) -> None:
                                        every_label=True))
     cols = st.columns(len(stage_probs))
     for col, (name, probs) in zip(cols, stage_probs.items()):
-        col.metric(STAGE_NAMES[name], tokens_count(explain.kept_count(probs)),
-                   f"entropy {explain.entropy_bits(probs):.2f} bits", delta_color="off", delta_arrow="off")
+        col.metric(STAGE_NAMES[name], tokens_count(sampling_lab.kept_count(probs)),
+                   f"entropy {sampling_lab.entropy_bits(probs):.2f} bits", delta_color="off", delta_arrow="off")
     certainty_note(model, stage_probs["raw"])
     st.caption("Temperature divides the logits before softmax (below 1 sharpens, above 1 flattens); top-k keeps "
                "the k most likely tokens; top-p keeps the fewest most likely tokens whose total reaches p. After "
@@ -170,10 +170,10 @@ def run_setting(model, prompt, setting: dict, samples: int, new_tokens: int, see
     theoretical = results[0].steps[0].distribution
     return {
         "continuations": Counter(" ".join(result.new_tokens) or "(end)" for result in results),
-        "observed": explain.observed_frequencies(first, theoretical.size), "theoretical": theoretical,
-        "entropy": explain.entropy_bits(theoretical), "kept": explain.kept_count(theoretical),
-        "surprisal": explain.mean_surprisal(chosen),
-        "repetition": float(np.mean([explain.repetition_rate(result.new_tokens) for result in results])),
+        "observed": sampling_lab.observed_frequencies(first, theoretical.size), "theoretical": theoretical,
+        "entropy": sampling_lab.entropy_bits(theoretical), "kept": sampling_lab.kept_count(theoretical),
+        "surprisal": sampling_lab.mean_surprisal(chosen),
+        "repetition": float(np.mean([sampling_lab.repetition_rate(result.new_tokens) for result in results])),
     }
 
 

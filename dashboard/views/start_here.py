@@ -3,7 +3,7 @@ Q/K/V, scores, softmax, weighted sum, MLP, residual and LayerNorm, logits, sampl
 says what to look at, links to the page, and asks one question; progress is kept in the session."""
 import streamlit as st
 
-from core import lessons
+from core.explain import questions as explain_questions
 from dashboard import glossary, state
 
 DONE = "path_done"  # session_state: the keys of the stops answered right
@@ -63,7 +63,7 @@ def main() -> None:
     prompt = state.current_prompt()
     if prompt is None:
         return
-    questions = lessons.path_questions(state.current_model().config, prompt.tokens)
+    questions = explain_questions.path_questions(state.current_model().config, prompt.tokens)
     progress = st.empty()
     st.markdown("Ten stops, in the order the model works. At each: what to look at, a link to the page, and one "
                 "question. The words are explained in the [glossary](glossary).")

@@ -10,7 +10,8 @@ saved under a name in the server's models folder or downloaded as a zip.
 import numpy as np
 import streamlit as st
 
-from core import models_dir, training
+from core.io import models_dir
+from core.train import settings as train_settings
 from dashboard import charts, glossary, jobs, state
 
 MAX_STEPS = 1000  # with MAX_BATCH: the slowest run (whole model) takes about 2 minutes on a 2-core machine
@@ -35,7 +36,7 @@ def remembered_widget(widget, label: str, name: str, *args, **options):
 
 def learning_rate_default(mode: str) -> None:
     store = st.session_state.setdefault(SETTINGS_KEY, dict(DEFAULTS))
-    store.setdefault(f"lr_{mode}", training.DEFAULT_LR[mode])
+    store.setdefault(f"lr_{mode}", train_settings.DEFAULT_LR[mode])
 
 
 def settings_controls(busy: bool) -> tuple[jobs.TrainSettings | None, bool]:
@@ -234,7 +235,7 @@ def history_view(prompt) -> None:
 
 def main() -> None:
     model = state.current_model()
-    refusal = training.trainability(model)
+    refusal = train_settings.trainability(model)
     job = jobs.current_job()
     busy = job is not None and job.progress().active
     if refusal is not None:

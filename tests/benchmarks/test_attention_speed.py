@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import pytest
 
-from core import bench
+from core.bench import attention as bench_attention
 
 ROUND_SECONDS = 0.01   # each round loops the call about this long
 BUDGET_SECONDS = 0.25  # rounds per benchmark: about this much in total, at least MIN_ROUNDS
@@ -23,19 +23,19 @@ MIN_ROUNDS = 3
 
 
 @lru_cache(maxsize=1)
-def case_inputs(case: bench.BenchCase):
+def case_inputs(case: bench_attention.BenchCase):
     """q, k, v for the case, made once and shared by its backends."""
-    return bench.make_inputs(case)
+    return bench_attention.make_inputs(case)
 
 
-@pytest.mark.parametrize("backend", ["c", "numpy", bench.PEER])
-@pytest.mark.parametrize("case", bench.default_cases(), ids=lambda case: case.name.replace(" ", "-"))
+@pytest.mark.parametrize("backend", ["c", "numpy", bench_attention.PEER])
+@pytest.mark.parametrize("case", bench_attention.default_cases(), ids=lambda case: case.name.replace(" ", "-"))
 def test_attention(benchmark, case, backend):
-    if backend == bench.PEER and not bench.peer_available():
+    if backend == bench_attention.PEER and not bench_attention.peer_available():
         pytest.skip("PyTorch (the peer) is not installed")
-    if backend not in bench.bench_backends():
+    if backend not in bench_attention.bench_backends():
         pytest.skip(f"backend {backend!r} is not available")
-    call = bench.attention_call(case, backend, *case_inputs(case))
+    call = bench_attention.attention_call(case, backend, *case_inputs(case))
     start = time.perf_counter()
     call()  # warm-up, and the cost of one call
     one_call = time.perf_counter() - start
@@ -43,6 +43,6 @@ def test_attention(benchmark, case, backend):
     rounds = max(MIN_ROUNDS, int(BUDGET_SECONDS / (one_call * iterations)))
     benchmark.group = case.name
     benchmark.extra_info.update(asdict(case), backend=backend, flops=case.flops, bytes_moved=case.bytes_moved,
-                                **bench.kernel_info(), **(bench.peer_info(case) if backend == bench.PEER else {}))
-    time.sleep(bench.SETTLE_SECONDS)  # let the previous backend's worker threads go idle
+                                **bench_attention.kernel_info(), **(bench_attention.peer_info(case) if backend == bench_attention.PEER else {}))
+    time.sleep(bench_attention.SETTLE_SECONDS)  # let the previous backend's worker threads go idle
     benchmark.pedantic(call, rounds=rounds, iterations=iterations, warmup_rounds=0)

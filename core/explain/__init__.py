@@ -1,0 +1,1 @@
+"""What the pages teach, beyond the forward pass: head maths, the residual stream, questions, exercises, experiments."""

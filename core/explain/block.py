@@ -1,0 +1,159 @@
+"""The rest of the block worked out number by number, from the model's own parameters and a plain
+trace of the prompt (`Model.run` without interventions), in float64: one head's slice of c_attn
+(Q, K, V), the heads joined and c_proj, LayerNorm of one token, the MLP of one token, the residual
+stream as a sum of parts and each part's direct push on a logit (through ln_f and lm_head).
+L = tokens, C = n_embd, H = n_head, D = d_head, V = vocab_size.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from core.model.interventions import NO_INTERVENTIONS, check_index
+from core.model.ops import gelu
+from core.model.params import block_params, output_head
+from core.model.sampling import ranking
+
+
+def _f64(array) -> np.ndarray:
+    return np.asarray(array, dtype=np.float64)
+
+
+def _check_plain(trace) -> None:
+    """The sums below hold for the plain model only: a trace with interventions is a ValueError."""
+    if trace.interventions != NO_INTERVENTIONS:
+        raise ValueError("this lesson needs a trace of the plain model (no interventions)")
+
+
+def head_slices(config, head: int) -> dict[str, slice]:
+    """The columns of c_attn.weight [C, 3C] that make this head's Q, K and V (D columns each)."""
+    head = check_index(head, config.n_head, "head")
+    C, D = config.n_embd, config.d_head
+    return {name: slice(part * C + head * D, part * C + (head + 1) * D) for part, name in enumerate("QKV")}
+
+
+def head_projections(params, config, layer: int, head: int, x) -> dict[str, dict[str, np.ndarray]]:
+    """X [L, C] (ln_1's output) through this head's slice of c_attn: for "Q", "K" and "V" the
+    `weight` [C, D], `bias` [D] and `out` = X @ weight + bias [L, D]."""
+    layer = check_index(layer, config.n_layer, "layer")
+    p = block_params(params, layer)
+    x = _f64(x)  # [L, C]
+    result = {}
+    for name, columns in head_slices(config, head).items():
+        weight = _f64(p["attn.c_attn.weight"][:, columns])  # [C, D]
+        bias = _f64(p["attn.c_attn.bias"][columns])  # [D]
+        result[name] = {"weight": weight, "bias": bias, "out": x @ weight + bias}  # [L, C] @ [C, D] -> [L, D]
+    return result
+
+
+def heads_joined(params, config, layer: int, z) -> dict[str, np.ndarray]:
+    """The heads' outputs z [H, L, D] joined and mapped back to C by c_proj: `merged` [L, C]
+    (head h in columns h*D..(h+1)*D), `per_head` [H, L, C] (head h's z @ its D rows of c_proj),
+    `bias` [C], and `out` [L, C] = merged @ c_proj + bias = the sum of per_head + bias."""
+    layer = check_index(layer, config.n_layer, "layer")
+    p = block_params(params, layer)
+    z = _f64(z)  # [H, L, D]
+    H, L, D = z.shape
+    weight = _f64(p["attn.c_proj.weight"])  # [C, C]
+    merged = np.swapaxes(z, 0, 1).reshape(L, H * D)  # [L, C]
+    per_head = np.einsum("hld,hdc->hlc", z, weight.reshape(H, D, -1))  # [H, L, D] x [H, D, C] -> [H, L, C]
+    bias = _f64(p["attn.c_proj.bias"])
+    return {"merged": merged, "per_head": per_head, "bias": bias, "out": merged @ weight + bias}
+
+
+NORMS = ("ln_1", "ln_2", "ln_f")
+
+
+def norm_input(params, trace, which: str, layer: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x [L, C] entering the LayerNorm `which`, its weight [C], its bias [C]); `layer` is
+    ignored for ln_f (it normalises the residual leaving the last block)."""
+    if which not in NORMS:
+        raise ValueError(f"which must be one of {NORMS}, got {which!r}")
+    if which == "ln_f":
+        x, prefix = trace.layers[-1].resid_post, "transformer.ln_f."
+    else:
+        layer = check_index(layer, len(trace.layers), "layer")
+        x = trace.layers[layer].resid_pre if which == "ln_1" else trace.layers[layer].resid_mid
+        prefix = f"transformer.h.{layer}.{which}."
+    return _f64(x), _f64(params[prefix + "weight"]), _f64(params[prefix + "bias"])
+
+
+def layer_norm_steps(x, weight, bias, eps: float) -> dict:
+    """LayerNorm of one token's vector x [C], every stage: `mean`, `centred` [C], `variance`,
+    `std` = sqrt(variance + eps), `normalised` [C] (mean 0, variance about 1), `weight`, `bias`
+    and `out` = normalised * weight + bias [C]."""
+    x = _f64(x)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"x must be one token's vector [C], got shape {x.shape}")
+    mean = float(x.mean())
+    centred = x - mean  # [C]
+    variance = float((centred * centred).mean())
+    std = math.sqrt(variance + eps)
+    normalised = centred / std  # [C]
+    weight, bias = _f64(weight), _f64(bias)
+    return {"x": x, "mean": mean, "centred": centred, "variance": variance, "eps": eps, "std": std,
+            "normalised": normalised, "weight": weight, "bias": bias, "out": normalised * weight + bias}
+
+
+def mlp_steps(params, config, layer: int, x) -> dict[str, np.ndarray]:
+    """The MLP for one token: x [C] (ln_2's output) -> `pre` = x @ c_fc + b [4C] -> `post` =
+    GELU(pre) [4C] -> `out` = post @ c_proj + b [C]; `top` [8]: the units that fire most."""
+    layer = check_index(layer, config.n_layer, "layer")
+    p = block_params(params, layer)
+    x = _f64(x)  # [C]
+    pre = x @ _f64(p["mlp.c_fc.weight"]) + _f64(p["mlp.c_fc.bias"])  # [C] @ [C, 4C] -> [4C]
+    post = gelu(pre)  # [4C]
+    out = post @ _f64(p["mlp.c_proj.weight"]) + _f64(p["mlp.c_proj.bias"])  # [4C] @ [4C, C] -> [C]
+    return {"x": x, "pre": pre, "post": post, "out": out, "top": np.argsort(-post, kind="stable")[:8]}
+
+
+def gelu_curve(low: float, high: float, count: int = 201) -> tuple[np.ndarray, np.ndarray]:
+    """GELU (GPT-2's tanh form) sampled at `count` points from low to high: (x [count], y [count])."""
+    if not (math.isfinite(low) and math.isfinite(high) and low < high) or count < 2:
+        raise ValueError(f"the curve needs low < high and at least 2 points, got {low}, {high}, {count}")
+    x = np.linspace(low, high, count)
+    return x, gelu(x)
+
+
+def residual_parts(trace) -> list[tuple[str, np.ndarray]]:
+    """The residual stream as a sum: (name, [L, C]) for the token embedding, the position
+    embedding, then each block's attention and MLP output. They add up to the residual
+    leaving the last block (the model adds each output back; no part is ever rescaled)."""
+    _check_plain(trace)
+    parts = [("token embedding", _f64(trace.token_embeddings)), ("position embedding", _f64(trace.position_embeddings))]
+    for layer, layer_trace in enumerate(trace.layers):
+        parts += [(f"attention {layer}", _f64(layer_trace.attn_out)), (f"MLP {layer}", _f64(layer_trace.mlp_out))]
+    return parts
+
+
+def logit_attribution(params, trace, token_id: int, position: int = -1) -> dict:
+    """Direct logit attribution: how much each part of the residual stream pushes `token_id`'s
+    logit at `position`.
+
+    ln_f(x) = (x - mean x) / s * w + b, with s = sqrt(var x + eps) of the actual residual x
+    (the trace's ln_final.hook_scale). Centring is linear and s is one number for the token, so
+    the logit u . ln_f(x) (u = the output head's row for the token) splits exactly into one term per part,
+    ((part - mean part) / s * w) . u, plus `bias_term` = b . u.
+    Returns `names` [P], `contributions` [P], `bias_term`, `scale` s, `logit` (the model's own)
+    and `total` (the contributions plus the bias term; equal to the logit up to rounding).
+    """
+    parts = residual_parts(trace)
+    length = len(trace.tokens)
+    position = check_index(position % length if isinstance(position, int) and position < 0 else position,
+                           length, "position")
+    token_id = check_index(token_id, trace.logits.shape[-1], "token_id")
+    scale = float(trace["ln_final.hook_scale"][position, 0])
+    unembed = _f64(output_head(params)[token_id])  # [C] u: lm_head's row (the token's embedding when tied)
+    direction = _f64(params["transformer.ln_f.weight"]) * unembed  # [C] w * u
+    contributions = np.array([float((part[position] - part[position].mean()) / scale @ direction)
+                              for _, part in parts])  # [P]
+    bias_term = float(_f64(params["transformer.ln_f.bias"]) @ unembed)
+    return {"names": [name for name, _ in parts], "contributions": contributions, "bias_term": bias_term,
+            "scale": scale, "logit": float(trace.logits[position, token_id]),
+            "total": float(contributions.sum() + bias_term)}
+
+
+def predicted_token(trace) -> int:
+    """The most likely next token's id (the lowest id among ties)."""
+    return int(ranking(trace.next_token_probs)[0])

@@ -1,0 +1,115 @@
+"""Compute it yourself: `Exercise`s on one score, one softmax weight and one LayerNorm output,
+checked against the model within a tolerance, with hints one partial result at a time.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.explain.block import _f64, layer_norm_steps, norm_input
+from core.explain.questions import _labels
+from core.model.interventions import check_index
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A number to compute by hand from `given` (markdown), checked against the model's own
+    value `answer` within `tolerance`; `hints` reveal one partial result at a time."""
+
+    key: str
+    task: str
+    given: str
+    hints: tuple[str, ...]
+    answer: float
+    tolerance: float
+
+    def accepts(self, value) -> bool:
+        """True when `value` is a finite number within the tolerance of the model's value."""
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return False
+        return math.isfinite(value) and abs(value - self.answer) <= self.tolerance
+
+
+def parse_number(text: str) -> float | None:
+    """A typed number ("0.25", " -1,5 ", "1e-3") as a float; None when it is not one."""
+    try:
+        value = float(str(text).strip().replace(",", "."))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _numbers(values, digits: int = 4) -> str:
+    return "[" + ", ".join(f"{value:.{digits}f}" for value in values) + "]"
+
+
+def _tolerance(answer: float) -> float:
+    """1% of the answer, at least 0.01: room for rounding the 4-decimal inputs by hand."""
+    return 0.01 * max(1.0, abs(answer))
+
+
+def score_exercise(trace, layer: int, head: int, query: int, key: int, tag: str = "") -> Exercise:
+    """One cell of the scaled scores: q[query] . k[key] * scale, for a key the query can see."""
+    layer_trace = trace.layers[check_index(layer, len(trace.layers), "layer")]
+    query = check_index(query, len(trace.tokens), "query")
+    key = check_index(key, query + 1, "key (a token at or before the query)")
+    q, k = _f64(layer_trace.q[head, query]), _f64(layer_trace.k[head, key])  # [D] each
+    labels = _labels(trace.tokens)
+    products = q * k  # [D]
+    answer = float(layer_trace.scaled_scores[head, query, key])
+    return Exercise(
+        key=f"score-{tag}-{layer}-{head}-{query}-{key}",
+        task=f"The scaled score of query **{labels[query]}** against key **{labels[key]}**: "
+             f"q · k × {layer_trace.scale:.4f}",
+        given=f"q = {_numbers(q)}  \nk = {_numbers(k)}",
+        hints=(f"Multiply dimension by dimension: {_numbers(products)}",
+               f"Add them up: q · k = {products.sum():.4f}",
+               f"Times the scale 1/√{q.size} = {layer_trace.scale:.4f}: {products.sum() * layer_trace.scale:.4f}"),
+        answer=answer, tolerance=_tolerance(answer))
+
+
+def softmax_exercise(trace, layer: int, head: int, query: int, key: int, tag: str = "") -> Exercise:
+    """One softmax entry: the weight `query` gives `key`, from the row's visible scaled scores."""
+    layer_trace = trace.layers[check_index(layer, len(trace.layers), "layer")]
+    query = check_index(query, len(trace.tokens), "query")
+    key = check_index(key, query + 1, "key (a token at or before the query)")
+    scores = _f64(layer_trace.masked_scores[head, query, :query + 1])  # [query + 1] the visible scores
+    labels = _labels(trace.tokens)
+    shifted = scores - scores.max()
+    exps = np.exp(shifted)
+    answer = float(layer_trace.weights[head, query, key])
+    return Exercise(
+        key=f"softmax-{tag}-{layer}-{head}-{query}-{key}",
+        task=f"The attention weight of **{labels[query]}** on **{labels[key]}**: softmax of the row, entry {key}",
+        given=f"The row's scaled scores (keys {labels[0]} .. {labels[query]}): {_numbers(scores)}",
+        hints=(f"The row's largest score: {scores.max():.4f}",
+               f"Subtract it: {_numbers(shifted)}",
+               f"exp of each: {_numbers(exps)}",
+               f"Their sum: {exps.sum():.4f}; entry {key} is exp / sum = {exps[key]:.4f} / {exps.sum():.4f}"),
+        answer=answer, tolerance=0.005)
+
+
+def layer_norm_exercise(params, config, trace, layer: int, position: int, dim: int, tag: str = "") -> Exercise:
+    """One output of ln_1: token `position`, dimension `dim`, from the residual entering the block."""
+    x, weight, bias = norm_input(params, trace, "ln_1", layer)
+    position = check_index(position, x.shape[0], "position")
+    dim = check_index(dim, x.shape[1], "dim")
+    steps = layer_norm_steps(x[position], weight, bias, config.layer_norm_epsilon)
+    answer = float(trace.layers[layer].ln_1[position, dim])
+    return Exercise(
+        key=f"ln-{tag}-{layer}-{position}-{dim}",
+        task=f"ln_1 of layer {layer}, token **{_labels(trace.tokens)[position]}**, dimension {dim}: "
+             f"(x[{dim}] − mean) / √(variance + ε) × weight[{dim}] + bias[{dim}]",
+        given=f"x = {_numbers(x[position])}  \nweight[{dim}] = {weight[dim]:.4f}, bias[{dim}] = {bias[dim]:.4f}, "
+              f"ε = {steps['eps']:g}",
+        hints=(f"The mean of x: {steps['mean']:.4f}",
+               f"The variance (mean of (x − mean)²): {steps['variance']:.4f}; "
+               f"√(variance + ε) = {steps['std']:.4f}",
+               f"Normalised: ({x[position, dim]:.4f} − {steps['mean']:.4f}) / {steps['std']:.4f} = "
+               f"{steps['normalised'][dim]:.4f}",
+               f"× {weight[dim]:.4f} + {bias[dim]:.4f} = {steps['out'][dim]:.4f}"),
+        answer=answer, tolerance=_tolerance(answer))

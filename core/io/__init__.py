@@ -1,0 +1,1 @@
+"""Files: checkpoints in Hugging Face's layout (safetensors, validated before reading, saved atomically) and the models folder."""

@@ -1,0 +1,1 @@
+"""The model: config, parameters, the forward pass and its operations, attention, the trace, sampling, interventions."""

@@ -1,0 +1,128 @@
+"""The C kernels' extension (core.native._kernel, built by build_kernels.py), and which backend runs.
+
+The extension is optional: built without a C compiler, every caller runs its NumPy reference
+instead, after one warning saying what to install.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import numpy as np
+
+try:
+    from core.native import _kernel
+except ImportError:  # built without a C compiler: the NumPy fallback serves
+    _kernel = None
+    warnings.warn(
+        "Glassbox's C attention kernel is not built, so the slower NumPy fallback is used. "
+        "Install a C compiler (Debian/Ubuntu: apt install build-essential; macOS: xcode-select --install) "
+        "and reinstall with `pip install -e .` (or run `python build_kernels.py`).",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+BACKENDS = ("c", "numpy")
+
+
+_C_TYPES = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]"}  # cffi's view of each dtype
+
+
+_FORWARD = {} if _kernel is None else {np.dtype(np.float32): _kernel.lib.gb_attention_forward_f32,
+                                       np.dtype(np.float64): _kernel.lib.gb_attention_forward_f64}
+
+
+_ERROR_MESSAGES = {
+    1: "a required pointer was NULL",
+    2: "a size was not positive",
+    3: "out of memory for a work buffer",
+}
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends this install can run: ("c", "numpy") when the kernel is built."""
+    return BACKENDS if _kernel is not None else ("numpy",)
+
+
+def default_backend() -> str:
+    """C when built, else NumPy; GLASSBOX_BACKEND=numpy (or c) in the environment overrides.
+
+    Read on every call from os.environ's own bytes dict, which os.environ keeps in step with
+    every change (on POSIX): os.environ.get takes about 0.6 us when the variable is unset (a
+    KeyError raised and caught), an eighth of a whole tiny attention call; this takes 0.02 us."""
+    forced = os.environ._data.get(b"GLASSBOX_BACKEND", b"").decode(errors="replace").strip().lower()
+    if forced:
+        return _check_backend(forced)
+    return "c" if _kernel is not None else "numpy"
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown attention backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "c" and _kernel is None:
+        raise RuntimeError(
+            "the C attention kernel is not built: install a C compiler and run `pip install -e .` "
+            "(or `python build_kernels.py` in the project root), or use backend='numpy'"
+        )
+    return backend
+
+
+def _c_array(array: np.ndarray) -> np.ndarray:
+    """`array` as the kernel reads it: C-contiguous and aligned for its dtype (a copy only when
+    it is not, e.g. a float32 view at an odd byte offset)."""
+    flags = array.flags
+    return array if flags.c_contiguous and flags.aligned else np.require(array, requirements=["C", "A"])
+
+
+def _pointer(array: np.ndarray | None):
+    """A cffi pointer to a C-contiguous float array's data (NULL for None).
+
+    ffi.from_buffer costs a fraction of a microsecond, several times less than
+    going through array.ctypes.data: it matters for tiny calls."""
+    ffi = _kernel.ffi
+    if array is None:
+        return ffi.NULL
+    return ffi.from_buffer(_C_TYPES[array.dtype], array)
+
+
+def _c_forward(q, k, v, mask, causal, scale, return_weights, sizes):
+    lead, lq, lk, d, dv = sizes
+    batch = math.prod(lead)
+    # the kernel sees flat aligned C-contiguous buffers: [B, Lq, D], [B, Lk, D], [B, Lk, Dv] (no reshape needed)
+    q, k, v = _c_array(q), _c_array(k), _c_array(v)
+    out = np.empty(lead + (lq, dv), q.dtype)
+    weights = np.empty(lead + (lq, lk), q.dtype) if return_weights else None
+    ffi = _kernel.ffi
+    mask_ptr, mask_strides = ffi.NULL, (0, 0, 0)
+    if mask is not None:
+        mask3 = mask.reshape(batch, lq, lk)  # stays a strided view when the broadcast allows
+        mask_ptr = ffi.cast("const uint8_t *", mask3.ctypes.data)
+        mask_strides = mask3.strides  # bytes == elements for one-byte booleans
+    c_type, from_buffer = _C_TYPES[q.dtype], ffi.from_buffer  # looked up once: this path runs for tiny calls too
+    status = _FORWARD[q.dtype](
+        from_buffer(c_type, out), ffi.NULL if weights is None else from_buffer(c_type, weights),
+        from_buffer(c_type, q), from_buffer(c_type, k), from_buffer(c_type, v),
+        mask_ptr, *mask_strides, causal, scale, batch, lq, lk, d, dv,
+    )
+    _raise_for_status(status)
+    return out, weights
+
+
+def _raise_for_status(status: int) -> None:
+    if status != 0:
+        raise RuntimeError(f"C attention kernel failed: {_ERROR_MESSAGES.get(status, f'error code {status}')}")
+
+
+def _c_backward(d_out, q, k, v, weights, scale, sizes):
+    lead, lq, lk, d, dv = sizes
+    batch = math.prod(lead)
+    inputs = [_c_array(array) for array in (d_out, q, k, v, weights)]
+    d_q, d_k, d_v = (np.empty_like(array) for array in inputs[1:4])
+    lib = _kernel.lib
+    backward = lib.gb_attention_backward_f32 if q.dtype == np.float32 else lib.gb_attention_backward_f64
+    status = backward(_pointer(d_q), _pointer(d_k), _pointer(d_v), *map(_pointer, inputs),
+                      float(scale), batch, lq, lk, d, dv)
+    _raise_for_status(status)
+    return d_q, d_k, d_v
