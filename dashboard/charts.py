@@ -13,13 +13,15 @@ Channels are built typed (`field=`, `type=`) rather than from shorthand strings 
 from __future__ import annotations
 
 import hashlib
-import math
 import json
+import math
 
 import altair as alt
 import numpy as np
 import pandas as pd
 import vl_convert
+
+from core.model.trace import token_labels  # the axis labels of tokens: core's questions use the same
 
 QUERY_TITLE = "query: token asking"
 KEY_TITLE = "key: token attended to"
@@ -38,11 +40,6 @@ CONCAT_GAP = 20  # pixels between the charts of a row
 EVERY_LABEL = {"labelOverlap": False, "labelLimit": 160}  # axis options: draw every label, cut at 160 px
 PAGE_WIDTH = 780  # pixels a fixed-width figure may take: the main column at a 1280 px window, sidebar open (820)
 LEGEND_BELOW = {"orient": "bottom"}  # a colour legend under the plot, not beside it (narrower figures)
-
-
-def token_labels(tokens) -> list[str]:
-    """Unique axis labels for tokens: position and word ("0 the", "1 sky", "2 the")."""
-    return [f"{position} {token}" for position, token in enumerate(tokens)]
 
 
 def _nominal(channel, name: str, title, sort=None, **axis):

@@ -5,7 +5,7 @@
 """
 import re
 
-PAGE = "glossary"  # the Glossary page's url path
+from dashboard.navigation import GLOSSARY
 
 TERMS = {
     "token": "A piece of the prompt the model reads as one unit: a word in the toy model, a word or part of a word "
@@ -78,4 +78,4 @@ def link(term: str, text: str | None = None) -> str:
     """A markdown link to `term`'s entry (KeyError for a word the glossary does not have)."""
     if term not in TERMS:
         raise KeyError(f"the glossary has no entry {term!r}")
-    return f"[{text or term}]({PAGE}#{anchor(term)})"
+    return f"[{text or term}]({GLOSSARY.url_path}#{anchor(term)})"

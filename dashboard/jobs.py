@@ -2,42 +2,56 @@
 per server at once (the others wait in a queue, first come first served).
 
 A training runs in a worker thread, outside the page's script run, so the learner can visit other
-pages while it runs. The worker never calls Streamlit: it fills its job's `TrainingRun` under a
-lock; the page and the sidebar read a `Progress` copy of it (`sidebar_progress`, drawn on every
-page by app.py, polls once a second in an `st.fragment`). A job stops when asked (Stop, from any
-page), when its session closes, or at the time limit MAX_SECONDS.
+pages while it runs. The worker never calls Streamlit: it fills its job's `TrainingRun`
+(dashboard.runs) under a lock; the page and the sidebar read a `Progress` copy of it
+(`sidebar_progress`, drawn on every page by app.py, polls once a second in an `st.fragment`).
+A job stops when asked (Stop, from any page), when its session closes, or at the time limit
+MAX_SECONDS. An ended job's run joins the session's runs and its model becomes the one in use
+(`collect`).
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 
-from core.text.corpus import heldout_scores, load_heldout
 from core.model.model import Model
 from core.model.params import init_params
-from core.train.history import History
-from core.train.settings import TrainSettings
-from core.train.loop import train, usable_heldout
+from core.native.parallel import cores
+from core.train.loop import train
+from core.train.settings import TrainSettings, trainability
+from dashboard import models, server
+from dashboard.runs import NEWEST_KEY, NOTICE_KEY, TrainingRun, heldout_table, runs
 
 MAX_SECONDS = 180  # wall-clock limit of one training (the step and batch caps keep it well below)
+MAX_TRAINABLE_PARAMETERS = 5_000_000  # a larger model learns nothing useful within the step and time caps
 POLL_SECONDS = 1.0  # how often the sidebar and the live chart look at a running training
 SNAPSHOTS = 12  # time-lapse frames per run (plus the starting point)
 JOB_KEY = "train_job"  # session_state: this session's queued or running TrainingJob
-RUNS_KEY = "train_runs"  # session_state: this session's finished runs (TrainingRun), oldest first
-NOTICE_KEY = "train_notice"  # session_state: what the last finished run wants to tell the learner
-SHOWN_RUN_KEY = "train_run"  # the training page's "Look at run" selectbox
-NEWEST_KEY = "train_show_newest"  # session_state: a run has ended; the training page selects the newest
 
 
 def max_trainings() -> int:
     """Trainings a server runs at once: GLASSBOX_MAX_TRAININGS, default max(1, cores - 1)."""
     text = os.environ.get("GLASSBOX_MAX_TRAININGS", "")
-    return max(1, int(text)) if text.strip().isdigit() else max(1, (os.cpu_count() or 1) - 1)
+    return max(1, int(text)) if text.strip().isdigit() else max(1, cores() - 1)
+
+
+def size_refusal(model) -> str | None:
+    """None when `model` is small enough to train on a shared server; otherwise why not."""
+    count = sum(int(value.size) for value in model.params.values())
+    if count > MAX_TRAINABLE_PARAMETERS:
+        return (f"This model has {count:,} parameters; the dashboard trains models of at most "
+                f"{MAX_TRAINABLE_PARAMETERS:,}, so that a run stays short.")
+    return None
+
+
+def training_refusal(model) -> str | None:
+    """None when this server may train `model`: what training can take, within the server's size cap."""
+    return trainability(model) or size_refusal(model)
 
 
 def copy_params(params: dict) -> dict:
@@ -46,47 +60,6 @@ def copy_params(params: dict) -> dict:
 
 def snapshot_steps(steps: int) -> set[int]:
     return set(np.unique(np.linspace(0, steps, SNAPSHOTS + 1).round().astype(int)).tolist())
-
-
-# --- the run -------------------------------------------------------------------------------------
-
-@dataclass
-class TrainingRun:
-    """One training run of a session: what it was asked, what it recorded, how it ended."""
-
-    number: int
-    settings: TrainSettings
-    config: object
-    tokenizer: object
-    records: list[dict] = field(default_factory=list)  # one per step (core.training.RECORD_KEYS)
-    snapshots: list[tuple[int, dict]] = field(default_factory=list)  # (step, parameters) for the time-lapse
-    history: History | None = None  # set when the run has ended
-    heldout: object = None  # pandas table: prompt, expected, before, after (set when the run has ended)
-    stop_note: str | None = None  # why the dashboard stopped it (Stop, time limit, closed session)
-
-    @property
-    def name(self) -> str:
-        return f"run {self.number}"
-
-    @property
-    def description(self) -> str:
-        what = {"head": "output head", "full": "whole model"}.get(self.settings.mode, self.settings.mode)
-        start = "from a fresh random model" if self.settings.from_scratch else "from the model in use"
-        return (f"{what}, {self.settings.steps} steps, batch {self.settings.batch_size}, "
-                f"lr {self.settings.lr:g}, {start}")
-
-    @property
-    def stop_reason(self) -> str | None:
-        if self.stop_note:
-            return self.stop_note
-        return self.history.stop_reason if self.history else None
-
-    @property
-    def diverged(self) -> bool:
-        return bool(getattr(self.history, "diverged", False))
-
-    def model(self, params: dict) -> Model:
-        return Model(self.config, params, self.tokenizer)
 
 
 @dataclass(frozen=True)
@@ -104,19 +77,6 @@ class Progress:
     @property
     def active(self) -> bool:
         return self.status in ("queued", "running")
-
-
-def heldout_table(before: Model, after: Model):
-    """Each held-out prompt with its expected word and the prediction before and after training."""
-    import pandas as pd
-
-    pairs = usable_heldout(after.tokenizer, load_heldout(), after.config.n_positions)
-
-    def predicted(model: Model) -> list[str]:
-        return [model.tokenizer.token(index) for index in heldout_scores(model, pairs)["predicted"]]
-
-    return pd.DataFrame({"prompt": [prompt for prompt, _ in pairs], "expected": [expected for _, expected in pairs],
-                         "before": predicted(before), "after": predicted(after)})
 
 
 # --- the job -------------------------------------------------------------------------------------
@@ -198,17 +158,10 @@ class TrainingJob:
 
 # --- the queue -----------------------------------------------------------------------------------
 
-def session_alive(session_id: str) -> bool:
-    """Whether the browser session is still connected (always True without a server, e.g. in AppTest)."""
-    from streamlit import runtime
-
-    return not runtime.exists() or runtime.get_instance().is_active_session(session_id)
-
-
 class TrainingQueue:
     """At most `max_trainings()` jobs run at once; the others wait, first come first served."""
 
-    def __init__(self, alive=session_alive):
+    def __init__(self, alive=server.session_alive):
         self.lock = threading.Lock()
         self.waiting: list[TrainingJob] = []
         self.running: set[TrainingJob] = set()
@@ -263,45 +216,10 @@ class TrainingQueue:
 QUEUE = TrainingQueue()  # one per server process
 
 
-class OneAtATime:
-    """A lock that remembers who holds it (one benchmark per server; the page tells its own
-    session's still-finishing run from someone else's)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.holder: str | None = None
-
-    def acquire(self, holder: str) -> bool:
-        if not self._lock.acquire(blocking=False):
-            return False
-        self.holder = holder
-        return True
-
-    def release(self) -> None:
-        self.holder = None
-        self._lock.release()
-
-    def locked(self) -> bool:
-        return self._lock.locked()
-
-
-BENCHMARK = OneAtATime()  # the benchmark page's grid runs
-
-
 # --- the session's side (Streamlit) ----------------------------------------------------------------
-
-def session_id() -> str:
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    return get_script_run_ctx().session_id
-
 
 def current_job() -> TrainingJob | None:
     return st.session_state.get(JOB_KEY)
-
-
-def runs() -> list[TrainingRun]:
-    return st.session_state.setdefault(RUNS_KEY, [])
 
 
 def start_training(base: Model, settings: TrainSettings) -> TrainingJob:
@@ -309,7 +227,7 @@ def start_training(base: Model, settings: TrainSettings) -> TrainingJob:
     job = current_job()
     if job is not None and job.progress().active:
         raise ValueError("this session is already training; stop it first (sidebar)")
-    job = TrainingJob(session_id(), base, settings, len(runs()) + 1)
+    job = TrainingJob(server.session_id(), base, settings, len(runs()) + 1)
     st.session_state[JOB_KEY] = job
     QUEUE.submit(job)
     return job
@@ -317,8 +235,6 @@ def start_training(base: Model, settings: TrainSettings) -> TrainingJob:
 
 def collect(job: TrainingJob, keep_snapshots: int = 3) -> None:
     """File an ended job's run with the session's runs and make its model the one in use."""
-    from dashboard import state
-
     st.session_state.pop(JOB_KEY, None)
     run = job.run
     if job.status == "cancelled":
@@ -330,7 +246,7 @@ def collect(job: TrainingJob, keep_snapshots: int = 3) -> None:
     runs().append(run)
     for old in runs()[:-keep_snapshots]:
         old.snapshots = old.snapshots[:1]
-    state.use_trained_model(job.model, run.name)
+    models.use_trained_model(job.model, run.name)
     st.session_state[NEWEST_KEY] = True  # the training page shows the newest run
     if run.stop_reason:
         st.session_state[NOTICE_KEY] = f"{run.name}: {run.stop_reason}."

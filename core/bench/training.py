@@ -4,7 +4,7 @@
 model over the bundled corpus's vocabulary, TrainSettings's recipe: batch 32 x 32 tokens, AdamW,
 gradient clipping, dropout 0.1 in full mode) in two frameworks, side by side in one run:
 
-- Glassbox: `core.training.train` itself, as `python -m core train` runs it.
+- Glassbox: `core.train.loop.train` itself, as `python -m core train` runs it.
 - PyTorch eager, when torch and transformers are importable: transformers' `GPT2LMHeadModel`
   with the same sizes, initial weights, batches, AdamW (same betas, eps and decay groups),
   learning-rate schedule, clipping and dropout, on one thread and on as many as Glassbox's
@@ -16,18 +16,18 @@ best round (the least disturbed). Evaluation is off: only training steps are tim
 """
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 import time
 from dataclasses import replace
 
 import numpy as np
 
+from core.bench.peers import transformers_available, version
+from core.bench.timing import kernel_threads  # Glassbox runs on the kernel's threads
+from core.checks import is_whole
 from core.model.config import GPTConfig
 from core.model.model import Model
 from core.model.params import HEAD, init_params
-from core.native.parallel import cores
 from core.text.corpus import load_corpus
 from core.text.words import WordTokenizer
 from core.train.data import BatchSampler, token_stream
@@ -38,11 +38,6 @@ from core.train.settings import TrainSettings
 FRAMEWORKS = ("glassbox", "pytorch")
 
 
-def bench_threads() -> int:
-    """The threads Glassbox's attention kernel uses (GLASSBOX_NUM_THREADS, default every core)."""
-    return int(os.environ.get("GLASSBOX_NUM_THREADS", cores()))
-
-
 def bundled_shape_model(seed: int = 0) -> Model:
     """A fresh model of the bundled model's shape over the bundled corpus's vocabulary."""
     tokenizer = WordTokenizer.from_texts(load_corpus())
@@ -51,7 +46,7 @@ def bundled_shape_model(seed: int = 0) -> Model:
 
 
 def glassbox_seconds(mode: str, steps: int, warmup: int) -> float:
-    """Wall time of `steps` training steps of core.training.train, after `warmup` steps."""
+    """Wall time of `steps` training steps of core.train.loop.train, after `warmup` steps."""
     marks = {}
     total = warmup + steps
 
@@ -64,11 +59,6 @@ def glassbox_seconds(mode: str, steps: int, warmup: int) -> float:
     return marks[total] - marks[warmup]
 
 
-def peer_available() -> bool:
-    """Whether torch and transformers can be imported (looked up, not imported)."""
-    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
-
-
 def torch_model(model: Model, mode: str):
     """transformers' GPT2LMHeadModel with `model`'s sizes and weights, dropout as TrainSettings says."""
     import torch
@@ -77,7 +67,7 @@ def torch_model(model: Model, mode: str):
     config, dropout = model.config, TrainSettings().dropout if mode == "full" else 0.0
     hf_config = GPT2Config(vocab_size=config.vocab_size, n_positions=config.n_positions, n_embd=config.n_embd,
                            n_layer=config.n_layer, n_head=config.n_head, activation_function="gelu_new",
-                           resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=0.0,  # as core.model's dropout
+                           resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=0.0,  # as gpt_forward's dropout
                            layer_norm_epsilon=config.layer_norm_epsilon, tie_word_embeddings=False,
                            bos_token_id=model.tokenizer.eos_id, eos_token_id=model.tokenizer.eos_id)
     peer = GPT2LMHeadModel(hf_config)
@@ -125,7 +115,7 @@ def torch_seconds(mode: str, steps: int, warmup: int, threads: int) -> float:
 def runners(peer: bool) -> list[tuple[str, int]]:
     """(framework, threads) to time: Glassbox as it runs, and PyTorch on one thread and on as many
     as Glassbox's kernel uses (on a busy machine its OpenMP threads can be far slower than one)."""
-    threads = bench_threads()
+    threads = kernel_threads()
     return [("glassbox", threads)] + ([("pytorch", count) for count in sorted({1, threads})] if peer else [])
 
 
@@ -136,9 +126,9 @@ def run(*, steps: int = 30, warmup: int = 5, rounds: int = 3, peer: bool | None 
     "ratios": {mode: x}} where a ratio is Glassbox's tokens/s over PyTorch's best (above 1: Glassbox
     is faster)."""
     for name, value in (("steps", steps), ("warmup", warmup), ("rounds", rounds)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not (is_whole(value) and value >= 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    peer = peer_available() if peer is None else peer
+    peer = transformers_available() if peer is None else peer
     tokens = steps * TrainSettings().batch_size * GPTConfig(vocab_size=3).n_positions
     best = {}
     for _ in range(rounds):
@@ -159,13 +149,8 @@ def run(*, steps: int = 30, warmup: int = 5, rounds: int = 3, peer: bool | None 
         if peers:
             ours = next(row["tokens_per_s"] for row in rows if row["mode"] == mode and row["framework"] == "glassbox")
             ratios[mode] = ours / max(peers)
-    return {"rows": rows, "torch": _torch_version() if peer else None, "ratios": ratios}
-
-
-def _torch_version() -> str:
-    import torch
-    import transformers
-    return f"torch {torch.__version__}, transformers {transformers.__version__}"
+    versions = f"torch {version('torch')}, transformers {version('transformers')}" if peer else None
+    return {"rows": rows, "torch": versions, "ratios": ratios}
 
 
 def table(result: dict) -> list[str]:

@@ -31,10 +31,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", type=Path, metavar="PATH", help="also save the rows and machine info as JSON")
     parser.add_argument("--training", action="store_true",
                         help="time training steps instead: Glassbox against transformers' GPT2LMHeadModel in "
-                             "PyTorch eager when installed (core.training_bench; --repeats rounds)")
+                             "PyTorch eager when installed (core.bench.training; --repeats rounds)")
     parser.add_argument("--gpt2", action="store_true",
                         help="GPT-2 small (random weights) against transformers' GPT2LMHeadModel: the trace, greedy "
-                             "generation per token, loading (core.gpt2_bench; needs torch and transformers)")
+                             "generation per token, loading (core.bench.gpt2; needs torch and transformers)")
     parser.add_argument("--threads", action="store_true",
                         help="time the C kernel on one thread and on all of its own, in the same rounds "
                              f"(the --sizes cases, default {bench_attention.THREAD_SCALING_CASE.name}; fastest of --repeats)")
@@ -102,8 +102,6 @@ def run(args) -> int:
             print(line)
         return 0
     if args.gpt2:
-        if not bench_gpt2.available():
-            raise ValueError("--gpt2 compares against transformers: pip install torch transformers")
         print(bench_gpt2.format_report(bench_gpt2.run_gpt2_benchmark(repeats=args.repeats)))
         return 0
     if args.threads:

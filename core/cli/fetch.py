@@ -13,7 +13,7 @@ from pathlib import Path
 import core
 from core.io.checkpoint import check_target
 
-# what core.checkpoint reads: never pytorch_model.bin (a pickle) or other frameworks' weights
+# what core.io.checkpoint reads: never pytorch_model.bin (a pickle) or other frameworks' weights
 FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors",
          "tokenizer.json", "vocab.json", "merges.txt"]
 

@@ -8,7 +8,7 @@ same seed gives the same curve and the same weights on the same kind of machine 
     python -m core train --mode full --steps 1000 --out core/data/default --force
 
 `--out` is checked before training starts: a new folder, or an existing checkpoint with `--force`.
-Training that diverges (core.training.divergence) saves nothing, says why and exits with code 1.
+Training that diverges (core.train.loop.divergence) saves nothing, says why and exits with code 1.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 trace of the prompt (`Model.run` without interventions), in float64: one head's slice of c_attn
 (Q, K, V), the heads joined and c_proj, LayerNorm of one token, the MLP of one token, the residual
 stream as a sum of parts and each part's direct push on a logit (through ln_f and lm_head).
-L = tokens, C = n_embd, H = n_head, D = d_head, V = vocab_size.
+L = tokens, C = n_embd, H = n_head, D = d_head, M = d_mlp, V = vocab_size.
 """
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import math
 
 import numpy as np
 
-from core.model.interventions import NO_INTERVENTIONS, check_index
-from core.model.ops import gelu
+from core.checks import choice, index, is_whole
+from core.model.interventions import NO_INTERVENTIONS
+from core.model.ops import ACTIVATIONS, gelu
 from core.model.params import block_params, output_head
 from core.model.sampling import ranking
 
 
-def _f64(array) -> np.ndarray:
+def f64(array) -> np.ndarray:
+    """`array` as float64, in which every explanation computes (the model may run float32)."""
     return np.asarray(array, dtype=np.float64)
 
 
@@ -28,7 +30,7 @@ def _check_plain(trace) -> None:
 
 def head_slices(config, head: int) -> dict[str, slice]:
     """The columns of c_attn.weight [C, 3C] that make this head's Q, K and V (D columns each)."""
-    head = check_index(head, config.n_head, "head")
+    head = index(head, config.n_head, "head")
     C, D = config.n_embd, config.d_head
     return {name: slice(part * C + head * D, part * C + (head + 1) * D) for part, name in enumerate("QKV")}
 
@@ -36,13 +38,13 @@ def head_slices(config, head: int) -> dict[str, slice]:
 def head_projections(params, config, layer: int, head: int, x) -> dict[str, dict[str, np.ndarray]]:
     """X [L, C] (ln_1's output) through this head's slice of c_attn: for "Q", "K" and "V" the
     `weight` [C, D], `bias` [D] and `out` = X @ weight + bias [L, D]."""
-    layer = check_index(layer, config.n_layer, "layer")
+    layer = index(layer, config.n_layer, "layer")
     p = block_params(params, layer)
-    x = _f64(x)  # [L, C]
+    x = f64(x)  # [L, C]
     result = {}
     for name, columns in head_slices(config, head).items():
-        weight = _f64(p["attn.c_attn.weight"][:, columns])  # [C, D]
-        bias = _f64(p["attn.c_attn.bias"][columns])  # [D]
+        weight = f64(p["attn.c_attn.weight"][:, columns])  # [C, D]
+        bias = f64(p["attn.c_attn.bias"][columns])  # [D]
         result[name] = {"weight": weight, "bias": bias, "out": x @ weight + bias}  # [L, C] @ [C, D] -> [L, D]
     return result
 
@@ -51,14 +53,14 @@ def heads_joined(params, config, layer: int, z) -> dict[str, np.ndarray]:
     """The heads' outputs z [H, L, D] joined and mapped back to C by c_proj: `merged` [L, C]
     (head h in columns h*D..(h+1)*D), `per_head` [H, L, C] (head h's z @ its D rows of c_proj),
     `bias` [C], and `out` [L, C] = merged @ c_proj + bias = the sum of per_head + bias."""
-    layer = check_index(layer, config.n_layer, "layer")
+    layer = index(layer, config.n_layer, "layer")
     p = block_params(params, layer)
-    z = _f64(z)  # [H, L, D]
+    z = f64(z)  # [H, L, D]
     H, L, D = z.shape
-    weight = _f64(p["attn.c_proj.weight"])  # [C, C]
+    weight = f64(p["attn.c_proj.weight"])  # [C, C]
     merged = np.swapaxes(z, 0, 1).reshape(L, H * D)  # [L, C]
     per_head = np.einsum("hld,hdc->hlc", z, weight.reshape(H, D, -1))  # [H, L, D] x [H, D, C] -> [H, L, C]
-    bias = _f64(p["attn.c_proj.bias"])
+    bias = f64(p["attn.c_proj.bias"])
     return {"merged": merged, "per_head": per_head, "bias": bias, "out": merged @ weight + bias}
 
 
@@ -68,22 +70,21 @@ NORMS = ("ln_1", "ln_2", "ln_f")
 def norm_input(params, trace, which: str, layer: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x [L, C] entering the LayerNorm `which`, its weight [C], its bias [C]); `layer` is
     ignored for ln_f (it normalises the residual leaving the last block)."""
-    if which not in NORMS:
-        raise ValueError(f"which must be one of {NORMS}, got {which!r}")
+    choice(which, NORMS, "which")
     if which == "ln_f":
         x, prefix = trace.layers[-1].resid_post, "transformer.ln_f."
     else:
-        layer = check_index(layer, len(trace.layers), "layer")
+        layer = index(layer, len(trace.layers), "layer")
         x = trace.layers[layer].resid_pre if which == "ln_1" else trace.layers[layer].resid_mid
         prefix = f"transformer.h.{layer}.{which}."
-    return _f64(x), _f64(params[prefix + "weight"]), _f64(params[prefix + "bias"])
+    return f64(x), f64(params[prefix + "weight"]), f64(params[prefix + "bias"])
 
 
 def layer_norm_steps(x, weight, bias, eps: float) -> dict:
     """LayerNorm of one token's vector x [C], every stage: `mean`, `centred` [C], `variance`,
     `std` = sqrt(variance + eps), `normalised` [C] (mean 0, variance about 1), `weight`, `bias`
     and `out` = normalised * weight + bias [C]."""
-    x = _f64(x)
+    x = f64(x)
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"x must be one token's vector [C], got shape {x.shape}")
     mean = float(x.mean())
@@ -91,20 +92,21 @@ def layer_norm_steps(x, weight, bias, eps: float) -> dict:
     variance = float((centred * centred).mean())
     std = math.sqrt(variance + eps)
     normalised = centred / std  # [C]
-    weight, bias = _f64(weight), _f64(bias)
+    weight, bias = f64(weight), f64(bias)
     return {"x": x, "mean": mean, "centred": centred, "variance": variance, "eps": eps, "std": std,
             "normalised": normalised, "weight": weight, "bias": bias, "out": normalised * weight + bias}
 
 
 def mlp_steps(params, config, layer: int, x) -> dict[str, np.ndarray]:
-    """The MLP for one token: x [C] (ln_2's output) -> `pre` = x @ c_fc + b [4C] -> `post` =
-    GELU(pre) [4C] -> `out` = post @ c_proj + b [C]; `top` [8]: the units that fire most."""
-    layer = check_index(layer, config.n_layer, "layer")
+    """The MLP for one token: x [C] (ln_2's output) -> `pre` = x @ c_fc + b [M] -> `post` =
+    activation(pre) [M] (the config's: GELU in GPT-2's family) -> `out` = post @ c_proj + b [C];
+    `top` [8]: the units that fire most."""
+    layer = index(layer, config.n_layer, "layer")
     p = block_params(params, layer)
-    x = _f64(x)  # [C]
-    pre = x @ _f64(p["mlp.c_fc.weight"]) + _f64(p["mlp.c_fc.bias"])  # [C] @ [C, 4C] -> [4C]
-    post = gelu(pre)  # [4C]
-    out = post @ _f64(p["mlp.c_proj.weight"]) + _f64(p["mlp.c_proj.bias"])  # [4C] @ [4C, C] -> [C]
+    x = f64(x)  # [C]
+    pre = x @ f64(p["mlp.c_fc.weight"]) + f64(p["mlp.c_fc.bias"])  # [C] @ [C, M] -> [M]
+    post = ACTIVATIONS[config.activation](pre)  # [M]
+    out = post @ f64(p["mlp.c_proj.weight"]) + f64(p["mlp.c_proj.bias"])  # [M] @ [M, C] -> [C]
     return {"x": x, "pre": pre, "post": post, "out": out, "top": np.argsort(-post, kind="stable")[:8]}
 
 
@@ -121,9 +123,9 @@ def residual_parts(trace) -> list[tuple[str, np.ndarray]]:
     embedding, then each block's attention and MLP output. They add up to the residual
     leaving the last block (the model adds each output back; no part is ever rescaled)."""
     _check_plain(trace)
-    parts = [("token embedding", _f64(trace.token_embeddings)), ("position embedding", _f64(trace.position_embeddings))]
+    parts = [("token embedding", f64(trace.token_embeddings)), ("position embedding", f64(trace.position_embeddings))]
     for layer, layer_trace in enumerate(trace.layers):
-        parts += [(f"attention {layer}", _f64(layer_trace.attn_out)), (f"MLP {layer}", _f64(layer_trace.mlp_out))]
+        parts += [(f"attention {layer}", f64(layer_trace.attn_out)), (f"MLP {layer}", f64(layer_trace.mlp_out))]
     return parts
 
 
@@ -140,15 +142,15 @@ def logit_attribution(params, trace, token_id: int, position: int = -1) -> dict:
     """
     parts = residual_parts(trace)
     length = len(trace.tokens)
-    position = check_index(position % length if isinstance(position, int) and position < 0 else position,
+    position = index(position % length if is_whole(position) and position < 0 else position,
                            length, "position")
-    token_id = check_index(token_id, trace.logits.shape[-1], "token_id")
+    token_id = index(token_id, trace.logits.shape[-1], "token_id")
     scale = float(trace["ln_final.hook_scale"][position, 0])
-    unembed = _f64(output_head(params)[token_id])  # [C] u: lm_head's row (the token's embedding when tied)
-    direction = _f64(params["transformer.ln_f.weight"]) * unembed  # [C] w * u
+    unembed = f64(output_head(params)[token_id])  # [C] u: lm_head's row (the token's embedding when tied)
+    direction = f64(params["transformer.ln_f.weight"]) * unembed  # [C] w * u
     contributions = np.array([float((part[position] - part[position].mean()) / scale @ direction)
                               for _, part in parts])  # [P]
-    bias_term = float(_f64(params["transformer.ln_f.bias"]) @ unembed)
+    bias_term = float(f64(params["transformer.ln_f.bias"]) @ unembed)
     return {"names": [name for name, _ in parts], "contributions": contributions, "bias_term": bias_term,
             "scale": scale, "logit": float(trace.logits[position, token_id]),
             "total": float(contributions.sum() + bias_term)}

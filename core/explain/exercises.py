@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
-from core.explain.block import _f64, layer_norm_steps, norm_input
-from core.explain.questions import _labels
-from core.model.interventions import check_index
+from core.checks import index
+from core.explain.block import f64, layer_norm_steps, norm_input
+from core.explain.heads import softmax_stages
+from core.model.trace import token_labels
 
 
 @dataclass(frozen=True)
@@ -54,11 +53,11 @@ def _tolerance(answer: float) -> float:
 
 def score_exercise(trace, layer: int, head: int, query: int, key: int, tag: str = "") -> Exercise:
     """One cell of the scaled scores: q[query] . k[key] * scale, for a key the query can see."""
-    layer_trace = trace.layers[check_index(layer, len(trace.layers), "layer")]
-    query = check_index(query, len(trace.tokens), "query")
-    key = check_index(key, query + 1, "key (a token at or before the query)")
-    q, k = _f64(layer_trace.q[head, query]), _f64(layer_trace.k[head, key])  # [D] each
-    labels = _labels(trace.tokens)
+    layer_trace = trace.layers[index(layer, len(trace.layers), "layer")]
+    query = index(query, len(trace.tokens), "query")
+    key = index(key, query + 1, "key (a token at or before the query)")
+    q, k = f64(layer_trace.q[head, query]), f64(layer_trace.k[head, key])  # [D] each
+    labels = token_labels(trace.tokens)
     products = q * k  # [D]
     answer = float(layer_trace.scaled_scores[head, query, key])
     return Exercise(
@@ -74,35 +73,34 @@ def score_exercise(trace, layer: int, head: int, query: int, key: int, tag: str 
 
 def softmax_exercise(trace, layer: int, head: int, query: int, key: int, tag: str = "") -> Exercise:
     """One softmax entry: the weight `query` gives `key`, from the row's visible scaled scores."""
-    layer_trace = trace.layers[check_index(layer, len(trace.layers), "layer")]
-    query = check_index(query, len(trace.tokens), "query")
-    key = check_index(key, query + 1, "key (a token at or before the query)")
-    scores = _f64(layer_trace.masked_scores[head, query, :query + 1])  # [query + 1] the visible scores
-    labels = _labels(trace.tokens)
-    shifted = scores - scores.max()
-    exps = np.exp(shifted)
+    layer_trace = trace.layers[index(layer, len(trace.layers), "layer")]
+    query = index(query, len(trace.tokens), "query")
+    key = index(key, query + 1, "key (a token at or before the query)")
+    stages = softmax_stages(f64(layer_trace.masked_scores[head, query, :query + 1]))  # [query + 1] visible keys
+    labels = token_labels(trace.tokens)
+    row_max, exps, total = stages["max"][0], stages["exp"], stages["sum"][0]
     answer = float(layer_trace.weights[head, query, key])
     return Exercise(
         key=f"softmax-{tag}-{layer}-{head}-{query}-{key}",
         task=f"The attention weight of **{labels[query]}** on **{labels[key]}**: softmax of the row, entry {key}",
-        given=f"The row's scaled scores (keys {labels[0]} .. {labels[query]}): {_numbers(scores)}",
-        hints=(f"The row's largest score: {scores.max():.4f}",
-               f"Subtract it: {_numbers(shifted)}",
+        given=f"The row's scaled scores (keys {labels[0]} .. {labels[query]}): {_numbers(stages['scores'])}",
+        hints=(f"The row's largest score: {row_max:.4f}",
+               f"Subtract it: {_numbers(stages['shifted'])}",
                f"exp of each: {_numbers(exps)}",
-               f"Their sum: {exps.sum():.4f}; entry {key} is exp / sum = {exps[key]:.4f} / {exps.sum():.4f}"),
+               f"Their sum: {total:.4f}; entry {key} is exp / sum = {exps[key]:.4f} / {total:.4f}"),
         answer=answer, tolerance=0.005)
 
 
 def layer_norm_exercise(params, config, trace, layer: int, position: int, dim: int, tag: str = "") -> Exercise:
     """One output of ln_1: token `position`, dimension `dim`, from the residual entering the block."""
     x, weight, bias = norm_input(params, trace, "ln_1", layer)
-    position = check_index(position, x.shape[0], "position")
-    dim = check_index(dim, x.shape[1], "dim")
+    position = index(position, x.shape[0], "position")
+    dim = index(dim, x.shape[1], "dim")
     steps = layer_norm_steps(x[position], weight, bias, config.layer_norm_epsilon)
     answer = float(trace.layers[layer].ln_1[position, dim])
     return Exercise(
         key=f"ln-{tag}-{layer}-{position}-{dim}",
-        task=f"ln_1 of layer {layer}, token **{_labels(trace.tokens)[position]}**, dimension {dim}: "
+        task=f"ln_1 of layer {layer}, token **{token_labels(trace.tokens)[position]}**, dimension {dim}: "
              f"(x[{dim}] − mean) / √(variance + ε) × weight[{dim}] + bias[{dim}]",
         given=f"x = {_numbers(x[position])}  \nweight[{dim}] = {weight[dim]:.4f}, bias[{dim}] = {bias[dim]:.4f}, "
               f"ε = {steps['eps']:g}",

@@ -11,21 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.model.attention import causal_mask
-from core.model.interventions import check_index
-
-
-def _as_float(array, name: str) -> np.ndarray:
-    """`array` as float64, with a clear TypeError when it is not numeric."""
-    try:
-        return np.asarray(array, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an array of numbers") from None
-
-
-def _check_matrix(array: np.ndarray, name: str) -> None:
-    if array.ndim != 2 or 0 in array.shape:
-        raise ValueError(f"{name} must be a non-empty [L, d] matrix, got shape {array.shape}")
+from core.checks import as_float_array, as_float_matrix, index
+from core.model.attention import causal_mask, default_scale
 
 
 def softmax_stages(scores) -> dict[str, np.ndarray]:
@@ -36,7 +23,7 @@ def softmax_stages(scores) -> dict[str, np.ndarray]:
     so the largest is 0 and exp never overflows), `exp`, `sum` [..., 1] and `weights`
     (exp / sum; each row sums to 1). A row with every key hidden is a ValueError.
     """
-    scores = _as_float(scores, "scores")
+    scores = as_float_array(scores, "scores")
     if scores.ndim == 0 or scores.shape[-1] == 0:
         raise ValueError("softmax needs at least one score in the last axis")
     if np.isnan(scores).any() or np.isposinf(scores).any():
@@ -60,14 +47,12 @@ def weight_arithmetic(q, k, query: int, key: int, *, scale: float | None = None,
     query row's `row_max` and `row_sum` of exps, this key's `exp` and its `weight`
     (exp / row_sum; 0 when hidden).
     """
-    q, k = _as_float(q, "q"), _as_float(k, "k")
-    _check_matrix(q, "q")
-    _check_matrix(k, "k")
+    q, k = as_float_matrix(q, "q"), as_float_matrix(k, "k")
     if q.shape[1] != k.shape[1]:
         raise ValueError(f"q and k need the same width d_head, got {q.shape} and {k.shape}")
-    query = check_index(query, q.shape[0], "query")
-    key = check_index(key, k.shape[0], "key")
-    scale = 1.0 / np.sqrt(q.shape[1]) if scale is None else float(scale)
+    query = index(query, q.shape[0], "query")
+    key = index(key, k.shape[0], "key")
+    scale = default_scale(q.shape[1]) if scale is None else float(scale)
     products = q[query] * k[key]  # [d_head]
     row_scores = (k @ q[query]) * scale  # [L, d] @ [d] -> [L]
     visible_row = causal_mask(q.shape[0], k.shape[0])[query] if causal else np.ones(k.shape[0], dtype=bool)
@@ -84,7 +69,7 @@ def influenced_by(weights) -> list[list[tuple[int, float]]]:
     weights [L, L] (rows = queries) -> for every row a list of (key position, weight),
     leaving out keys with weight 0 (hidden by the mask or fully ignored).
     """
-    weights = _as_float(weights, "weights")
+    weights = as_float_array(weights, "weights")
     if weights.ndim != 2:
         raise ValueError(f"weights must be one head's [L, L] matrix, got shape {weights.shape}")
     order = np.argsort(-weights, axis=1, kind="stable")  # [L, L]
@@ -98,8 +83,7 @@ def pca_2d(vectors) -> tuple[np.ndarray, np.ndarray]:
     (each direction's largest loading is positive) so redraws do not flip the picture.
     With fewer than two directions of spread the missing coordinates are 0.
     """
-    vectors = _as_float(vectors, "vectors")
-    _check_matrix(vectors, "vectors")
+    vectors = as_float_matrix(vectors, "vectors")
     centered = vectors - vectors.mean(axis=0)  # [N, d]
     _, singular, directions = np.linalg.svd(centered, full_matrices=False)  # directions [r, d]
     signs = np.sign(directions[np.arange(len(directions)), np.abs(directions).argmax(axis=1)])
@@ -123,7 +107,7 @@ def head_summaries(pattern) -> dict[str, np.ndarray]:
     token; log2(i+1) = spreads evenly over the i+1 tokens row i sees). `previous`: the mean
     weight on the previous token. `first`: the mean weight on the first token.
     """
-    pattern = _as_float(pattern, "pattern")
+    pattern = as_float_array(pattern, "pattern")
     if pattern.ndim < 2 or pattern.shape[-1] != pattern.shape[-2]:
         raise ValueError(f"pattern must be [..., L, L], got shape {pattern.shape}")
     rows = pattern[..., 1:, :] if pattern.shape[-1] > 1 else pattern  # [..., L-1, L] (or the one row)
@@ -144,7 +128,7 @@ def pool_patterns(pattern, side: int) -> tuple[np.ndarray, np.ndarray]:
     positions, for drawing many heads at once: a pooled cell is the weight the block's queries
     give, on average, to the block's keys (summed over those keys), so pooled rows still sum to 1.
     Returns (pooled, edges [S + 1]): block b holds positions edges[b] .. edges[b+1]-1."""
-    pattern = _as_float(pattern, "pattern")
+    pattern = as_float_array(pattern, "pattern")
     if pattern.ndim < 2 or pattern.shape[-1] != pattern.shape[-2]:
         raise ValueError(f"pattern must be [..., L, L], got shape {pattern.shape}")
     if side < 1:

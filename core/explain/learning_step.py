@@ -1,14 +1,14 @@
 """Watch learning happen: one training step taken apart.
 
 For a model and a seeded batch of the bundled corpus: the loss, the gradient norm of each
-parameter group (core.backward's gradients, measured with core.training.clip_gradients), the
+parameter group (core.train.backward's gradients, measured with core.train.optim.clip_gradients), the
 parameters after one update, and what that update does to a prompt: its next-token distribution
 and one head's attention pattern before and after. Also how a prompt's next-token distribution
 moved between consecutive snapshots of a training run.
 
 The update is plain SGD by default (params -= lr * grad): the step is then exactly the gradient
 shown, scaled, so the per-group norms say which parts move most. "adamw" is one step of
-core.training.AdamW from fresh moments, as at the first step of a training run: its moments are
+core.train.optim.AdamW from fresh moments, as at the first step of a training run: its moments are
 still g and g^2, so every parameter moves by about lr whatever the size of its gradient (the
 sign of the gradient, scaled), which hides what the norms say; it is offered for comparison.
 Neither step clips the gradient or uses dropout, so a step is deterministic given the batch.
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.checks import choice, index, is_number
 from core.explain.stream import distribution_change
 from core.model.forward import gpt_forward
-from core.model.interventions import check_index
 from core.model.model import Model
 from core.model.params import HEAD
 from core.text.corpus import load_corpus
@@ -40,10 +40,10 @@ MAX_STEP_LENGTH = 64  # tokens per window at most (the toy model's context is 32
 
 def step_refusal(model) -> str | None:
     """None when one step of `model` can be taken here; otherwise a sentence saying why not
-    (core.training.trainability: BPE / GPT-2-family and models too big to train quickly)."""
+    (core.train.settings.trainability: BPE / GPT-2-family models cannot be trained here)."""
     reason = trainability(model)
     if reason is None and HEAD not in model.params:
-        reason = "This model's output head is tied to the token embedding; core.backward needs its own lm_head."
+        reason = "This model's output head is tied to the token embedding; core.train.backward needs its own lm_head."
     return reason
 
 
@@ -82,7 +82,7 @@ def batch_loss(params: dict, config, inputs, targets) -> float:
 
 
 def batch_gradients(params: dict, config, inputs, targets) -> tuple[float, dict]:
-    """(loss, gradient of every parameter) on the batch: core.backward, no dropout, no clipping."""
+    """(loss, gradient of every parameter) on the batch: core.train.backward, no dropout, no clipping."""
     cache = {}
     logits = gpt_forward(params, config, inputs, cache=cache)  # [B, L, V]
     loss, d_logits = backward.softmax_cross_entropy(logits, targets)
@@ -100,9 +100,8 @@ def group_norms(grads: dict) -> dict[str, float]:
 def updated_params(params: dict, grads: dict, lr: float, optimizer: str = "sgd") -> dict:
     """New parameters after one update (the old ones are not touched): plain SGD or one AdamW step
     from fresh moments (training's weight decay)."""
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) or not (math.isfinite(lr) and lr >= 0):
+    choice(optimizer, OPTIMIZERS, "optimizer")
+    if not (is_number(lr) and math.isfinite(lr) and lr >= 0):
         raise ValueError(f"lr must be a number >= 0, got {lr!r}")
     new = {name: np.array(value) for name, value in params.items()}  # copies
     if optimizer == "sgd":
@@ -143,12 +142,12 @@ def one_training_step(model, lr: float, optimizer: str = "sgd", *, grads=None,
 
 
 def prompt_change(model, params_after: dict, ids, layer: int, head: int) -> dict:
-    """What a change of parameters does to a prompt: `distribution` (core.explain.distribution_change
+    """What a change of parameters does to a prompt: `distribution` (core.explain.stream.distribution_change
     of the next-token probabilities, before -> after), and one head's attention pattern
     `pattern_before`, `pattern_after` and `pattern_change` = after - before, each [L, L], and
     `largest_pattern_change` (the largest |change| of one weight)."""
-    layer = check_index(layer, model.config.n_layer, "layer")
-    head = check_index(head, model.config.n_head, "head")
+    layer = index(layer, model.config.n_layer, "layer")
+    head = index(head, model.config.n_head, "head")
     before = model.run(ids)
     after = Model(model.config, params_after, model.tokenizer).run(ids)
     pattern_before = before.layers[layer].weights[head].astype(np.float64)  # [L, L]
@@ -162,7 +161,7 @@ def prompt_change(model, params_after: dict, ids, layer: int, head: int) -> dict
 def snapshot_moves(config, tokenizer, snapshots, ids, count: int = 5) -> list[dict]:
     """How the prompt's next-token distribution moved between consecutive snapshots
     [(step, params), ...]: for each pair `from_step`, `to_step`, `total_variation`, `kl` (bits,
-    core.explain.distribution_change) and `top` (the most likely token at `to_step`, with its probability)."""
+    core.explain.stream.distribution_change) and `top` (the most likely token at `to_step`, with its probability)."""
     probabilities = [(step, Model(config, params, tokenizer).run(ids).next_token_probs)
                      for step, params in snapshots]
     moves = []

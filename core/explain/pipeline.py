@@ -1,5 +1,4 @@
-"""The shapes of the pipeline from prompt to next token, for one prompt and one config.
-"""
+"""The shapes of the pipeline from prompt to next token, for one prompt and one config."""
 from __future__ import annotations
 
 
@@ -8,7 +7,7 @@ def pipeline_shapes(config, length: int) -> list[tuple[str, str, str, bool]]:
     (step, what it does, shape, whether it is inside the repeated transformer block)."""
     if length < 1:
         raise ValueError(f"the prompt needs at least one token, got length {length}")
-    L, C, H, D, V = length, config.n_embd, config.n_head, config.d_head, config.vocab_size
+    L, C, H, D, M, V = length, config.n_embd, config.n_head, config.d_head, config.d_mlp, config.vocab_size
     return [
         ("tokens", "the prompt split into words, each looked up as an id", f"[{L}]", False),
         ("embeddings", "token embedding + position embedding", f"[{L}] -> [{L}, {C}]", False),
@@ -21,7 +20,7 @@ def pipeline_shapes(config, length: int) -> list[tuple[str, str, str, bool]]:
         ("head outputs", "weights x values, heads joined again",
          f"[{H}, {L}, {L}] x [{H}, {L}, {D}] -> [{H}, {L}, {D}] -> [{L}, {C}]", True),
         ("attention out", "c_proj, added to the residual stream", f"[{L}, {C}]", True),
-        ("MLP", "LayerNorm, expand, GELU, project back, add", f"[{L}, {C}] -> [{L}, {4 * C}] -> [{L}, {C}]", True),
+        ("MLP", "LayerNorm, expand, GELU, project back, add", f"[{L}, {C}] -> [{L}, {M}] -> [{L}, {C}]", True),
         ("ln_f", "final LayerNorm", f"[{L}, {C}]", False),
         ("logits", "lm_head: a score for every word, at every position", f"[{L}, {C}] x [{C}, {V}] -> [{L}, {V}]",
          False),

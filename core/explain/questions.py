@@ -7,21 +7,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.explain.block import _f64
+from core.checks import index
+from core.explain.block import f64
 from core.explain.sampling_lab import entropy_bits
 from core.model.forward import gpt_forward
-from core.model.interventions import Interventions, check_index
+from core.model.interventions import Interventions
 from core.model.sampling import keep_top_p, ranking, softmax
+from core.model.trace import token_labels
 
 TIE = 1e-6  # two numbers closer than this count as a tie: no question is made from them
-
-
 MAX_OPTIONS = 10  # answers offered for a question about the keys of a long prompt
-
-
 MAX_AUTO_ABLATIONS = 16  # heads ablated without asking (the toy model's 8); GPT-2's 144 wait for a button
-
-
 ABLATION_BATCH_TOKENS = 256  # tokens per batched ablation pass (GPT-2: its logits are 256 x 50,257 floats, 51 MB)
 
 
@@ -44,10 +40,6 @@ class Question:
         return choice == self.options[self.answer]
 
 
-def _labels(tokens) -> list[str]:
-    return [f"{position} {token}" for position, token in enumerate(tokens)]
-
-
 def _percent(share: float) -> str:
     """A share as a percentage with 3 significant digits (52.1%, 0.00235%): small ones stay apart."""
     return f"{100 * share:.3g}%"
@@ -55,15 +47,15 @@ def _percent(share: float) -> str:
 
 def _no_tie(values) -> bool:
     """True when the largest of `values` beats the second largest by more than TIE."""
-    ordered = np.sort(_f64(values))[::-1]
+    ordered = np.sort(f64(values))[::-1]
     return ordered.size == 1 or ordered[0] - ordered[1] > TIE
 
 
 def attention_question(trace, layer: int, head: int, tag: str = "") -> Question | None:
     """Which key will a query attend to most? The last query row (of this layer and head) that
     sees at least two keys and has no tie for the largest weight; None when every row ties."""
-    weights = _f64(trace.layers[check_index(layer, len(trace.layers), "layer")].weights[head])  # [L, L]
-    labels = _labels(trace.tokens)
+    weights = f64(trace.layers[index(layer, len(trace.layers), "layer")].weights[head])  # [L, L]
+    labels = token_labels(trace.tokens)
     for query in range(len(labels) - 1, 0, -1):
         row = weights[query, :query + 1]  # the keys this query can see
         if _no_tie(row):
@@ -84,7 +76,7 @@ def attention_question(trace, layer: int, head: int, tag: str = "") -> Question 
 def next_token_question(trace, vocabulary, count: int = 4, tag: str = "") -> Question | None:
     """Which word comes next? The `count` most likely tokens as options (in id order, so the
     order gives nothing away); None when the top two tie."""
-    probs = _f64(trace.next_token_probs)
+    probs = f64(trace.next_token_probs)
     order = ranking(probs)[:count]
     if len(order) > 1 and probs[order[0]] - probs[order[1]] <= TIE:
         return None
@@ -100,7 +92,7 @@ def top_p_question(trace, vocabulary, top_p: float = 0.9, shown: int = 6, tag: s
     """How many tokens does top-p keep? The learner sees the most likely tokens' probabilities
     (to 3 decimals); None when rounding could change the count (a running total within 0.005
     of p) or the answer needs more tokens than are shown."""
-    probs = _f64(trace.next_token_probs)
+    probs = f64(trace.next_token_probs)
     kept = int((keep_top_p(probs, top_p) > 0).sum())
     order = ranking(probs)[:shown]
     running = np.cumsum(probs[order])  # [shown]
@@ -126,11 +118,11 @@ def scale_question(trace, layer: int, head: int, tag: str = "") -> Question | No
     """Does removing the 1/sqrt(d_head) scale make the last query's row sharper or flatter?
     Answered by the entropy of softmax(q.k) against softmax(q.k / sqrt(d_head)); None when the
     last query sees one key only (its weight is 1 either way)."""
-    layer_trace = trace.layers[check_index(layer, len(trace.layers), "layer")]
+    layer_trace = trace.layers[index(layer, len(trace.layers), "layer")]
     query = len(trace.tokens) - 1
     if query == 0:
         return None
-    raw = _f64(layer_trace.raw_scores[head, query, :query + 1])  # [query + 1] q.k of the visible keys
+    raw = f64(layer_trace.raw_scores[head, query, :query + 1])  # [query + 1] q.k of the visible keys
     with_scale = entropy_bits(softmax(raw * layer_trace.scale))
     without = entropy_bits(softmax(raw))
     if abs(with_scale - without) <= TIE:
@@ -139,7 +131,7 @@ def scale_question(trace, layer: int, head: int, tag: str = "") -> Question | No
         answer = 0 if without < with_scale else 1
     return Question(
         key=f"scale-{tag}-{layer}-{head}",
-        text=f"Layer {layer}, head {head}, the row of **{_labels(trace.tokens)[query]}**: without the "
+        text=f"Layer {layer}, head {head}, the row of **{token_labels(trace.tokens)[query]}**: without the "
              f"1/√d_head factor (here ×{layer_trace.scale:.4f}), is the attention row sharper or flatter?",
         given="Sharper means more of the weight on fewer tokens; entropy measures the spread.",
         options=SCALE_OPTIONS, answer=answer,
@@ -166,17 +158,17 @@ def _next_probabilities(model, ids, token_id: int, zeroed) -> np.ndarray:
     batch = np.broadcast_to(ids, (len(zeroed), ids.size))  # [B, L]
     logits = gpt_forward(model.params, model.config, batch,
                          interventions=Interventions(zero_head_by_row=zeroed))  # [B, L, V]
-    return np.array([softmax(row)[token_id] for row in _f64(logits[:, -1])])  # [B]
+    return np.array([softmax(row)[token_id] for row in f64(logits[:, -1])])  # [B]
 
 
 def head_question(effects, layer: int, token: str, tag: str = "") -> Question | None:
     """Which head of `layer` matters most for predicting `token`: the one whose removal changes
     its probability most (effects [H] from `ablation_effects`); None when the top two tie."""
-    size = np.abs(_f64(effects))
+    size = np.abs(f64(effects))
     if not _no_tie(size):
         return None
     best = int(size.argmax())
-    changes = ", ".join(f"head {h} {change:+.5f}" for h, change in enumerate(_f64(effects)))
+    changes = ", ".join(f"head {h} {change:+.5f}" for h, change in enumerate(f64(effects)))
     return Question(
         key=f"head-{tag}-{layer}", text=f"Which head of layer {layer} matters most for predicting **{token}**?",
         given="'Matters' means: zeroing the head's output changes the token's probability the most.",
@@ -188,10 +180,10 @@ def path_questions(config, tokens) -> list[Question]:
     """One question per stop of the guided path (tokens, embeddings, Q/K/V, scores, softmax,
     weighted sum, MLP, residual and LayerNorm, logits, sampling); the sizes are this model's
     and this prompt's."""
-    L, C, V = len(tokens), config.n_embd, config.vocab_size
+    L, C, M, V = len(tokens), config.n_embd, config.d_mlp, config.vocab_size
     counts = sorted({max(1, L - 1), L, L + 1, L + 2})[:4]
     shapes = (f"[{L}, {C}]", f"[{C}, {L}]", f"[{V}, {C}]", f"[{L}]")
-    widths = sorted({C, 3 * C, 4 * C, config.d_head})
+    widths = sorted({C, 3 * C, M, config.d_head})
     return [
         Question("path-tokens", f"Your prompt is **{' '.join(tokens)}**. How many tokens does the model see?",
                  "", tuple(str(n) for n in counts), counts.index(L), f"{L} tokens: {', '.join(tokens)}."),
@@ -210,7 +202,7 @@ def path_questions(config, tokens) -> list[Question]:
                  ("the queries", "the keys", "the values", "the logits"), 2,
                  "The values: each token takes home a weighted mix of what the others share."),
         Question("path-mlp", "How many hidden units does the MLP of one block have per token?", "",
-                 tuple(str(width) for width in widths), widths.index(4 * C), f"4 x d_model = {4 * C}."),
+                 tuple(str(width) for width in widths), widths.index(M), f"{M / C:g} x d_model = {M}."),
         Question("path-residual", "What happens to the output of each attention and MLP sub-layer?", "",
                  ("it replaces the residual stream", "it is added to the residual stream", "it is thrown away"), 1,
                  "It is added: the residual stream is the running sum of the embedding and every sub-layer's output."),

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.explain.heads import _as_float
+from core.checks import as_float_array
 
 
 def entropy_bits(probs) -> float:
     """The entropy of one distribution [vocab] in bits (0 = certain)."""
-    probs = _as_float(probs, "probs")
+    probs = as_float_array(probs, "probs")
     positive = probs[probs > 0]
     return max(0.0, float(-(positive * np.log2(positive)).sum()))  # a certain pick is 0.00, not -0.00
 
 
 def kept_count(probs) -> int:
     """How many tokens a (filtered) distribution still allows."""
-    return int((_as_float(probs, "probs") > 0).sum())
+    return int((as_float_array(probs, "probs") > 0).sum())
 
 
 def observed_frequencies(samples, vocab_size: int) -> np.ndarray:
@@ -32,7 +32,7 @@ def observed_frequencies(samples, vocab_size: int) -> np.ndarray:
 
 def mean_surprisal(chosen_probs) -> float:
     """The mean of -log2 p over the chosen tokens' probabilities (bits per token)."""
-    chosen_probs = _as_float(chosen_probs, "chosen_probs")
+    chosen_probs = as_float_array(chosen_probs, "chosen_probs")
     if chosen_probs.size == 0:
         raise ValueError("mean surprisal needs at least one chosen token")
     if (chosen_probs <= 0).any() or (chosen_probs > 1).any():

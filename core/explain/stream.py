@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.explain.heads import _as_float, _check_matrix
-from core.model.interventions import check_index
+from core.checks import as_float_array, as_float_matrix, index
 from core.model.ops import layer_norm
 from core.model.params import output_head
-from core.model.sampling import ranking
+from core.model.sampling import ranking, softmax
 
 
 def residual_norms(stream) -> np.ndarray:
     """The L2 norm of every token's residual vector at every point: stream [P, L, C] -> [P, L]."""
-    stream = _as_float(stream, "stream")
+    stream = as_float_array(stream, "stream")
     if stream.ndim != 3:
         raise ValueError(f"stream must be [points, L, C], got shape {stream.shape}")
     return np.linalg.norm(stream, axis=-1)
@@ -37,10 +36,10 @@ def lens_table(params, config, stream, positions, count: int = 3) -> tuple[np.nd
     made a chunk of rows at a time and only their top `count` kept, so memory stays bounded
     (never all P x N x V at once) and only the positions shown are computed.
     """
-    stream = _as_float(stream, "stream")
+    stream = as_float_array(stream, "stream")
     if stream.ndim != 3:
         raise ValueError(f"stream must be [points, L, C], got shape {stream.shape}")
-    positions = [check_index(position, stream.shape[1], "position") for position in positions]
+    positions = [index(position, stream.shape[1], "position") for position in positions]
     if not positions:
         raise ValueError("the logit lens needs at least one position")
     if count < 1:
@@ -64,15 +63,12 @@ def lens_table(params, config, stream, positions, count: int = 3) -> tuple[np.nd
 def top_probabilities(logits, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The softmax's `count` largest entries of each row of logits [n, V] without sorting the
     whole row: ids [n, count] (ties: lower id first) and probabilities [n, count]."""
-    row_max = logits.max(axis=1, keepdims=True)  # [n, 1]
-    log_total = np.log(np.exp(logits - row_max).sum(axis=1, keepdims=True))  # [n, 1]
     ids = np.zeros((len(logits), count), dtype=np.int64)
-    for index, row in enumerate(logits):
+    for number, row in enumerate(logits):
         threshold = np.partition(row, row.size - count)[row.size - count]  # the count-th largest logit
         candidates = np.flatnonzero(row >= threshold)  # every id tied with it too
-        ids[index] = candidates[np.lexsort((candidates, -row[candidates]))][:count]
-    chosen = np.take_along_axis(logits, ids, axis=1)  # [n, count]
-    return ids, np.exp(chosen - row_max - log_total)
+        ids[number] = candidates[np.lexsort((candidates, -row[candidates]))][:count]
+    return ids, np.take_along_axis(softmax(logits), ids, axis=1)  # [n, count]
 
 
 def top_units(activations, count: int = 8) -> np.ndarray:
@@ -81,8 +77,7 @@ def top_units(activations, count: int = 8) -> np.ndarray:
     Ranked by the largest activation any token gives them (GELU outputs are at most
     slightly negative, so large positive values are the ones that fire).
     """
-    activations = _as_float(activations, "activations")
-    _check_matrix(activations, "activations")
+    activations = as_float_matrix(activations, "activations")
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     peak = activations.max(axis=0)  # [units]
@@ -97,7 +92,7 @@ def distribution_change(before, after, count: int = 8) -> dict:
     distance: 0 = same, 1 = disjoint) and `kl` (KL(before || after) in bits; inf when after
     rules out a token before allowed).
     """
-    before, after = _as_float(before, "before"), _as_float(after, "after")
+    before, after = as_float_array(before, "before"), as_float_array(after, "after")
     if before.shape != after.shape or before.ndim != 1:
         raise ValueError(f"before and after must be two [vocab] vectors, got {before.shape} and {after.shape}")
     ids = ranking(np.maximum(before, after))[:count]

@@ -1,7 +1,7 @@
 """Checkpoint folders in GPT-2's own layout, no pickle. Glassbox writes
 
     config.json         GPT-2 config keys (GPTConfig.to_hf_dict)
-    model.safetensors   parameters under GPT-2's names and layouts (core.params.param_shapes)
+    model.safetensors   parameters under GPT-2's names and layouts (core.model.params.param_shapes)
     vocab.json          the word-level vocabulary {token: id}  (tokenizer.json for a BPE model)
     history.json        optional: training records (history_text; read by load_history)
 
@@ -10,7 +10,7 @@ a learner's own export): config.json with model_type gpt2; model.safetensors or 
 in model.safetensors.index.json; names with or without the `transformer.` prefix; no
 lm_head.weight when the head is tied to wte; the `h.{i}.attn.bias` / `h.{i}.attn.masked_bias`
 buffers older exports carry, recognised and skipped; float16/bfloat16 converted to float32; the
-tokenizer from tokenizer.json or vocab.json + merges.txt (byte-level BPE, core.bpe).
+tokenizer from tokenizer.json or vocab.json + merges.txt (byte-level BPE, core.text.bpe).
 
 Reading validates before it allocates: each safetensors header (names, dtypes, shapes, data
 offsets) is checked against the config and the file's size before any tensor is read, and the
@@ -19,8 +19,8 @@ read once, straight into its own array (float16/bfloat16 converted to float32): 
 twice, and not memory-mapped, so a file replaced or truncated later cannot crash a running
 server (a mapped page past a truncated end is a SIGBUS). Every problem is one ValueError naming the file.
 
-This module knows nothing of `Model` (core.model builds one from `read_checkpoint`'s parts and
-calls `save_checkpoint`), so the two do not import each other.
+This module knows nothing of `Model` (core.model.model builds one from `read_checkpoint`'s parts
+and calls `save_checkpoint`), so the two do not import each other.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from core.checks import is_whole
 from core.model.config import GPTConfig
 from core.model.params import HEAD, check_params, param_shapes
 from core.text.bpe import BPETokenizer
@@ -90,7 +91,7 @@ def _read_word_tokenizer(path: Path, raw_config: dict) -> WordTokenizer:
 
 def _config_eos(raw_config: dict):
     eos = raw_config.get("eos_token_id")
-    return eos if isinstance(eos, int) and not isinstance(eos, bool) else None
+    return eos if is_whole(eos) else None
 
 
 def _read_bpe_tokenizer(folder: Path, raw_config: dict) -> BPETokenizer:
@@ -103,7 +104,7 @@ def _read_bpe_tokenizer(folder: Path, raw_config: dict) -> BPETokenizer:
         build = lambda: BPETokenizer.from_json(path.read_text(encoding="utf-8"), eos)
     else:
         vocab, path = _read_json(folder / VOCAB_FILE), folder / MERGES_FILE  # a parse error is the merges'
-        if not isinstance(vocab, dict) or not all(isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()):
+        if not isinstance(vocab, dict) or not all(is_whole(i) for i in vocab.values()):
             raise ValueError(f"{folder / VOCAB_FILE} must be a JSON object {{token: integer id}}")
         if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
             raise ValueError(f"{path} is missing or too large")
@@ -186,14 +187,13 @@ def _check_entry(path: Path, name: str, entry, shapes: tuple[tuple, ...], buffer
         raise ValueError(f"{path}: the header entry for {name!r} is malformed")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if not (isinstance(shape, list) and len(shape) <= 4
-            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**40 for n in shape)):
+            and all(is_whole(n) and 0 <= n < 2**40 for n in shape)):
         raise ValueError(f"{path}: {name} has an invalid shape {str(shape)[:80]}")
     if tuple(shape) not in shapes:
         raise ValueError(f"{path}: {name} has shape {tuple(shape)}, the config needs {' or '.join(map(str, shapes))}")
     if dtype not in DTYPES and not (buffer and dtype in ("U8", "BOOL")):
         raise ValueError(f"{path}: {name} is {dtype!r}; weights must be F32, F16, BF16 or F64")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) and not isinstance(n, bool)
-                                                                       for n in offsets)):
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_whole(n) for n in offsets)):
         raise ValueError(f"{path}: {name} has invalid data_offsets")
     itemsize = np.dtype(DTYPES.get(dtype, np.uint8)).itemsize  # U8 and BOOL: one byte
     nbytes = math.prod(shape) * itemsize
@@ -387,7 +387,7 @@ def _write_files(folder: Path, model, history) -> None:
 
 
 def save_checkpoint(model, path, *, overwrite: bool = False, history: list[dict] | None = None) -> Path:
-    """Write `model` (a core.model.Model) as a checkpoint folder at `path`; returns the path.
+    """Write `model` (a core.model.model.Model) as a checkpoint folder at `path`; returns the path.
 
     Everything (config, weights, vocabulary, history.json when `history` is a list of records)
     is written into a fresh temporary folder beside `path`, which is then renamed into place:

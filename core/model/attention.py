@@ -1,7 +1,7 @@
 """Masked scaled dot-product attention: one API over two backends.
 
 `scaled_dot_product_attention` validates its inputs once, then dispatches to the
-C kernel (core._kernel, built by build_kernels.py) or to the NumPy fallback; both
+C kernel (core.native.kernel, built by build_kernels.py) or to the NumPy fallback; both
 compute softmax(q k^T * scale + mask) v with a numerically stable softmax.
 `attention_backward` does the same for the gradients (used by training).
 
@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from core.native.kernel import _c_backward, _c_forward, _check_backend, default_backend
+from core.native.kernel import c_backward, c_forward, check_backend, default_backend
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -57,10 +57,16 @@ def _check_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[tuple[in
     raise ValueError(f"the query/key width D must be at least 1; got {shapes}")
 
 
+def default_scale(d: int) -> float:
+    """1/sqrt(D), the scale of scaled dot-product attention: for q and k of unit variance q.k has
+    variance D, and dividing by sqrt(D) brings it back to 1, where softmax does not saturate."""
+    return 1.0 / math.sqrt(d)
+
+
 def _check_scale(scale, d: int) -> float:
-    """The score scale: 1/sqrt(D) when None, else a finite positive float (ValueError otherwise)."""
+    """The score scale: default_scale(D) when None, else a finite positive float (ValueError otherwise)."""
     if scale is None:
-        return 1.0 / math.sqrt(d)
+        return default_scale(d)
     scale = float(scale)
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a finite number > 0, got {scale}")
@@ -108,7 +114,7 @@ def _numpy_forward(q, k, v, mask, causal, scale, return_weights):
 def scaled_dot_product_attention(q, k, v, *, causal=False, mask=None, scale=None,
                                  return_weights=False, backend=None):
     """softmax(q k^T * scale, masked) v; returns out, or (out, weights) with return_weights."""
-    backend = default_backend() if backend is None else _check_backend(backend)
+    backend = default_backend() if backend is None else check_backend(backend)
     q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
     _check_dtypes(q, k, v)
     sizes = lead, lq, lk, d, dv = _check_shapes(q, k, v)
@@ -119,7 +125,7 @@ def scaled_dot_product_attention(q, k, v, *, causal=False, mask=None, scale=None
         out = np.zeros(lead + (lq, dv), dtype=q.dtype)
         weights = np.zeros(scores_shape, dtype=q.dtype)
     elif backend == "c":
-        out, weights = _c_forward(q, k, v, mask, bool(causal), scale, return_weights, sizes)
+        out, weights = c_forward(q, k, v, mask, bool(causal), scale, return_weights, sizes)
     else:
         out, weights = _numpy_forward(q, k, v, mask, causal, scale, return_weights)
     return (out, weights) if return_weights else out
@@ -140,7 +146,7 @@ def attention_backward(d_out, q, k, v, weights, *, scale=None, backend=None):
 
     Masking and causality need no arguments here: masked entries of `weights` are zero.
     """
-    backend = default_backend() if backend is None else _check_backend(backend)
+    backend = default_backend() if backend is None else check_backend(backend)
     d_out, q, k, v, weights = (np.asarray(array) for array in (d_out, q, k, v, weights))
     _check_dtypes(d_out, q, k, v, weights)
     sizes = lead, lq, lk, d, dv = _check_shapes(q, k, v)
@@ -152,5 +158,5 @@ def attention_backward(d_out, q, k, v, weights, *, scale=None, backend=None):
     if 0 in scores_shape:
         return np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
     if backend == "c":
-        return _c_backward(d_out, q, k, v, weights, scale, sizes)
+        return c_backward(d_out, q, k, v, weights, scale, sizes)
     return _numpy_backward(d_out, q, k, v, weights, scale)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from core.checks import flag, number, whole
+from core.model.attention import default_scale
 from core.model.ops import ACTIVATIONS
 
 # Upper bounds generous enough for GPT-2 XL (48 layers, n_embd 1600); a config asking for more
@@ -28,15 +30,6 @@ UNSUPPORTED_OPTIONS = {"scale_attn_weights": True, "scale_attn_by_inverse_layer_
                        "add_cross_attention": False}
 
 
-def _check_int(name: str, value) -> int:
-    low, high = LIMITS[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"config {name} must be an integer, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"config {name} must be between {low} and {high}, got {value}")
-    return value
-
-
 @dataclass(frozen=True)
 class GPTConfig:
     """Sizes of a GPT-2-style model; C = n_embd, d_head = n_embd // n_head."""
@@ -47,24 +40,21 @@ class GPTConfig:
     n_layer: int = 2
     n_head: int = 4
     layer_norm_epsilon: float = 1e-5
-    activation: str = ACTIVATION  # the MLP's activation, by transformers' name (core.activations)
+    activation: str = ACTIVATION  # the MLP's activation, by transformers' name (core.model.ops.ACTIVATIONS)
     tied: bool = False  # the output head is the token embedding wte (GPT-2's own models)
     n_inner: int | None = None  # the MLP's width; None means 4 * n_embd
 
     def __post_init__(self):
-        for name in LIMITS:
-            if name != "n_inner" or self.n_inner is not None:
-                _check_int(name, getattr(self, name))
+        for name, (low, high) in LIMITS.items():
+            if name != "n_inner" or self.n_inner is not None:  # stored as int: NumPy's would not write to JSON
+                object.__setattr__(self, name, whole(getattr(self, name), f"config {name}", low, high))
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"config activation_function {self.activation!r} is not supported; "
                              f"use one of {', '.join(sorted(ACTIVATIONS))}")
-        if not isinstance(self.tied, bool):
-            raise TypeError(f"config tie_word_embeddings must be true or false, got {self.tied!r}")
+        flag(self.tied, "config tie_word_embeddings")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        epsilon = self.layer_norm_epsilon
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
-            raise TypeError(f"config layer_norm_epsilon must be a number, got {epsilon!r}")
+        epsilon = number(self.layer_norm_epsilon, "config layer_norm_epsilon")
         if not (0 < epsilon <= 1 and math.isfinite(epsilon)):  # compared first: huge ints overflow isfinite
             raise ValueError(f"config layer_norm_epsilon must be in (0, 1], got {epsilon}")
 
@@ -76,6 +66,11 @@ class GPTConfig:
     def d_mlp(self) -> int:
         """The MLP's hidden width (4 * n_embd unless n_inner says otherwise)."""
         return 4 * self.n_embd if self.n_inner is None else self.n_inner
+
+    @property
+    def attention_scale(self) -> float:
+        """The factor the attention scores q.k are multiplied by: 1/sqrt(d_head)."""
+        return default_scale(self.d_head)
 
     def to_hf_dict(self, eos_token_id: int = 0) -> dict:
         """GPT-2's config.json keys; bos and eos are the end-of-text token's id."""

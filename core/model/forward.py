@@ -1,10 +1,11 @@
-"""The GPT-2-style model in NumPy, read top to bottom like picoGPT.
+"""The GPT-2-style forward pass in NumPy, read top to bottom like picoGPT.
 
-Parameters are a plain dict keyed by GPT-2's Hugging Face names (core.params; a tied model's
-output head is its token embedding). The MLP's activation is the config's (core.activations).
-`gpt_forward` is the one forward pass: inference, the trace, interventions, training
-(with dropout) and KV-cache decoding all run it. Shapes: L = sequence length,
-C = n_embd, H = n_head, D = d_head = C / H, V = vocab_size; `..` is an optional batch dim.
+Parameters are a plain dict keyed by GPT-2's Hugging Face names (core.model.params; a tied
+model's output head is its token embedding). The MLP's activation is the config's
+(core.model.ops.ACTIVATIONS). `gpt_forward` is the one forward pass: inference, the trace,
+interventions, training (with dropout) and KV-cache decoding all run it. Shapes: L = sequence
+length, C = n_embd, H = n_head, D = d_head = C / H, M = d_mlp (4C unless n_inner says otherwise),
+V = vocab_size; `..` is an optional batch dim.
 
 When `cache` is a dict, `gpt_forward` fills it with every intermediate under
 TransformerLens's hook names, batch dim kept when ids is 2-D:
@@ -26,24 +27,19 @@ TransformerLens's hook names, batch dim kept when ids is 2-D:
     hook_attn_dropout [.., L, C]    scaled keep-mask on attn_out (only when dropout > 0)
     hook_resid_mid [.., L, C]
     ln2.hook_scale, ln2.hook_normalized
-    mlp.hook_pre [.., L, 4C]        before the activation;  mlp.hook_post [.., L, 4C] after it
+    mlp.hook_pre [.., L, M]         before the activation;  mlp.hook_post [.., L, M] after it
     hook_mlp_out [.., L, C]         after c_proj, before dropout
     hook_mlp_dropout [.., L, C]     (only when dropout > 0)
     hook_resid_post [.., L, C]
   ln_final.hook_scale [.., L, 1], ln_final.hook_normalized [.., L, C]
-
-`Model` wraps config, params and tokenizer (word-level core.tokenizer or byte-level BPE core.bpe):
-`forward(ids)`, `run(prompt) -> Trace` (core.trace), `generate(prompt, max_new_tokens, sampler)
--> Generation` (KV-cache decoding), `Model.load(path)` / `load_checkpoint(path)` and `save(path)`
-(core.checkpoint reads and writes the files; it knows nothing of Model).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.checks import is_number
 from core.model.attention import causal_mask, scaled_dot_product_attention
 from core.model.config import GPTConfig
 from core.model.interventions import NO_INTERVENTIONS
@@ -101,7 +97,7 @@ def attention(x, p, config, layer, hooks, interventions, kv_cache):
                for part in np.split(qkv, 3, axis=-1))  # them contiguous: copied once, here. 3 x [.., H, L, D]
     if kv_cache is not None:
         k, v = kv_cache.extend(layer, k, v)  # [.., H, Lk, D] with Lk = past + L
-    scale = 1.0 / math.sqrt(config.d_head) if interventions.scale_scores else 1.0
+    scale = config.attention_scale if interventions.scale_scores else 1.0
     z, weights = scaled_dot_product_attention(
         q, k, v, causal=interventions.causal, scale=scale, return_weights=True)  # [.., H, L, D], [.., H, L, Lk]
     zeroed, zeroed_by_row = interventions.zeroed_heads(layer, config.n_head)
@@ -118,12 +114,12 @@ def attention(x, p, config, layer, hooks, interventions, kv_cache):
 
 
 def mlp(x, p, config, layer, hooks, interventions):
-    """The feed-forward net: [.., L, C] -> [.., L, 4C] -> activation -> [.., L, C]."""
-    pre = linear(x, p["mlp.c_fc.weight"], p["mlp.c_fc.bias"])  # [.., L, C] @ [C, 4C] -> [.., L, 4C]
+    """The feed-forward net: [.., L, C] -> [.., L, M] -> activation -> [.., L, C]."""
+    pre = linear(x, p["mlp.c_fc.weight"], p["mlp.c_fc.bias"])  # [.., L, C] @ [C, M] -> [.., L, M]
     activation = relu if interventions.activation == "relu" else ACTIVATIONS[config.activation]
-    post = activation(pre)  # [.., L, 4C]
+    post = activation(pre)  # [.., L, M]
     hooks[f"blocks.{layer}.mlp.hook_pre"], hooks[f"blocks.{layer}.mlp.hook_post"] = pre, post
-    return linear(post, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"])  # [.., L, 4C] @ [4C, C] -> [.., L, C]
+    return linear(post, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"])  # [.., L, M] @ [M, C] -> [.., L, C]
 
 
 def norm(x, p, which, config, layer, hooks, interventions):
@@ -171,7 +167,7 @@ class _Hooks:
 def make_dropout(rate: float, rng, hooks):
     """A function (x, hook name) -> x times a fresh scaled keep-mask (stored under the name);
     the identity when rate is 0."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+    if not (is_number(rate) and 0.0 <= rate < 1.0):
         raise ValueError(f"dropout must be a number in [0, 1), got {rate!r}")
     if rate == 0.0:
         return lambda x, name: x

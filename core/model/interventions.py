@@ -1,10 +1,9 @@
-"""`Interventions`: the "what if" changes the forward pass can run with (core.model.gpt_forward)."""
+"""`Interventions`: the "what if" changes the forward pass can run with (core.model.forward.gpt_forward)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from core.checks import choice, flag, index
 from core.model.config import GPTConfig
 
 
@@ -37,10 +36,8 @@ class Interventions:
             object.__setattr__(self, name, frozenset(getattr(self, name)))
         object.__setattr__(self, "zero_head_by_row", tuple(self.zero_head_by_row))
         for name in ("causal", "scale_scores"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"interventions {name} must be True or False, got {getattr(self, name)!r}")
-        if self.activation not in ("gelu", "relu"):
-            raise ValueError(f"interventions activation must be 'gelu' or 'relu', got {self.activation!r}")
+            flag(getattr(self, name), f"interventions {name}")
+        choice(self.activation, ("gelu", "relu"), "interventions activation")
         _check_pairs(self.zero_heads, "zero_heads", "(layer, head)")
         _check_pairs({pair for pair in self.zero_head_by_row if pair is not None}, "zero_head_by_row",
                      "(layer, head) or None")
@@ -51,10 +48,10 @@ class Interventions:
         """ValueError when a layer or head number does not exist in `config`, or when
         zero_head_by_row does not name one pair per row of ids of shape `ids_shape`."""
         for layer, head in self.zero_heads | {pair for pair in self.zero_head_by_row if pair is not None}:
-            check_index(layer, config.n_layer, "zero_heads layer")
-            check_index(head, config.n_head, "zero_heads head")
+            index(layer, config.n_layer, "zero_heads layer")
+            index(head, config.n_head, "zero_heads head")
         for layer, _ in self.skip_ln | self.skip_residual:
-            check_index(layer, config.n_layer, "intervention layer")
+            index(layer, config.n_layer, "intervention layer")
         if self.zero_head_by_row and (len(ids_shape) != 2 or ids_shape[0] != len(self.zero_head_by_row)):
             raise ValueError(f"interventions zero_head_by_row has {len(self.zero_head_by_row)} rows; "
                              f"the token ids have shape {ids_shape} (it needs [B, L] with B = that many)")
@@ -71,16 +68,6 @@ def _check_pairs(pairs: frozenset, name: str, form: str, parts: tuple[str, ...] 
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2 and (parts is None or pair[1] in parts)):
             raise ValueError(f"interventions {name} holds {form} pairs, got {pair!r}")
-
-
-def check_index(value, count: int, name: str) -> int:
-    """`value` as an int when it numbers one of `count` things (a layer, a head, a token); else
-    TypeError (not an integer) or ValueError (out of range)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if not 0 <= value < count:
-        raise ValueError(f"{name} {value} does not exist (0..{count - 1})")
-    return int(value)
 
 
 NO_INTERVENTIONS = Interventions()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.checks import whole
 from core.io.checkpoint import read_checkpoint, save_checkpoint
 from core.model.config import GPTConfig
 from core.model.forward import KVCache, check_ids, gpt_forward
@@ -67,7 +68,7 @@ class Generation:
 class Model:
     """A GPT-2-style model with its tokenizer: prompts in, logits, traces and text out."""
 
-    def __init__(self, config: GPTConfig, params: dict, tokenizer: WordTokenizer):
+    def __init__(self, config: GPTConfig, params: dict, tokenizer: WordTokenizer | BPETokenizer):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         if not isinstance(tokenizer, (WordTokenizer, BPETokenizer)):
@@ -82,7 +83,7 @@ class Model:
 
     @classmethod
     def load(cls, path) -> Model:
-        """The model in the checkpoint folder `path` (core.checkpoint.read_checkpoint)."""
+        """The model in the checkpoint folder `path` (core.io.checkpoint.read_checkpoint)."""
         return cls(*read_checkpoint(path))
 
     @property
@@ -121,7 +122,7 @@ class Model:
         return ids, [self.tokenizer.tokens[index] for index in ids], notices
 
     def run(self, text_or_ids, interventions: Interventions | None = None) -> Trace:
-        """The forward pass over a prompt with every intermediate kept (see core.trace)."""
+        """The forward pass over a prompt with every intermediate kept (see core.model.trace)."""
         if interventions is not None and not isinstance(interventions, Interventions):
             raise TypeError(f"interventions must be an Interventions or None, got {type(interventions).__name__}")
         interventions = NO_INTERVENTIONS if interventions is None else interventions
@@ -134,13 +135,10 @@ class Model:
     def generate(self, prompt, max_new_tokens: int = 20, sampler: Sampler | None = None) -> Generation:
         """Continue `prompt` token by token with a KV cache: each step runs only the newest
         token's query against the cached keys and values. Greedy when `sampler` is None."""
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)):
-            raise TypeError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        whole(max_new_tokens, "max_new_tokens", low=1)
         sampler = Sampler(temperature=0.0) if sampler is None else sampler
         if not isinstance(sampler, Sampler):
-            raise TypeError(f"sampler must be a core.sampling.Sampler, got {type(sampler).__name__}")
+            raise TypeError(f"sampler must be a core.model.sampling.Sampler, got {type(sampler).__name__}")
         ids, tokens, notices = self.encode_prompt(prompt)
         kv_cache, steps = KVCache(), []
         cache = {}
@@ -175,13 +173,13 @@ class Model:
             weights=[cache[f"blocks.{layer}.attn.hook_pattern"][:, -1] for layer in layers])  # [H, T]
 
     def save(self, path, *, overwrite: bool = False) -> Path:
-        """Write this model as a checkpoint folder (see core.checkpoint.save_checkpoint)."""
+        """Write this model as a checkpoint folder (see core.io.checkpoint.save_checkpoint)."""
         return save_checkpoint(self, path, overwrite=overwrite)
 
 
 def load_checkpoint(path) -> Model:
     """The Model in the checkpoint folder `path`: Glassbox's own or Hugging Face's GPT-2 layout
-    (see core.checkpoint); ValueError naming the file for anything wrong."""
+    (see core.io.checkpoint); ValueError naming the file for anything wrong."""
     return Model.load(path)
 
 

@@ -11,10 +11,13 @@ import numpy as np
 from core.native import layers
 from core.native.parallel import matmul
 
+GELU_COEFF = 0.044715  # the cubic term of GELU's tanh approximation
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
 
 def layer_norm(x, weight, bias, eps):
     """LayerNorm over the last axis: (normalised x * weight + bias, sqrt(var + eps)).
-    The C kernel (core.layer_kernels) for float32, else the NumPy reference below."""
+    The C kernel (core.native.layers) for float32, else the NumPy reference below."""
     if layers.fits(x, weight, bias):
         return layers.layer_norm(x, weight, bias, eps)
     return layer_norm_numpy(x, weight, bias, eps)
@@ -55,7 +58,7 @@ def erf(x):
 
 
 def gelu(x):
-    """GELU, the tanh approximation GPT-2 uses ("gelu_new"): the C kernel (core.layer_kernels)
+    """GELU, the tanh approximation GPT-2 uses ("gelu_new"): the C kernel (core.native.layers)
     for float32, else the NumPy reference below."""
     if layers.fits(x):
         return layers.gelu(x)
@@ -64,7 +67,7 @@ def gelu(x):
 
 def gelu_numpy(x):
     """The NumPy reference of gelu."""
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))))  # not x**3: NumPy's pow is ~250x slower
+    return 0.5 * x * (1.0 + np.tanh(SQRT_2_OVER_PI * (x + GELU_COEFF * (x * x * x))))  # not x**3: NumPy's pow is ~250x slower
 
 
 def gelu_exact(x):

@@ -42,7 +42,7 @@ def param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
 
 
 def output_head(params: dict) -> np.ndarray:
-    """The output head [V, C]: lm_head.weight, or the token embedding itself when tied."""
+    """The output head [V, C]: params[HEAD], or the token embedding params[WTE] itself when tied."""
     return params[HEAD] if HEAD in params else params[WTE]
 
 

@@ -13,14 +13,14 @@ import math
 
 import numpy as np
 
+from core.checks import number, whole
+
 
 def check_settings(temperature, top_k, top_p) -> None:
     """TypeError/ValueError unless temperature >= 0, top_k >= 0 (an integer), 0 < top_p <= 1."""
-    for name, value in (("temperature", temperature), ("top_p", top_p)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name} must be a number, got {value!r}")
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
-        raise TypeError(f"top_k must be an integer, got {top_k!r}")
+    number(temperature, "temperature")
+    number(top_p, "top_p")
+    whole(top_k, "top_k")
     if not (math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
     if top_k < 0:
@@ -58,10 +58,12 @@ def check_probs(probs) -> np.ndarray:
     return probs
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Stable softmax of a vector [V]."""
-    exps = np.exp(logits - logits.max())  # [V], largest term exp(0) = 1
-    return exps / exps.sum()
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Stable softmax over the last axis of logits [V] or [n, V], at a temperature T > 0:
+    exp((logits - max) / T) / sum. Shifted by the max, the largest term is exp(0) = 1: no overflow."""
+    with np.errstate(over="ignore"):  # a tiny T sends unlikely tokens to -inf: exp gives 0, as it should
+        exps = np.exp((logits - logits.max(axis=-1, keepdims=True)) / temperature)
+    return exps / exps.sum(axis=-1, keepdims=True)
 
 
 def ranking(probs: np.ndarray) -> np.ndarray:
@@ -75,9 +77,7 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
         greedy = np.zeros_like(logits)
         greedy[np.argmax(logits)] = 1.0  # argmax returns the lowest id among ties
         return greedy
-    with np.errstate(over="ignore"):  # a tiny T sends unlikely tokens to -inf: exp gives 0, as it should
-        exps = np.exp((logits - logits.max()) / temperature)  # shifted <= 0: the largest term is exp(0) = 1
-    return exps / exps.sum()
+    return softmax(logits, temperature)
 
 
 def keep_top_k(probs: np.ndarray, top_k: int) -> np.ndarray:
@@ -107,7 +107,11 @@ def distribution_stages(logits, *, temperature=1.0, top_k=0, top_p=1.0) -> dict[
     """Every stage of the next-token distribution [V]: `raw` (softmax of the logits),
     `tempered`, `top_k` and `top_p` (the one a Sampler draws from)."""
     check_settings(temperature, top_k, top_p)
-    logits = check_logits(logits)
+    return stages(check_logits(logits), temperature, top_k, top_p)
+
+
+def stages(logits: np.ndarray, temperature, top_k, top_p) -> dict[str, np.ndarray]:
+    """distribution_stages of logits and settings already checked."""
     tempered = apply_temperature(logits, temperature)
     after_top_k = keep_top_k(tempered, int(top_k))
     return {"raw": softmax(logits), "tempered": tempered, "top_k": after_top_k,
@@ -127,7 +131,7 @@ class Sampler:
 
     def distribution(self, logits) -> np.ndarray:
         """The distribution [V] this sampler draws from (the `top_p` stage)."""
-        return distribution_stages(logits, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)["top_p"]
+        return stages(check_logits(logits), self.temperature, self.top_k, self.top_p)["top_p"]
 
     def choose(self, probs: np.ndarray) -> int:
         """One token id drawn from `probs` [V] (the most likely one when greedy)."""

@@ -1,14 +1,15 @@
 """`Trace`: every intermediate of one forward pass over one prompt, for display.
 
 Built by `Model.run` from `gpt_forward`'s cache (one code path: the weights and logits here
-are the ones the forward computed). L = tokens, C = n_embd, H = n_head, D = d_head, V = vocab.
+are the ones the forward computed). L = tokens, C = n_embd, H = n_head, D = d_head, M = d_mlp,
+V = vocab.
 Besides its named fields a Trace is a read-only mapping under TransformerLens's hook names
 without the batch dim (`trace["blocks.0.attn.hook_pattern"]` is [H, L, L]); q/k/v/z are
-head-first [H, L, D], unlike TransformerLens's [L, H, D].
+head-first [H, L, D], unlike TransformerLens's [L, H, D]. `token_labels` names the positions
+on every axis that shows tokens.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -36,8 +37,8 @@ class LayerTrace:
     attn_out: np.ndarray  # [L, C] heads merged, after c_proj
     resid_mid: np.ndarray  # [L, C] residual after the attention sub-layer
     ln_2: np.ndarray  # [L, C]
-    mlp_pre: np.ndarray  # [L, 4C] before the activation
-    mlp_post: np.ndarray  # [L, 4C] after GELU (or ReLU)
+    mlp_pre: np.ndarray  # [L, M] before the activation
+    mlp_post: np.ndarray  # [L, M] after the activation (the config's, or ReLU)
     mlp_out: np.ndarray  # [L, C] after the MLP's c_proj
     resid_post: np.ndarray  # [L, C] residual leaving the block
 
@@ -62,7 +63,7 @@ class Trace(Mapping):
     @classmethod
     def from_cache(cls, cache: dict, tokens, ids, logits, config, interventions, notices, vocabulary) -> Trace:
         """Assemble a Trace from `gpt_forward`'s cache of a 1-D (unbatched) run."""
-        scale = 1.0 / math.sqrt(config.d_head) if interventions.scale_scores else 1.0
+        scale = config.attention_scale if interventions.scale_scores else 1.0
         layers = [_layer_trace(cache, f"blocks.{layer}.", scale) for layer in range(config.n_layer)]
         return cls(tokens=list(tokens), ids=np.asarray(ids), token_embeddings=cache["hook_embed"],
                    position_embeddings=cache["hook_pos_embed"], layers=layers,
@@ -109,6 +110,12 @@ class Trace(Mapping):
         return {"tokens": self.tokens, "ids": [int(index) for index in self.ids], "notices": self.notices,
                 "top_predictions": self.top_predictions(), "arrays": {name: _json_array(value)
                                                                       for name, value in arrays.items()}}
+
+
+def token_labels(tokens) -> list[str]:
+    """Unique labels for tokens, position and token ("0 the", "1 sky", "2 the"): a repeated
+    token stays two rows of a chart and two options of a question."""
+    return [f"{position} {token}" for position, token in enumerate(tokens)]
 
 
 def _layer_trace(cache: dict, prefix: str, scale: float) -> LayerTrace:

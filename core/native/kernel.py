@@ -1,4 +1,5 @@
-"""The C kernels' extension (core.native._kernel, built by build_kernels.py), and which backend runs.
+"""The C kernels' extension (core.native._kernel, built by build_kernels.py), which attention backend
+runs, and the attention kernel's calls.
 
 The extension is optional: built without a C compiler, every caller runs its NumPy reference
 instead, after one warning saying what to install.
@@ -24,16 +25,15 @@ except ImportError:  # built without a C compiler: the NumPy fallback serves
     )
 
 
+# the extension's two halves for the other wrappers (core.native.layers): cffi's `ffi` (buffers,
+# pointers) and `lib` (the C functions); None when it is not built
+ffi, lib = (None, None) if _kernel is None else (_kernel.ffi, _kernel.lib)
+
 BACKENDS = ("c", "numpy")
-
-
 _C_TYPES = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]"}  # cffi's view of each dtype
-
-
 _FORWARD = {} if _kernel is None else {np.dtype(np.float32): _kernel.lib.gb_attention_forward_f32,
                                        np.dtype(np.float64): _kernel.lib.gb_attention_forward_f64}
-
-
+# mirrors the C kernels' error codes (kernels/attention.h GB_ERR_*)
 _ERROR_MESSAGES = {
     1: "a required pointer was NULL",
     2: "a size was not positive",
@@ -48,17 +48,15 @@ def available_backends() -> tuple[str, ...]:
 
 def default_backend() -> str:
     """C when built, else NumPy; GLASSBOX_BACKEND=numpy (or c) in the environment overrides.
-
-    Read on every call from os.environ's own bytes dict, which os.environ keeps in step with
-    every change (on POSIX): os.environ.get takes about 0.6 us when the variable is unset (a
-    KeyError raised and caught), an eighth of a whole tiny attention call; this takes 0.02 us."""
-    forced = os.environ._data.get(b"GLASSBOX_BACKEND", b"").decode(errors="replace").strip().lower()
+    Read on every call, so that a test or a benchmark can switch it while the process runs."""
+    forced = os.environ.get("GLASSBOX_BACKEND", "").strip().lower()
     if forced:
-        return _check_backend(forced)
+        return check_backend(forced)
     return "c" if _kernel is not None else "numpy"
 
 
-def _check_backend(backend: str) -> str:
+def check_backend(backend: str) -> str:
+    """`backend` when it is one this install can run; ValueError (unknown) or RuntimeError (not built)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown attention backend {backend!r}; choose one of {BACKENDS}")
     if backend == "c" and _kernel is None:
@@ -87,7 +85,17 @@ def _pointer(array: np.ndarray | None):
     return ffi.from_buffer(_C_TYPES[array.dtype], array)
 
 
-def _c_forward(q, k, v, mask, causal, scale, return_weights, sizes):
+def kernel_info() -> dict:
+    """The C kernel's code path (its SIMD flavour) and the threads a large call runs on
+    (GLASSBOX_NUM_THREADS, default the cores this process may use); None for both when not built."""
+    if _kernel is None:
+        return {"code_path": None, "threads": None}
+    return {"code_path": _kernel.ffi.string(_kernel.lib.gb_forward_code_path()).decode(),
+            "threads": int(_kernel.lib.gb_forward_thread_count())}
+
+
+def c_forward(q, k, v, mask, causal, scale, return_weights, sizes):
+    """The C kernel's attention on checked inputs (see core.model.attention): (out, weights or None)."""
     lead, lq, lk, d, dv = sizes
     batch = math.prod(lead)
     # the kernel sees flat aligned C-contiguous buffers: [B, Lq, D], [B, Lk, D], [B, Lk, Dv] (no reshape needed)
@@ -115,7 +123,8 @@ def _raise_for_status(status: int) -> None:
         raise RuntimeError(f"C attention kernel failed: {_ERROR_MESSAGES.get(status, f'error code {status}')}")
 
 
-def _c_backward(d_out, q, k, v, weights, scale, sizes):
+def c_backward(d_out, q, k, v, weights, scale, sizes):
+    """The C kernel's attention gradients (d_q, d_k, d_v) on checked inputs."""
     lead, lq, lk, d, dv = sizes
     batch = math.prod(lead)
     inputs = [_c_array(array) for array in (d_out, q, k, v, weights)]

@@ -1,6 +1,6 @@
 """GPT-2's byte-level BPE tokenizer, through Hugging Face's `tokenizers` (no BPE by hand).
 
-`BPETokenizer` has the word-level `core.tokenizer.Tokenizer`'s interface: `encode`, `decode`,
+`BPETokenizer` has the word-level `core.text.words.WordTokenizer`'s interface: `encode`, `decode`,
 `tokens` (display strings, index = id), `token(i)`, `vocab_size`, `eos_id`,
 `unknown_words` (always []: every text has a byte-level encoding) and `kind` ("bpe").
 Ids are exactly GPT-2's and `decode(encode(text)) == text` for any text.
@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
-import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, pre_tokenizers
 from tokenizers.models import BPE
 
-from core.text.words import check_token_id
+from core.checks import is_whole
+from core.text.words import END_OF_TEXT, check_token_id
 
-END_OF_TEXT = "<|endoftext|>"
 VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥"}
 
 
@@ -79,7 +78,7 @@ class BPETokenizer:
         if foreign:
             raise ValueError(f"not a byte-level BPE vocabulary (GPT-2's): it uses characters such as "
                              f"{sorted(foreign)[:3]!r} outside GPT-2's byte alphabet")
-        if isinstance(eos_id, bool) or not isinstance(eos_id, (int, np.integer)) or not 0 <= eos_id < len(self._raw):
+        if not (is_whole(eos_id) and 0 <= eos_id < len(self._raw)):
             raise ValueError(f"the end-of-text id must be a token id (0..{len(self._raw) - 1}), got {eos_id!r}")
         self.eos_id = int(eos_id)
 

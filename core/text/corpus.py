@@ -7,7 +7,7 @@ blue .", two facts joined by ", and"). For each fact one frame is held out of th
 text and becomes a held-out prompt ("did you know that the sky is" -> "blue"): the model has
 seen the fact and the frame, never together, so it must compose them.
 
-`generate_corpus(seed)` is deterministic; `python -m core.corpus` rewrites
+`generate_corpus(seed)` is deterministic; `python -m core.text.corpus` rewrites
 core/data/corpus.txt (one sentence a line) and core/data/heldout.tsv (prompt<TAB>expected).
 `load_corpus()`, `load_heldout()`, `split_corpus()` and `heldout_scores()` read and use them.
 """

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
+from core.checks import is_whole, whole
 
-END_OF_TEXT = "<|endoftext|>"
+END_OF_TEXT = "<|endoftext|>"  # GPT-2's end-of-text token, the special token of both tokenizers
 UNKNOWN = "<unk>"
 SPECIALS = (END_OF_TEXT, UNKNOWN)
 # the special tokens, words (runs of letters of any alphabet, digits, apostrophes and combining
 # accents, so "ünïcödé" is one word), or any other single visible character
-TOKEN_PATTERN = re.compile(r"<\|endoftext\|>|<unk>|(?:[^\W_]|['\u0300-\u036f])+|[^\s]")
+TOKEN_PATTERN = re.compile("|".join(map(re.escape, SPECIALS)) + r"|(?:[^\W_]|['\u0300-\u036f])+|[^\s]")
 
 
 def tokenize(text: str) -> list[str]:
@@ -28,12 +28,12 @@ def tokenize(text: str) -> list[str]:
 
 
 def check_token_id(index, vocab_size: int) -> int:
-    """`index` when it is a token id of a vocabulary of `vocab_size`; TypeError or ValueError otherwise."""
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-        raise TypeError(f"a token id must be an integer, got {index!r}")
+    """`index` as an int when it is a token id of a vocabulary of `vocab_size` (both tokenizers'
+    check); TypeError or ValueError otherwise."""
+    index = whole(index, "a token id")
     if not 0 <= index < vocab_size:
         raise ValueError(f"token id {index} is outside the vocabulary (0..{vocab_size - 1})")
-    return int(index)
+    return index
 
 
 class WordTokenizer:
@@ -67,7 +67,7 @@ class WordTokenizer:
         if not isinstance(vocab, dict):
             raise TypeError(f"the vocabulary must be a JSON object {{token: id}}, got {type(vocab).__name__}")
         ids = list(vocab.values())
-        if any(isinstance(index, bool) or not isinstance(index, int) for index in ids):
+        if not all(is_whole(index) for index in ids):
             raise TypeError("vocabulary ids must be integers")
         if sorted(ids) != list(range(len(ids))):
             raise ValueError("vocabulary ids must be 0..n-1, each once")

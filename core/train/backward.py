@@ -1,33 +1,28 @@
-"""Backpropagation through the GPT of core.model, written out in NumPy.
+"""Backpropagation through the forward pass of core.model.forward, written out in NumPy.
 
 Each layer function takes the gradient arriving at its output plus what the forward pass
 computed, and returns the gradients of its input and of its parameters. `gpt_backward`
 chains them from the logits down to the embeddings, reading everything it needs from the
 cache `gpt_forward` fills (TransformerLens hook names), including the dropout keep-masks.
-The attention core is `core.attention.attention_backward` (the C kernel, or NumPy); GELU,
-LayerNorm, softmax + cross-entropy and the embedding gradient take core.layer_kernels' C
+The attention core is `core.model.attention.attention_backward` (the C kernel, or NumPy); GELU,
+LayerNorm, softmax + cross-entropy and the embedding gradient take core.native.layers' C
 kernels for float32 (the *_numpy functions here are their reference). Each linear layer's two
-products (d_x and d_weight) run at once on two cores (core.parallel.beside): each is one
+products (d_x and d_weight) run at once on two cores (core.native.parallel.beside): each is one
 single-threaded BLAS call, so the result does not depend on the timing.
 It differentiates the plain model: a cache recorded with interventions is not supported.
 
-Shapes as in core.model: L positions, C = n_embd, H heads, D = d_head, V = vocab;
-`..` is an optional batch dim. Gradients come back in the parameters' dtype.
+Shapes as in core.model.forward: L positions, C = n_embd, H heads, D = d_head, M = d_mlp,
+V = vocab; `..` is an optional batch dim. Gradients come back in the parameters' dtype.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from core.model.attention import attention_backward
-from core.model.ops import merge_heads, split_heads
+from core.model.ops import GELU_COEFF, SQRT_2_OVER_PI, merge_heads, split_heads
 from core.model.params import HEAD, block_params
 from core.native import layers
 from core.native.parallel import beside
-
-GELU_COEFF = 0.044715  # the cubic term of GELU's tanh approximation
-SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
 def softmax_cross_entropy(logits, targets):
@@ -101,7 +96,7 @@ def gelu_backward_numpy(d_out, x):
 
     d_x = d_out * 0.5 ((1 + tanh(u)) + x (1 - tanh(u)^2) u'), with u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
     Written in place on two buffers, with tanh (never exp, which is slow where it overflows)."""
-    x_squared = x * x  # [.., 4C]
+    x_squared = x * x  # [.., M]
     tanh_u = GELU_COEFF * x_squared
     tanh_u += 1.0
     tanh_u *= x
@@ -162,7 +157,7 @@ def attention_layer_backward(d_attn_out, p, config, cache, layer):
     d_z = split_heads(d_merged, config.n_head)  # [.., L, C] -> [.., H, L, D]
     d_q, d_k, d_v = attention_backward(
         d_z, cache[f"{name}.hook_q"], cache[f"{name}.hook_k"], cache[f"{name}.hook_v"],
-        cache[f"{name}.hook_pattern"], scale=1.0 / math.sqrt(config.d_head))  # 3 x [.., H, L, D]
+        cache[f"{name}.hook_pattern"], scale=config.attention_scale)  # 3 x [.., H, L, D]
     d_qkv = np.concatenate([merge_heads(d_q), merge_heads(d_k), merge_heads(d_v)], axis=-1)  # [.., L, 3C]
     d_ln1, d_attn_w, d_attn_b = linear_backward(d_qkv, cache[f"blocks.{layer}.ln1.hook_normalized"],
                                                 p["attn.c_attn.weight"])
@@ -175,7 +170,7 @@ def mlp_backward(d_mlp_out, p, cache, layer):
     """Back through c_proj, GELU and c_fc: (d_ln2_out, grads by short name)."""
     name = f"blocks.{layer}.mlp"
     d_post, d_proj_w, d_proj_b = linear_backward(d_mlp_out, cache[f"{name}.hook_post"], p["mlp.c_proj.weight"])
-    d_pre = gelu_backward(d_post, cache[f"{name}.hook_pre"])  # [.., L, 4C]
+    d_pre = gelu_backward(d_post, cache[f"{name}.hook_pre"])  # [.., L, M]
     d_ln2, d_fc_w, d_fc_b = linear_backward(d_pre, cache[f"blocks.{layer}.ln2.hook_normalized"],
                                             p["mlp.c_fc.weight"])
     grads = {"mlp.c_fc.weight": d_fc_w, "mlp.c_fc.bias": d_fc_b,
@@ -215,8 +210,7 @@ def gpt_backward(params, config, cache, d_logits):
     d_loss/d_logits [.., L, V] and the cache of the `gpt_forward` call that made the logits."""
     _check_backward_inputs(config, cache, d_logits)
     grads = {}
-    d_final, grads[HEAD] = lm_head_backward(d_logits, cache["ln_final.hook_normalized"],
-                                                        params[HEAD])
+    d_final, grads[HEAD] = lm_head_backward(d_logits, cache["ln_final.hook_normalized"], params[HEAD])
     d_x, grads["transformer.ln_f.weight"], grads["transformer.ln_f.bias"] = layer_norm_backward(
         d_final, cache[f"blocks.{config.n_layer - 1}.hook_resid_post"], params["transformer.ln_f.weight"],
         config.layer_norm_epsilon)

@@ -28,7 +28,9 @@ class TokenStream:
         return tokens[:, :-1], tokens[:, 1:]
 
 
-def _sentences(corpus) -> list[str]:
+def corpus_sentences(corpus) -> list[str]:
+    """The sentences of a corpus given as a list of strings or as one string with a sentence a
+    line, stripped, blank ones left out; TypeError for anything but strings."""
     if isinstance(corpus, str):
         corpus = corpus.splitlines()
     sentences = list(corpus)

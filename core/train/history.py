@@ -29,10 +29,10 @@ class History:
                 if record.get("val_loss") is not None or record.get("accuracy") is not None]
 
     def to_json(self) -> str:
-        """The records as history.json holds them (core.checkpoint.history_text)."""
+        """The records as history.json holds them (core.io.checkpoint.history_text)."""
         return history_text(self.records)
 
 
 def save_trained(model, history: History, directory, *, overwrite: bool = False) -> Path:
-    """The checkpoint with its history.json, written as one (core.checkpoint.save_checkpoint)."""
+    """The checkpoint with its history.json, written as one (core.io.checkpoint.save_checkpoint)."""
     return save_checkpoint(model, directory, overwrite=overwrite, history=history.records)

@@ -1,26 +1,19 @@
-"""Training the GPT on a corpus of sentences, with honest curves.
+"""`train(model, settings)`: training the GPT on a corpus of sentences, with honest curves.
 
 Two modes:
 - "head": the blocks are frozen and only `lm_head` learns (softmax regression on the final
   LayerNorm's output): the blocks mix context, the head learns to read it. Fast.
-- "full": every parameter learns by backpropagation (core.backward), with dropout.
+- "full": every parameter learns by backpropagation (core.train.backward), with dropout.
 
 Both use AdamW (decoupled weight decay on the matrices of linear layers and lm_head only:
 never on biases, LayerNorm parameters or the embeddings), clipping of the global gradient
-norm, and a learning rate that warms up linearly and then follows a cosine down to a tenth.
-
-Data: each sentence becomes its tokens plus `<|endoftext|>`; the sentences, in order, form one
-stream (read cyclically). A training example is `seq_len + 1` tokens starting at a sentence's
-first token (inputs = the first seq_len, targets = the next), so position 0 is always a
-sentence start, as in a prompt typed into the model; later positions carry on into the
-following sentences. Batches draw sentence starts without repetition within an epoch.
+norm, and a learning rate that warms up linearly and then follows a cosine down to a tenth
+(core.train.optim). The batches are windows of the corpus's token stream (core.train.data);
+the settings are a `TrainSettings` (core.train.settings).
 
 Evaluation every `eval_every` steps and at the end: `val_loss`, the mean next-token loss on a
-held-out `val_fraction` of the sentences (core.corpus.split_corpus), and the next-word top-1
-`accuracy` and perplexity on the held-out prompts (core.corpus.heldout_scores).
-
-Settings live in one frozen dataclass, `TrainSettings`, whose defaults are the bundled model's
-recipe; the CLI, the dashboard, `History.settings` and core.training_bench all start from it.
+held-out `val_fraction` of the sentences (core.text.corpus.split_corpus), and the next-word top-1
+`accuracy` and perplexity on the held-out prompts (core.text.corpus.heldout_scores).
 
 The model passed in is never left half-updated: training works on a copy and writes it back
 into `model.params` only when it ends (all steps done, or stopped by the callback). Training
@@ -47,7 +40,7 @@ from core.train.data import (
     MAX_UNKNOWN_FRACTION,
     BatchSampler,
     TokenStream,
-    _sentences,
+    corpus_sentences,
     token_stream,
 )
 from core.train.history import RECORD_KEYS, History
@@ -55,14 +48,12 @@ from core.train.optim import AdamW, clip_gradients, learning_rate
 from core.train.settings import TrainSettings
 
 DIVERGED_LOSS_FACTOR, DIVERGED_LOSS_MARGIN = 3.0, 1.0  # diverged: loss > 3 x the first step's + 1 nat
-
-
 DIVERGED_GRAD_FACTOR, DIVERGED_GRAD_FLOOR = 1000.0, 100.0  # or gradient norm > 1000 x the first's (and > 100)
 
 
 @dataclass
 class _Snapshot:
-    """params + config + tokenizer with the `.forward(ids)` that core.corpus.heldout_scores calls."""
+    """params + config + tokenizer with the `.forward(ids)` that core.text.corpus.heldout_scores calls."""
 
     params: dict
     config: object
@@ -101,7 +92,7 @@ def _evaluate(params, config, tokenizer, validation, seq_len, heldout) -> dict:
 
 def _prepare_data(tokenizer, corpus, seq_len, batch_size, val_fraction, seed):
     """(train stream, validation stream or None)."""
-    sentences = _sentences(corpus)
+    sentences = corpus_sentences(corpus)
     if not sentences:
         raise ValueError("the corpus is empty: it needs sentences, one a line")
     validation = None

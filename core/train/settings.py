@@ -6,25 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
+from core.checks import choice, flag, is_number, is_whole, whole
 
 MODES = ("head", "full")
-
-
 DEFAULT_LR = {"head": 1e-2, "full": 3e-3}  # peak learning rate per mode
-
-
-MAX_TRAINABLE_PARAMETERS = 5_000_000  # the dashboard trains models up to this size
-
-
-def _is_whole(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
-
-
-def _is_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-
-
 @dataclass(frozen=True)
 class TrainSettings:
     """How to train. The defaults are the bundled model's recipe
@@ -54,26 +39,22 @@ class TrainSettings:
     from_scratch: bool = False
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        choice(self.mode, MODES, "mode")
         given = {name: value for name, value in asdict(self).items()  # an optional None follows the default rule
                  if not (value is None and name in ("lr", "warmup_steps", "seq_len"))}
         for name in ("steps", "batch_size", "eval_every", "seq_len"):
-            if name in given and not _is_whole(given[name]):
-                raise TypeError(f"{name} must be an integer, got {given[name]!r}")
-            if name in given and given[name] <= 0:
+            if name in given and whole(given[name], name) <= 0:
                 raise ValueError(f"{name} must be positive, got {given[name]}")
         for name in ("seed", "warmup_steps"):
-            if name in given and not (_is_whole(given[name]) and given[name] >= 0):
+            if name in given and not (is_whole(given[name]) and given[name] >= 0):
                 raise ValueError(f"{name} must be a whole number >= 0, got {given[name]!r}")
         for name in ("lr", "grad_clip"):
-            if name in given and not (_is_number(given[name]) and math.isfinite(given[name]) and given[name] > 0):
+            if name in given and not (is_number(given[name]) and math.isfinite(given[name]) and given[name] > 0):
                 raise ValueError(f"{name} must be a positive number, got {given[name]!r}")
         for name in ("weight_decay", "dropout", "val_fraction"):
-            if not (_is_number(getattr(self, name)) and 0 <= getattr(self, name) < 1):
+            if not (is_number(getattr(self, name)) and 0 <= getattr(self, name) < 1):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if not isinstance(self.from_scratch, bool):
-            raise TypeError(f"from_scratch must be True or False, got {self.from_scratch!r}")
+        flag(self.from_scratch, "from_scratch")
 
     @property
     def peak_lr(self) -> float:
@@ -91,12 +72,9 @@ class TrainSettings:
 
 
 def trainability(model) -> str | None:
-    """None when the dashboard may train `model`; otherwise a sentence saying why not."""
+    """None when training can take `model`; otherwise a sentence saying why not (training reads the
+    bundled corpus as words, so a subword tokenizer has nothing to learn from it)."""
     if getattr(model.tokenizer, "kind", "word") == "bpe":
-        return ("This model reads text with a byte-level BPE tokenizer (GPT-2 family): the dashboard "
+        return ("This model reads text with a byte-level BPE tokenizer (GPT-2 family): Glassbox "
                 "trains only word-level models on its own corpus.")
-    count = sum(int(value.size) for value in model.params.values())
-    if count > MAX_TRAINABLE_PARAMETERS:
-        return (f"This model has {count:,} parameters; the dashboard trains models of at most "
-                f"{MAX_TRAINABLE_PARAMETERS:,}, so that a run stays short.")
     return None

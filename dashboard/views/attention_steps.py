@@ -14,33 +14,27 @@ import pandas as pd
 import streamlit as st
 
 from core.explain import heads as explain_heads
-from core.native.kernel import available_backends
 from core.model.attention import scaled_dot_product_attention
-from dashboard import charts, glossary, state
+from core.native.kernel import available_backends
+from dashboard import charts, figures, frame, glossary, models, traces, widgets
+from dashboard.navigation import ATTENTION_STEPS
+from dashboard.prompt import current_prompt
+from dashboard.wording import count
 
 PLOT_WIDTH = charts.PAGE_WIDTH - charts.LABEL_ROOM  # pixels of cells of a figure alone in its row
 SLICE = 16  # dimensions per slice in the tables of numbers
 TOP_KEYS = 8  # keys named per token in "who influenced whom"
 PCA_WIDTH = 260
 MAX_TERMS = 16  # products written out in the worked dot product
+TABS = ATTENTION_STEPS.tabs
 
 
-def step(title: str, note: str, *figures, columns: int | None = None) -> None:
+def step(title: str, note: str, *parts, columns: int | None = None) -> None:
     """One step: a plain-language note, then its charts drawn as one figure (`columns` per row,
     default: as many as fit in the page's width)."""
     st.markdown(f"#### {title}")
-    st.info(note, icon=":material/lightbulb:")
-    state.show_chart(charts.side_by_side(figures, columns=columns, max_width=charts.PAGE_WIDTH))
-
-
-def choose_head(config) -> tuple[int, int]:
-    layer_col, head_col = st.columns(2)
-    layers, heads = range(config.n_layer), range(config.n_head)
-    state.keep("steps_layer", 0, layers)
-    state.keep("steps_head", 0, heads)
-    layer = layer_col.selectbox("Layer", layers, **state.kept_widget("steps_layer"))
-    head = head_col.selectbox("Head", heads, **state.kept_widget("steps_head"))
-    return layer, head
+    widgets.note(note)
+    figures.show_chart(charts.side_by_side(parts, columns=columns, max_width=charts.PAGE_WIDTH))
 
 
 def wide(values, tokens, title: str) -> dict:
@@ -55,10 +49,10 @@ def numbers(matrices: dict[str, np.ndarray], tokens, key: str) -> None:
     width = next(iter(matrices.values())).shape[1]
     starts = list(range(0, width, SLICE))
     left, right = st.columns(2)
-    state.keep(f"{key}_matrix", names[0], names)
-    state.keep(f"{key}_slice", 0, starts)
-    name = left.selectbox("Numbers of", names, **state.kept_widget(f"{key}_matrix"))
-    start = right.selectbox("Dimensions", starts, **state.kept_widget(f"{key}_slice"),
+    widgets.keep(f"{key}_matrix", names[0], names)
+    widgets.keep(f"{key}_slice", 0, starts)
+    name = left.selectbox("Numbers of", names, **widgets.kept_widget(f"{key}_matrix"))
+    start = right.selectbox("Dimensions", starts, **widgets.kept_widget(f"{key}_slice"),
                             format_func=lambda first: f"d{first} to d{min(first + SLICE, width) - 1} (of {width})")
     values = matrices[name][:, start:start + SLICE]  # [L, SLICE]
     table = pd.DataFrame(values, index=charts.token_labels(tokens), columns=[f"d{start + i}" for i in range(values.shape[1])])
@@ -130,7 +124,7 @@ def influence(weights, labels) -> None:
     st.markdown("#### 6. Who influenced whom")
     ranking = explain_heads.influenced_by(weights)
     lines = [f"**{labels[query]}** ← " + ", ".join(f"{labels[key]} ({weight:.1%})" for key, weight in ranked[:TOP_KEYS])
-             + (f", and {state.count(len(ranked) - TOP_KEYS, 'other')}" if len(ranked) > TOP_KEYS else "")
+             + (f", and {count(len(ranked) - TOP_KEYS, 'other')}" if len(ranked) > TOP_KEYS else "")
              for query, ranked in enumerate(ranking)]
     st.markdown("\n".join(f"- {line}" for line in lines))
     st.caption(f"Each token's keys ranked by attention weight, largest first (at most {TOP_KEYS} named); keys it "
@@ -154,13 +148,8 @@ def pca_pictures(trace, labels, q, k) -> None:
 def worked_weight(q, k, v, labels) -> None:
     st.markdown("#### 8. The arithmetic of one weight")
     left, right = st.columns(2)
-    positions = range(len(labels))
-    state.keep("steps_query", len(labels) - 1, positions)
-    state.keep("steps_key", 0, positions)
-    query = left.selectbox("Query token (asking)", positions, format_func=labels.__getitem__,
-                           **state.kept_widget("steps_query"))
-    key = right.selectbox("Key token (attended to)", positions, format_func=labels.__getitem__,
-                          **state.kept_widget("steps_key"))
+    query = widgets.choose_token(labels, "steps_query", place=left, label="Query token (asking)")
+    key = widgets.choose_token(labels, "steps_key", place=right, label="Key token (attended to)", default=0)
     worked = explain_heads.weight_arithmetic(q, k, query, key)
     products = [f"({a:.3f}×{b:.3f})" for a, b in zip(q[query], k[key])]
     if len(products) > MAX_TERMS:  # GPT-2's 64 dimensions: the first terms, then their count
@@ -192,26 +181,26 @@ def kernel_comparison(q, k, v, query: int, key: int) -> None:
 
 
 def main() -> None:
-    prompt = state.current_prompt()
+    prompt = current_prompt()
     if prompt is None:
         return
-    layer, head = choose_head(state.current_model().config)
-    trace = state.trace(prompt.ids)
+    layer, head = widgets.choose_head(models.current_model().config, "steps")
+    trace = traces.trace(prompt.ids)
     layer_trace = trace.layers[layer]
     labels = charts.token_labels(prompt.tokens)
     q, k, v = (array[head] for array in (layer_trace.q, layer_trace.k, layer_trace.v))  # [L, d_head] each
-    state.lazy_tabs("steps_tab", {
-        "1. Embeddings": lambda: embeddings(trace, prompt.tokens, layer),
-        "2. Q, K, V": lambda: qkv_tables(prompt.tokens, q, k, v),
-        "3. Scores": lambda: scores(layer_trace, head, labels),
-        "4. Softmax": lambda: softmax(explain_heads.softmax_stages(layer_trace.masked_scores[head]),
+    widgets.lazy_tabs(ATTENTION_STEPS, {
+        TABS.embeddings: lambda: embeddings(trace, prompt.tokens, layer),
+        TABS.qkv: lambda: qkv_tables(prompt.tokens, q, k, v),
+        TABS.scores: lambda: scores(layer_trace, head, labels),
+        TABS.softmax: lambda: softmax(explain_heads.softmax_stages(layer_trace.masked_scores[head]),
                                       layer_trace.weights[head], labels),
-        "5. Weighted sum": lambda: weighted_sum(layer_trace.head_outputs[head], prompt.tokens),
-        "6. Who influenced whom": lambda: influence(layer_trace.weights[head], labels),
-        "7. Map of the vectors": lambda: pca_pictures(trace, labels, q, k),
-        "8. One weight": lambda: worked_weight(q, k, v, labels),
+        TABS.weighted_sum: lambda: weighted_sum(layer_trace.head_outputs[head], prompt.tokens),
+        TABS.influence: lambda: influence(layer_trace.weights[head], labels),
+        TABS.vector_map: lambda: pca_pictures(trace, labels, q, k),
+        TABS.one_weight: lambda: worked_weight(q, k, v, labels),
     })
 
 
-state.render_page("Attention step by step", main,
+frame.render_page(ATTENTION_STEPS, main,
                   "One head, every number: queries are questions, keys are name tags, values are what gets shared.")

@@ -3,7 +3,7 @@ peer when it happens to be installed) over a grid of sizes chosen here, plus the
 pytest-benchmark suite saved. Timing and FLOP counts come from core.bench.
 
 Nothing runs until asked; the grid is bounded (sizes, repeats, and a time budget checked between
-cases); a run can be stopped; one benchmark runs per server at a time (dashboard.jobs).
+cases); a run can be stopped; one benchmark runs per server at a time (dashboard.server.BENCHMARK_LOCK).
 Uploaded result files are small (MAX_UPLOAD_BYTES) and parsed once per distinct file.
 """
 import hashlib
@@ -16,7 +16,9 @@ import pandas as pd
 import streamlit as st
 
 from core.bench import attention as bench_attention
-from dashboard import charts, glossary, jobs, state
+from core.bench import peers
+from dashboard import charts, figures, frame, glossary, models, server
+from dashboard.navigation import BENCHMARK
 
 LENGTHS = [16, 32, 64, 128, 256, 512]
 MAX_HEADS = 16
@@ -61,9 +63,9 @@ def run(grid: dict) -> None:
     The rows so far are kept in session_state[ROWS_KEY], so a stopped run still shows them."""
     if not grid["lengths"] or not grid["backends"]:
         raise ValueError("pick at least one sequence length and one backend")
-    session = jobs.session_id()
-    if not jobs.BENCHMARK.acquire(session):
-        if jobs.BENCHMARK.holder == session:
+    session = server.session_id()
+    if not server.BENCHMARK_LOCK.acquire(session):
+        if server.BENCHMARK_LOCK.holder == session:
             st.warning("Your stopped benchmark is still finishing the case it was timing. Try again in a few seconds.")
         else:
             st.warning("The benchmark is busy: someone else on this server is running one. Try again in a minute.")
@@ -71,7 +73,7 @@ def run(grid: dict) -> None:
     try:
         timed(grid)
     finally:
-        jobs.BENCHMARK.release()
+        server.BENCHMARK_LOCK.release()
 
 
 def timed(grid: dict) -> None:
@@ -135,18 +137,18 @@ def results(rows: list[dict], title: str) -> None:
     _, highs = series(rows, "seconds_max", factor)
     spread = {name: (lows[name], highs[name]) for name in times if name in lows and name in highs}
     top = st.columns(2)
-    state.show_chart(readable(charts.lines(
+    figures.show_chart(readable(charts.lines(
         lengths, times, title=f"{title}: time per call", x_title="sequence length L",
         y_title=f"{unit} per call (median; bar: fastest to slowest repeat)", log_x=True, log_y=True,
         x_ticks=lengths, spread=spread)), top[0])
     _, ratios = series(rows, "speedup_vs_numpy")
-    state.show_chart(readable(charts.lines(lengths, ratios, title=f"{title}: speed-up over NumPy",
-                                           x_title="sequence length L", y_title="× faster than NumPy", log_x=True,
-                                           x_ticks=lengths)), top[1])
+    figures.show_chart(readable(charts.lines(lengths, ratios, title=f"{title}: speed-up over NumPy",
+                                             x_title="sequence length L", y_title="× faster than NumPy", log_x=True,
+                                             x_ticks=lengths)), top[1])
     bottom = st.columns(2)
     _, rates = series(rows, "gflops")
-    state.show_chart(readable(charts.lines(lengths, rates, title=f"{title}: useful work", x_title="sequence length L",
-                                           y_title="GFLOP/s", log_x=True, x_ticks=lengths)), bottom[0])
+    figures.show_chart(readable(charts.lines(lengths, rates, title=f"{title}: useful work", x_title="sequence length L",
+                                             y_title="GFLOP/s", log_x=True, x_ticks=lengths)), bottom[0])
     table = pd.DataFrame(rows)
     for column in ("seconds", "seconds_min", "seconds_max"):
         if column in table:
@@ -243,10 +245,10 @@ def filters(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    st.caption(f"Backend in use for the model: {state.backend_name()}. PyTorch peer: "
-               f"{'installed' if bench_attention.peer_available() else 'not installed (optional)'}.")
+    st.caption(f"Backend in use for the model: {models.backend_name()}. PyTorch peer: "
+               f"{'installed' if peers.torch_available() else 'not installed (optional)'}.")
     live_grid()
     saved_results()
 
 
-state.render_page("Kernel benchmark", main, "What the C kernel buys over NumPy, measured on this machine.")
+frame.render_page(BENCHMARK, main, "What the C kernel buys over NumPy, measured on this machine.")

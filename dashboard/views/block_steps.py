@@ -3,16 +3,20 @@
 One head's slice of c_attn making Q, K and V; the heads joined and c_proj; LayerNorm of one
 token; the MLP of one token with its pre-activations on the GELU curve; the residual stream
 as a sum of parts and each part's direct push on the predicted token's logit. Every number
-comes from core.lessons, checked against the model's own intermediates on the page.
+comes from core.explain.block, checked against the model's own intermediates on the page.
 """
 import numpy as np
 import streamlit as st
 
 from core.explain import block as explain_block
-from dashboard import charts, glossary, state
+from dashboard import charts, figures, frame, glossary, models, traces, widgets
+from dashboard.navigation import BLOCK_STEPS
+from dashboard.prompt import current_prompt
+from dashboard.widgets import note
 
 WEIGHT_ROWS = 16  # rows of a weight matrix drawn (GPT-2's W_Q slice is 768 x 64)
 SHOWN = 8  # numbers written out in a line
+TABS = BLOCK_STEPS.tabs
 
 
 def numbers(values, count: int = SHOWN) -> str:
@@ -22,17 +26,10 @@ def numbers(values, count: int = SHOWN) -> str:
     return "[" + ", ".join(f"{value:.4f}" for value in values[:count]) + more + "]"
 
 
-def note(text: str) -> None:
-    st.info(text, icon=":material/lightbulb:")
-
-
 def choices(config, tokens) -> tuple[int, int, int]:
     layer_col, head_col, token_col = st.columns(3)
-    layer = layer_col.selectbox("Layer", range(config.n_layer), key="block_layer")
-    head = head_col.selectbox("Head", range(config.n_head), key="block_head")
-    labels = charts.token_labels(tokens)
-    position = token_col.selectbox("Token", range(len(labels)), index=len(labels) - 1,
-                                   format_func=labels.__getitem__, key="block_token")
+    layer, head = widgets.choose_head(config, "block", (layer_col, head_col))
+    position = widgets.choose_token(charts.token_labels(tokens), "block_token", place=token_col)
     return layer, head, position
 
 
@@ -61,7 +58,7 @@ def projections(model, trace, layer: int, head: int, position: int) -> None:
         if name == "Q":
             shown = min(WEIGHT_ROWS, C)
             fit = charts.PAGE_WIDTH - charts.LABEL_ROOM  # each part fits the page alone; the figure wraps
-            state.show_chart(charts.side_by_side([
+            figures.show_chart(charts.side_by_side([
                 charts.vectors_heatmap(x[:, :shown], trace.tokens, title=f"X, first {shown} of {C} columns",
                                        max_width=fit),
                 charts.heatmap(part["weight"][:shown], [f"c{i}" for i in range(shown)], [f"d{j}" for j in range(D)],
@@ -87,9 +84,9 @@ def joined(model, trace, layer: int, position: int) -> None:
     st.markdown(f"attention output[{label}] = {numbers(result['out'][position])}  \n"
                 f"Largest difference from the model's own attention output: {difference:.1e}")
     sizes = np.linalg.norm(result["per_head"][:, position], axis=-1)  # [H]
-    state.show_chart(charts.bars([f"head {h}" for h in range(H)], sizes,
-                                 title=f"How big each head's piece of {label}'s update is", value_title="L2 norm",
-                                 label_title="head"))
+    figures.show_chart(charts.bars([f"head {h}" for h in range(H)], sizes,
+                                   title=f"How big each head's piece of {label}'s update is", value_title="L2 norm",
+                                   label_title="head"))
 
 
 def layer_norm(model, trace, layer: int, position: int) -> None:
@@ -112,30 +109,31 @@ def layer_norm(model, trace, layer: int, position: int) -> None:
                 f"gain = {numbers(weight)}  \nbias = {numbers(bias)}  \n"
                 f"output = normalised × gain + bias = {numbers(steps['out'])}")
     dims = list(range(x.shape[1]))
-    state.show_chart(charts.lines(dims, {"input x": steps["x"], "normalised": steps["normalised"],
-                                         "output": steps["out"]},
-                                  title=f"{which} of {charts.token_labels(trace.tokens)[position]}, every dimension",
-                                  x_title="dimension", y_title="value"))
+    figures.show_chart(charts.lines(dims, {"input x": steps["x"], "normalised": steps["normalised"],
+                                           "output": steps["out"]},
+                                    title=f"{which} of {charts.token_labels(trace.tokens)[position]}, every dimension",
+                                    x_title="dimension", y_title="value"))
 
 
 def mlp(model, trace, layer: int, position: int) -> None:
     steps = explain_block.mlp_steps(model.params, model.config, layer, trace.layers[layer].ln_2[position])
-    C = model.config.n_embd
-    note("The MLP works on each token alone. It expands the row to 4C numbers (many detectors, each asking "
-         "'is this pattern here?'), passes each through GELU, which lets positive values through and squashes "
-         "negative ones to nearly 0, and projects back to C: the detectors that fired write their answer. "
+    C, M = model.config.n_embd, model.config.d_mlp
+    note("The MLP works on each token alone. It expands the row to d_mlp numbers, 4C in GPT-2 (many "
+         "detectors, each asking 'is this pattern here?'), passes each through GELU, which lets positive values "
+         "through and squashes negative ones to nearly 0, and projects back to C: the detectors that fired write "
+         "their answer. "
          f"({glossary.link('MLP')}, {glossary.link('GELU')})")
-    st.markdown(f"`x [{C}] @ c_fc [{C}, {4 * C}] + b = pre [{4 * C}]` → `GELU` → `post [{4 * C}] @ c_proj "
-                f"[{4 * C}, {C}] + b = out [{C}]`  \n"
+    st.markdown(f"`x [{C}] @ c_fc [{C}, {M}] + b = pre [{M}]` → `GELU` → `post [{M}] @ c_proj "
+                f"[{M}, {C}] + b = out [{C}]`  \n"
                 f"pre = {numbers(steps['pre'])}  \npost = GELU(pre) = {numbers(steps['post'])}  \n"
                 f"out = {numbers(steps['out'])}  \n"
                 f"Largest difference from the model's own MLP output: "
                 f"{np.abs(steps['out'] - trace.layers[layer].mlp_out[position]).max():.1e}")
     curve_x, curve_y = explain_block.gelu_curve(min(-4.0, steps["pre"].min()), max(4.0, steps["pre"].max()))
     label = charts.token_labels(trace.tokens)[position]
-    state.show_chart(charts.curve_with_points(curve_x, curve_y, steps["pre"], steps["post"],
-                                              title=f"GELU, with {label}'s {4 * C} pre-activations on it",
-                                              x_title="pre-activation", y_title="GELU(pre)"))
+    figures.show_chart(charts.curve_with_points(curve_x, curve_y, steps["pre"], steps["post"],
+                                                title=f"GELU, with {label}'s {M} pre-activations on it",
+                                                x_title="pre-activation", y_title="GELU(pre)"))
     top = steps["top"]
     st.caption("The units that fire most for this token: " +
                ", ".join(f"unit {unit} ({steps['post'][unit]:.3f})" for unit in top))
@@ -156,30 +154,30 @@ def residual(model, trace) -> None:
     cols[2].metric("ln_f's bias term", f"{result['bias_term']:.4f}")
     st.caption(f"ln_f divides the last token's residual by s = {result['scale']:.4f}; each part is centred, "
                "divided by s, multiplied by ln_f's gain and dotted with lm_head's row for the token.")
-    state.show_chart(charts.bars(result["names"], result["contributions"],
-                                 title=f"How much each part pushes the logit of {token}", value_title="logit push",
-                                 label_title="part"))
+    figures.show_chart(charts.bars(result["names"], result["contributions"],
+                                   title=f"How much each part pushes the logit of {token}", value_title="logit push",
+                                   label_title="part"))
     parts = explain_block.residual_parts(trace)
-    state.show_chart(charts.bars([name for name, _ in parts], [np.linalg.norm(part[-1]) for _, part in parts],
-                                 title="The size of each part (last token)", value_title="L2 norm",
-                                 label_title="part"))
+    figures.show_chart(charts.bars([name for name, _ in parts], [np.linalg.norm(part[-1]) for _, part in parts],
+                                   title="The size of each part (last token)", value_title="L2 norm",
+                                   label_title="part"))
 
 
 def main() -> None:
-    prompt = state.current_prompt()
+    prompt = current_prompt()
     if prompt is None:
         return
-    model = state.current_model()
+    model = models.current_model()
     layer, head, position = choices(model.config, prompt.tokens)
-    trace = state.trace(prompt.ids)
-    state.lazy_tabs("block_tab", {
-        "1. Q, K, V projections": lambda: projections(model, trace, layer, head, position),
-        "2. Heads joined, c_proj": lambda: joined(model, trace, layer, position),
-        "3. LayerNorm": lambda: layer_norm(model, trace, layer, position),
-        "4. MLP": lambda: mlp(model, trace, layer, position),
-        "5. Residual stream and logit": lambda: residual(model, trace),
+    trace = traces.trace(prompt.ids)
+    widgets.lazy_tabs(BLOCK_STEPS, {
+        TABS.projections: lambda: projections(model, trace, layer, head, position),
+        TABS.joined: lambda: joined(model, trace, layer, position),
+        TABS.layer_norm: lambda: layer_norm(model, trace, layer, position),
+        TABS.mlp: lambda: mlp(model, trace, layer, position),
+        TABS.residual: lambda: residual(model, trace),
     })
 
 
-state.render_page("The block step by step", main,
+frame.render_page(BLOCK_STEPS, main,
                   "The rest of the block as carefully as attention: the weights, the multiplications, the numbers.")

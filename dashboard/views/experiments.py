@@ -7,25 +7,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.explain import experiments
 from core.explain import block as explain_block
-from core.explain import learning_step
-from core.explain import questions
-from dashboard import ablation, charts, glossary, jobs, state
+from core.explain import experiments, learning_step, questions
+from dashboard import ablation, charts, figures, frame, glossary, jobs, models, runs, traces, widgets
+from dashboard.navigation import EXPERIMENTS
+from dashboard.prompt import current_prompt, prepare_prompt
+from dashboard.widgets import note
 
 LEARNING_RATES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 UPDATE_RULES = {"sgd": "plain SGD", "adamw": "AdamW, first step"}
-
-
-def note(text: str) -> None:
-    st.info(text, icon=":material/lightbulb:")
-
-
-def choose_head(config, prefix: str) -> tuple[int, int]:
-    layer_col, head_col = st.columns(2)
-    layer = layer_col.selectbox("Layer", range(config.n_layer), key=f"{prefix}_layer")
-    head = head_col.selectbox("Head", range(config.n_head), key=f"{prefix}_head")
-    return layer, head
+TABS = EXPERIMENTS.tabs
 
 
 def fmt(value: float) -> str:
@@ -35,7 +26,7 @@ def fmt(value: float) -> str:
 # --- why the softmax must be stable ------------------------------------------------------------
 
 def stable_softmax(model, trace) -> None:
-    layer, head = choose_head(model.config, "overflow")
+    layer, head = widgets.choose_head(model.config, "overflow")
     query = len(trace.tokens) - 1
     labels = charts.token_labels(trace.tokens)
     row = trace.layers[layer].masked_scores[head, query, :query + 1]  # [query + 1] the visible scaled scores
@@ -75,7 +66,7 @@ def stable_softmax(model, trace) -> None:
 def pair_prompt(model, label: str, key: str, default: str):
     text = st.text_input(label, value=default, key=key)
     try:
-        return state.prepare_prompt(model, text)
+        return prepare_prompt(model, text)
     except ValueError as error:
         st.warning(f"{label}: {error}.")
         return None
@@ -93,7 +84,7 @@ def minimal_pairs(model) -> None:
         second = pair_prompt(model, "Second prompt", "pair_b", "the grass is")
     if first is None or second is None:
         return
-    trace_a, trace_b = state.trace(first.ids), state.trace(second.ids)
+    trace_a, trace_b = traces.trace(first.ids), traces.trace(second.ids)
     result = experiments.minimal_pair(trace_a, trace_b)
     change = result["next_token"]
     cols = st.columns(4)
@@ -102,16 +93,16 @@ def minimal_pairs(model) -> None:
     cols[2].metric("total variation", f"{change['total_variation']:.4f}")
     cols[3].metric("KL(first || second), bits", "∞" if np.isinf(change["kl"]) else f"{change['kl']:.4f}")
     points = ["embedding"] + [f"after block {layer}" for layer in range(model.config.n_layer)]
-    state.show_chart(charts.lines(points, {"distance": result["distance"]}, x_sort=points,
-                                  title="Distance between the last tokens' residual vectors", x_title="point",
-                                  y_title="L2 distance"))
+    figures.show_chart(charts.lines(points, {"distance": result["distance"]}, x_sort=points,
+                                    title="Distance between the last tokens' residual vectors", x_title="point",
+                                    y_title="L2 distance"))
     heads = [f"head {h}" for h in range(model.config.n_head)]
-    state.show_chart(charts.heatmap(result["attention_change"], [f"layer {l}" for l in range(model.config.n_layer)],
-                                    heads, title="Change in the last token's attention (total variation)",
-                                    value_title="total variation", row_title="layer", col_title="head"))
-    state.show_chart(charts.grouped_bars([model.tokenizer.token(int(i)) for i in change["ids"]],
-                                         {"first": change["before"], "second": change["after"]},
-                                         title="Next-token probabilities"))
+    figures.show_chart(charts.heatmap(result["attention_change"], [f"layer {l}" for l in range(model.config.n_layer)],
+                                      heads, title="Change in the last token's attention (total variation)",
+                                      value_title="total variation", row_title="layer", col_title="head"))
+    figures.show_chart(charts.grouped_bars([model.tokenizer.token(int(i)) for i in change["ids"]],
+                                           {"first": change["before"], "second": change["after"]},
+                                           title="Next-token probabilities"))
 
 
 # --- attention is not explanation --------------------------------------------------------------
@@ -128,7 +119,7 @@ def attention_against_effect(model, trace) -> None:
     layers = set(range(config.n_layer)) if automatic else ablation.requested_layers(trace)
     if not automatic:
         left, right = st.columns([2, 1])
-        layer = left.selectbox("Layer to ablate", range(config.n_layer), key="ablate_layer")
+        layer = widgets.choose_layer(config, "ablate_layer", place=left, label="Layer to ablate")
         right.button(f"Ablate the {config.n_head} heads of layer {layer}", key="ablate_button",
                      on_click=layers.add, args=(layer,))
         st.caption(f"{config.n_layer * config.n_head} heads take one forward pass each: one layer at a time.")
@@ -142,10 +133,10 @@ def attention_against_effect(model, trace) -> None:
         rows += [{"head": f"L{layer}H{h}", "layer": f"layer {layer}", "max weight": float(focus[layer, h]),
                   "looks at": labels[where[layer, h]], "change": float(effects[h])} for h in range(config.n_head)]
     table = pd.DataFrame(rows)
-    state.show_chart(charts.labelled_scatter(table["max weight"], table["change"], table["head"], table["layer"],
-                                             title=f"Attention against effect on {token}",
-                                             x_title="largest attention weight of the last token",
-                                             y_title=f"change in p({token}) when zeroed"))
+    figures.show_chart(charts.labelled_scatter(table["max weight"], table["change"], table["head"], table["layer"],
+                                               title=f"Attention against effect on {token}",
+                                               x_title="largest attention weight of the last token",
+                                               y_title=f"change in p({token}) when zeroed"))
     st.dataframe(table, hide_index=True)
 
 
@@ -158,7 +149,7 @@ def step_gradients(model):
 
 
 def watch_learning(model, prompt) -> None:
-    reason = learning_step.step_refusal(model)
+    reason = learning_step.step_refusal(model) or jobs.size_refusal(model)
     if reason is not None:
         st.warning(f"{reason} So this tab cannot take a training step with it; pick the bundled model or one "
                    "you trained in the sidebar.")
@@ -176,7 +167,7 @@ def watch_learning(model, prompt) -> None:
         st.caption("AdamW's first step (fresh moments, as at step 1 of a run) divides each gradient by its own "
                    "size: every parameter moves by about the learning rate, whatever its gradient. Training "
                    "uses it with learning rates near 0.003.")
-    batch, grads = state.remembered("learning_grads", (), lambda: step_gradients(model))
+    batch, grads = traces.remembered("learning_grads", (), lambda: step_gradients(model))
     step = learning_step.one_training_step(model, lr, optimizer, grads=grads, batch=batch)
     inputs = batch[0]
     cols = st.columns(4)
@@ -185,43 +176,37 @@ def watch_learning(model, prompt) -> None:
                    delta=f"{step.loss_after - step.loss_before:+.4f}", delta_color="inverse")
     cols[2].metric("gradient norm (all)", f"{step.total_norm:.4f}")
     cols[3].metric("batch", f"{inputs.shape[0]} × {inputs.shape[1]} tokens")
-    state.show_chart(charts.bars(list(step.norms), np.array(list(step.norms.values())),
-                                 title="Gradient norm of each parameter group", value_title="gradient norm",
-                                 label_title="group", every_label=True))
-    layer, head = choose_head(model.config, "learn")
+    figures.show_chart(charts.bars(list(step.norms), np.array(list(step.norms.values())),
+                                   title="Gradient norm of each parameter group", value_title="gradient norm",
+                                   label_title="group", every_label=True))
+    layer, head = widgets.choose_head(model.config, "learn")
     change = learning_step.prompt_change(model, step.params_after, prompt.ids, layer, head)
     moved = change["distribution"]
     cols = st.columns(3)
     cols[0].metric("next token: total variation", f"{moved['total_variation']:.6f}")
     cols[1].metric("next token: KL(before || after), bits", f"{moved['kl']:.6f}")
     cols[2].metric(f"head {layer}.{head}: largest weight change", f"{change['largest_pattern_change']:.6f}")
-    state.show_chart(charts.grouped_bars([model.tokenizer.token(int(i)) for i in moved["ids"]],
-                                         {"before": moved["before"], "after": moved["after"]},
-                                         title="Next-token probabilities before and after one step"))
+    figures.show_chart(charts.grouped_bars([model.tokenizer.token(int(i)) for i in moved["ids"]],
+                                           {"before": moved["before"], "after": moved["after"]},
+                                           title="Next-token probabilities before and after one step"))
     labels = charts.token_labels(prompt.tokens)
-    state.show_chart(charts.heatmap(change["pattern_change"], labels, labels, diverging=True, symmetric=True,
-                                    value_title="after − before",
-                                    title=f"Layer {layer}, head {head}: attention after the step minus before"))
+    figures.show_chart(charts.heatmap(change["pattern_change"], labels, labels, diverging=True, symmetric=True,
+                                      value_title="after − before",
+                                      title=f"Layer {layer}, head {head}: attention after the step minus before"))
     snapshot_moves(model, prompt)
-
-
-def newest_run_with_snapshots():
-    """This session's newest training run with a time-lapse (as the training page keeps them), or None."""
-    runs = [run for run in st.session_state.get(jobs.RUNS_KEY, []) if len(getattr(run, "snapshots", ())) > 1]
-    return runs[-1] if runs else None
 
 
 def snapshot_moves(model, prompt) -> None:
     st.subheader("Between the snapshots of your training run")
-    run = newest_run_with_snapshots()
+    run = runs.newest_with_snapshots()
     if run is None:
         st.caption("Train a model on the Training page and come back: this part shows how your prompt's next-token "
                    "distribution moved between the run's time-lapse snapshots.")
         return
     try:
         ids = run.tokenizer.encode(prompt.text)[-run.config.n_positions:]
-        moves = state.remembered("snapshot_moves", (run.name, len(run.snapshots), prompt.text),
-                                 lambda: learning_step.snapshot_moves(run.config, run.tokenizer, run.snapshots, ids))
+        moves = traces.remembered("snapshot_moves", (run.name, len(run.snapshots), prompt.text),
+                                  lambda: learning_step.snapshot_moves(run.config, run.tokenizer, run.snapshots, ids))
     except ValueError as error:
         st.warning(f"{run.name}'s model cannot read this prompt: {error}.")
         return
@@ -229,26 +214,26 @@ def snapshot_moves(model, prompt) -> None:
                "from each snapshot to the next: where the big moves are is where the model changed its mind.")
     table = pd.DataFrame(moves)
     steps = [f"{move['from_step']}→{move['to_step']}" for move in moves]
-    state.show_chart(charts.lines(steps, {"total variation": table["total_variation"].to_numpy()}, x_sort=steps,
-                                  title="Next-token distribution: change between consecutive snapshots",
-                                  x_title="steps", y_title="total variation"))
+    figures.show_chart(charts.lines(steps, {"total variation": table["total_variation"].to_numpy()}, x_sort=steps,
+                                    title="Next-token distribution: change between consecutive snapshots",
+                                    x_title="steps", y_title="total variation"))
     st.dataframe(table.rename(columns={"from_step": "from step", "to_step": "to step", "kl": "KL, bits",
                                        "total_variation": "total variation", "top": "most likely next",
                                        "top_probability": "its probability"}), hide_index=True)
 
 
 def main() -> None:
-    prompt = state.current_prompt()
+    prompt = current_prompt()
     if prompt is None:
         return
-    model = state.current_model()
-    trace = state.trace(prompt.ids)
-    state.lazy_tabs("experiments_tab", {
-        "Why the softmax must be stable": lambda: stable_softmax(model, trace),
-        "Minimal pairs": lambda: minimal_pairs(model),
-        "Attention is not explanation": lambda: attention_against_effect(model, trace),
-        "Watch learning happen": lambda: watch_learning(model, prompt),
+    model = models.current_model()
+    trace = traces.trace(prompt.ids)
+    widgets.lazy_tabs(EXPERIMENTS, {
+        TABS.softmax: lambda: stable_softmax(model, trace),
+        TABS.pairs: lambda: minimal_pairs(model),
+        TABS.ablation: lambda: attention_against_effect(model, trace),
+        TABS.learning: lambda: watch_learning(model, prompt),
     })
 
 
-state.render_page("Experiments", main, "Break the softmax, compare two prompts, switch heads off.")
+frame.render_page(EXPERIMENTS, main, "Break the softmax, compare two prompts, switch heads off.")

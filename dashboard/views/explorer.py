@@ -9,8 +9,10 @@ import streamlit as st
 
 from core.explain import heads as explain_heads
 from core.explain import stream as explain_stream
-from core.model.interventions import Interventions, NO_INTERVENTIONS
-from dashboard import charts, glossary, state
+from core.model.interventions import NO_INTERVENTIONS, Interventions
+from dashboard import charts, figures, frame, glossary, models, traces, widgets
+from dashboard.navigation import EXPLORER
+from dashboard.prompt import current_prompt
 
 LENS_TOP = 3
 LENS_POSITIONS = 8  # positions the logit lens and the residual chart show at once
@@ -24,6 +26,7 @@ TILES_ROOM = 60  # pixels beside the tiles (legend below them): layer numbers, a
 LABEL_ROOM = 220  # pixels beside a heatmap's cells (legend below): row labels (up to 160 px), axis title, paddings
 SUMMARY_ROOM = 100  # the same for a summary map (labels "0" to "11")
 WHAT_IF_MARK = " · what if"
+TABS = EXPLORER.tabs
 TOGGLES = {"whatif_mask": "no causal mask", "whatif_scale": "no 1/√d_head scaling",
            "whatif_relu": "ReLU instead of GELU"}
 
@@ -44,8 +47,8 @@ def switch_options(config) -> dict[str, list]:
 
 def kept_interventions(config) -> Interventions:
     """The "what if" switches as this session left them (restored before any widget is drawn)."""
-    lists = {key: state.keep(key, [], options) for key, options in switch_options(config).items()}
-    toggles = {key: state.keep(key, False, (True, False)) for key in TOGGLES}
+    lists = {key: widgets.keep(key, [], options) for key, options in switch_options(config).items()}
+    toggles = {key: widgets.keep(key, False, (True, False)) for key in TOGGLES}
     return Interventions(zero_heads=frozenset(lists["whatif_heads"]), causal=not toggles["whatif_mask"],
                          scale_scores=not toggles["whatif_scale"], skip_ln=frozenset(lists["whatif_ln"]),
                          skip_residual=frozenset(lists["whatif_residual"]),
@@ -68,9 +71,9 @@ def what_if_banner(switches: Interventions, length: int, n_layer: int) -> Interv
     the plain model (a toggle above the tabs). Says which, and where a switch cannot act."""
     if switches == NO_INTERVENTIONS:
         return None
-    state.keep("explorer_plain", False, (True, False))
+    widgets.keep("explorer_plain", False, (True, False))
     left, right = st.columns([3, 1])
-    plain = right.toggle("Show the plain model", **state.kept_widget("explorer_plain"),
+    plain = right.toggle("Show the plain model", **widgets.kept_widget("explorer_plain"),
                          help="The same views without the \"what if\" switches, for comparison.")
     if plain:
         left.info(f"Showing the plain model. The \"what if\" switches ({describe(switches)}) are kept: turn this "
@@ -88,20 +91,20 @@ def what_if_controls(config) -> None:
     options = switch_options(config)
     left, right = st.columns(2)
     left.multiselect("Switch off heads", options["whatif_heads"], format_func=lambda p: f"layer {p[0]} head {p[1]}",
-                     **state.kept_widget("whatif_heads"))
+                     **widgets.kept_widget("whatif_heads"))
     left.multiselect("Skip LayerNorms", options["whatif_ln"], format_func=lambda p: f"layer {p[0]} {p[1]}",
-                     **state.kept_widget("whatif_ln"))
+                     **widgets.kept_widget("whatif_ln"))
     left.multiselect("Drop the residual around", options["whatif_residual"],
-                     format_func=lambda p: f"layer {p[0]} {p[1]}", **state.kept_widget("whatif_residual"))
-    right.toggle("No causal mask (tokens see the future)", **state.kept_widget("whatif_mask"))
-    right.toggle("No 1/√d_head scaling", **state.kept_widget("whatif_scale"))
-    right.toggle("ReLU instead of GELU", **state.kept_widget("whatif_relu"))
+                     format_func=lambda p: f"layer {p[0]} {p[1]}", **widgets.kept_widget("whatif_residual"))
+    right.toggle("No causal mask (tokens see the future)", **widgets.kept_widget("whatif_mask"))
+    right.toggle("No 1/√d_head scaling", **widgets.kept_widget("whatif_scale"))
+    right.toggle("ReLU instead of GELU", **widgets.kept_widget("whatif_relu"))
 
 
 def what_if(prompt, model, switches: Interventions) -> None:
     what_if_controls(model.config)
-    before = state.trace(prompt.ids).next_token_probs
-    after = state.trace(prompt.ids, None if switches == NO_INTERVENTIONS else switches).next_token_probs
+    before = traces.trace(prompt.ids).next_token_probs
+    after = traces.trace(prompt.ids, None if switches == NO_INTERVENTIONS else switches).next_token_probs
     change = explain_stream.distribution_change(before, after)
     words = [model.tokenizer.token(int(i)) for i in change["ids"]]
     cols = st.columns(4)
@@ -112,8 +115,8 @@ def what_if(prompt, model, switches: Interventions) -> None:
     if switches != NO_INTERVENTIONS and change["total_variation"] == 0:
         st.info("These switches do not change the next-token distribution for this prompt. The other tabs show "
                 "what they change inside the model.")
-    state.show_chart(charts.grouped_bars(words, {"before": change["before"], "after": change["after"]},
-                                        title="Next-token probabilities with and without the change"))
+    figures.show_chart(charts.grouped_bars(words, {"before": change["before"], "after": change["after"]},
+                                          title="Next-token probabilities with and without the change"))
 
 
 # --- every head ----------------------------------------------------------------------------------
@@ -125,29 +128,25 @@ def block_labels(edges: np.ndarray, tokens) -> list[str]:
 
 
 @st.fragment
-def head_grid(patterns: np.ndarray, tokens, mark: str) -> None:
+def head_grid(config, patterns: np.ndarray, tokens, mark: str) -> None:
     """Every head in one compact chart and one enlarged (a fragment: picking a head redraws only this)."""
     n_layer, n_head, length = patterns.shape[:3]
-    state.keep("explorer_layer", 0, range(n_layer))
-    state.keep("explorer_head", 0, range(n_head))
-    left, right = st.columns(2)
-    layer = left.selectbox("Layer", range(n_layer), **state.kept_widget("explorer_layer"))
-    head = right.selectbox("Head", range(n_head), **state.kept_widget("explorer_head"))
+    layer, head = widgets.choose_head(config, "explorer")
     pooled, edges = explain_heads.pool_patterns(patterns, max(4, isqrt(TILE_CELLS // (n_layer * n_head))))
     beside = length <= SIDE_BY_SIDE
     overview, enlarged = st.columns(2) if beside else (st.container(), st.container())
     room = COLUMN_WIDTH if beside else charts.PAGE_WIDTH  # pixels for each of the two figures
-    state.show_chart(charts.head_tiles(pooled, block_labels(edges, tokens), selected=(layer, head),
-                                       width=min(TILES_WIDTH, room - TILES_ROOM), legend_below=True,
-                                       title=f"All {n_layer} layers x {n_head} heads{mark}"), overview)
+    figures.show_chart(charts.head_tiles(pooled, block_labels(edges, tokens), selected=(layer, head),
+                                         width=min(TILES_WIDTH, room - TILES_ROOM), legend_below=True,
+                                         title=f"All {n_layer} layers x {n_head} heads{mark}"), overview)
     if len(edges) - 1 < length:
         overview.caption(f"{length} tokens: each tile shows blocks of about {length // (len(edges) - 1)} positions "
                          "(the average weight a block's queries give to a block's keys). The enlarged head shows "
                          "every token.")
     labels = charts.token_labels(tokens)
     cell = max(3, min(charts.CELL, (room - LABEL_ROOM) // length))
-    state.show_chart(charts.heatmap(patterns[layer, head], labels, labels, title=f"Layer {layer}, head {head}{mark}",
-                                    cell=cell, every_label=cell >= 11, legend_below=True), enlarged)
+    figures.show_chart(charts.heatmap(patterns[layer, head], labels, labels, title=f"Layer {layer}, head {head}{mark}",
+                                      cell=cell, every_label=cell >= 11, legend_below=True), enlarged)
 
 
 def summaries(patterns: np.ndarray, mark: str) -> None:
@@ -159,7 +158,7 @@ def summaries(patterns: np.ndarray, mark: str) -> None:
               "first": ("Weight on the", "first token")}  # two lines: a title no wider than its map
     cell = max(10, min(34, (charts.PAGE_WIDTH - 3 * SUMMARY_ROOM) // (3 * n_head)))  # three in a row if they fit
     in_a_row = 3 * (cell * n_head + SUMMARY_ROOM) <= charts.PAGE_WIDTH
-    state.show_chart(charts.side_by_side([
+    figures.show_chart(charts.side_by_side([
         charts.heatmap(summary[name], layers, heads, title=[first, second + mark], value_title=name,
                        row_title="layer", col_title="head", cell=cell, every_label=True, legend_below=True)
         for name, (first, second) in titles.items()], columns=None if in_a_row else 1))
@@ -169,8 +168,8 @@ def summaries(patterns: np.ndarray, mark: str) -> None:
                "token is often just resting there.")
 
 
-def every_head(patterns: np.ndarray, tokens, mark: str) -> None:
-    head_grid(patterns, tokens, mark)
+def every_head(config, patterns: np.ndarray, tokens, mark: str) -> None:
+    head_grid(config, patterns, tokens, mark)
     summaries(patterns, mark)
 
 
@@ -189,8 +188,8 @@ def residual(trace, tokens, positions, n_layer: int, mark: str) -> None:
     st.subheader("The residual stream through the layers")
     labels, norms = stream_labels(n_layer), explain_stream.residual_norms(trace.residual_stream[:, positions])  # [P, N]
     series = dict(zip([charts.token_labels(tokens)[p] for p in positions], norms.T))
-    state.show_chart(charts.lines(labels, series, title=f"Length (L2 norm) of each token's vector{mark}",
-                                  x_title="point", y_title="norm", x_sort=labels))
+    figures.show_chart(charts.lines(labels, series, title=f"Length (L2 norm) of each token's vector{mark}",
+                                    x_title="point", y_title="norm", x_sort=labels))
     st.caption("Every block adds its attention and MLP output to this running sum; it never overwrites it.")
 
 
@@ -202,11 +201,11 @@ def logit_lens(trace, tokens, positions, model, mark: str) -> None:
                 for cell_words, cell_probs in zip(row_words, row_probs)] for row_words, row_probs in zip(words, probs)]
     top = [[cell[0] for cell in row] for row in words]
     labels = [charts.token_labels(tokens)[p] for p in positions]
-    state.show_chart(charts.lens_grid(stream_labels(model.config.n_layer), labels, top, probs[:, :, 0], details,
-                                      title=f"Top next-token guesses at each position{mark}",
-                                      col_title="position (the guess is for the token after it)",
-                                      col_width=min(80, (charts.PAGE_WIDTH - LENS_ROOM) // len(positions)),
-                                      legend_below=True))
+    figures.show_chart(charts.lens_grid(stream_labels(model.config.n_layer), labels, top, probs[:, :, 0], details,
+                                        title=f"Top next-token guesses at each position{mark}",
+                                        col_title="position (the guess is for the token after it)",
+                                        col_width=min(80, (charts.PAGE_WIDTH - LENS_ROOM) // len(positions)),
+                                        legend_below=True))
     st.caption(f"The final LayerNorm and output head applied early, as if the model stopped after that layer. Each "
                f"cell: the most likely next token and its probability (colour); the tooltip has the top {LENS_TOP}. "
                "Only the positions shown are computed.")
@@ -221,18 +220,17 @@ def stream_and_lens(trace, tokens, model, mark: str) -> None:
 # --- MLP ---------------------------------------------------------------------------------------------
 
 def mlp_activations(trace, tokens, config, mark: str) -> None:
-    state.keep("explorer_mlp_layer", 0, range(config.n_layer))
-    layer = st.selectbox("MLP of layer", range(config.n_layer), **state.kept_widget("explorer_mlp_layer"))
-    post = trace.layers[layer].mlp_post  # [L, 4C]
+    layer = widgets.choose_layer(config, "explorer_mlp_layer", label="MLP of layer")
+    post = trace.layers[layer].mlp_post  # [L, d_mlp]
     units = explain_stream.top_units(post, MLP_UNITS)
     cell = 20 if len(tokens) <= 32 else 11
-    state.show_chart(charts.heatmap(post[:, units], charts.token_labels(tokens), [f"unit {u}" for u in units],
-                                    title=f"The {len(units)} of {post.shape[1]:,} hidden units that fire most "
-                                          f"(after {'ReLU' if trace.interventions.activation == 'relu' else 'GELU'})"
-                                          f"{mark}",
-                                    value_title="activation", row_title="token", col_title="hidden unit",
-                                    diverging=True, symmetric=True, text=False, cell=cell, every_label=True,
-                                    legend_below=True))
+    figures.show_chart(charts.heatmap(post[:, units], charts.token_labels(tokens), [f"unit {u}" for u in units],
+                                      title=f"The {len(units)} of {post.shape[1]:,} hidden units that fire most "
+                                            f"(after {'ReLU' if trace.interventions.activation == 'relu' else 'GELU'})"
+                                            f"{mark}",
+                                      value_title="activation", row_title="token", col_title="hidden unit",
+                                      diverging=True, symmetric=True, text=False, cell=cell, every_label=True,
+                                      legend_below=True))
     st.caption("The MLP works on each token alone: it expands the row to 4 × d_model numbers, lets the positive "
                "ones through (GELU), and projects back. A unit that lights up for one word is a feature detector. "
                "The colours are proportional on both sides of zero (the scale runs from -m to m, m the largest "
@@ -240,24 +238,24 @@ def mlp_activations(trace, tokens, config, mark: str) -> None:
 
 
 def main() -> None:
-    prompt = state.current_prompt()
+    prompt = current_prompt()
     if prompt is None:
         return
-    model = state.current_model()
+    model = models.current_model()
     config = model.config
     switches = kept_interventions(config)
     interventions = what_if_banner(switches, len(prompt.ids), config.n_layer)
-    trace = state.trace(prompt.ids, interventions)
+    trace = traces.trace(prompt.ids, interventions)
     mark = WHAT_IF_MARK if interventions is not None else ""
     patterns = np.stack([layer.weights for layer in trace.layers])  # [n_layer, n_head, L, L]
-    state.lazy_tabs("explorer_tab", {
-        "Every head": lambda: every_head(patterns, prompt.tokens, mark),
-        "Residual stream and logit lens": lambda: stream_and_lens(trace, prompt.tokens, model, mark),
-        "MLP activations": lambda: mlp_activations(trace, prompt.tokens, config, mark),
-        "What if": lambda: what_if(prompt, model, switches),
+    widgets.lazy_tabs(EXPLORER, {
+        TABS.every_head: lambda: every_head(config, patterns, prompt.tokens, mark),
+        TABS.lens: lambda: stream_and_lens(trace, prompt.tokens, model, mark),
+        TABS.mlp: lambda: mlp_activations(trace, prompt.tokens, config, mark),
+        TABS.what_if: lambda: what_if(prompt, model, switches),
     })
 
 
-state.render_page("Attention explorer", main, "All layers and heads at once, and what happens if you change the model "
+frame.render_page(EXPLORER, main, "All layers and heads at once, and what happens if you change the model "
                   f"({glossary.link('head')}, {glossary.link('residual stream')}, {glossary.link('logit')}, "
                   f"{glossary.link('ablation')}).")

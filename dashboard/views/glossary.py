@@ -2,7 +2,8 @@
 (glossary#entropy) that other pages link to through `dashboard.glossary.link`."""
 import streamlit as st
 
-from dashboard import glossary, state
+from dashboard import frame, glossary
+from dashboard.navigation import GLOSSARY
 
 
 def main() -> None:
@@ -12,4 +13,4 @@ def main() -> None:
         st.markdown(meaning)
 
 
-state.render_page("Glossary", main, "The words the pages use, in plain language.")
+frame.render_page(GLOSSARY, main, "The words the pages use, in plain language.")

@@ -5,10 +5,11 @@ import zlib
 
 import streamlit as st
 
-from core.explain import block
-from core.explain import exercises
+from core.explain import block, exercises
 from core.explain import questions as explain_questions
-from dashboard import ablation, charts, glossary, state
+from dashboard import ablation, charts, frame, glossary, models, traces, widgets
+from dashboard.navigation import PRACTICE
+from dashboard.prompt import current_prompt
 
 SCORE = "practice_score"  # session_state: {question key: whether the first answer was right}
 HINTS = "practice_hints"  # session_state: {exercise key: hints shown}
@@ -16,7 +17,7 @@ HINTS = "practice_hints"  # session_state: {exercise key: hints shown}
 
 def session_tag(ids) -> str:
     """Names this model and prompt in question keys, so that a new prompt asks new questions."""
-    return f"{state.model_id()}-{zlib.crc32(repr(tuple(ids)).encode()):08x}"
+    return f"{models.model_id()}-{zlib.crc32(repr(tuple(ids)).encode()):08x}"
 
 
 def ask(question) -> None:
@@ -101,8 +102,7 @@ def compute(model, trace, layer: int, head: int, tag: str) -> None:
             "model's own value; each hint gives away one more partial result.", icon=":material/calculate:")
     labels = charts.token_labels(trace.tokens)
     query = len(labels) - 1
-    key = st.selectbox("Key token for the score and the softmax entry", range(query + 1),
-                       format_func=labels.__getitem__, key="practice_key")
+    key = widgets.choose_token(labels, "practice_key", label="Key token for the score and the softmax entry", default=0)
     st.markdown("#### One cell of the scores")
     exercise(exercises.score_exercise(trace, layer, head, query, key, tag))
     st.markdown("#### One softmax entry")
@@ -112,19 +112,17 @@ def compute(model, trace, layer: int, head: int, tag: str) -> None:
 
 
 def main() -> None:
-    prompt = state.current_prompt()
+    prompt = current_prompt()
     if prompt is None:
         return
-    model = state.current_model()
-    layer_col, head_col = st.columns(2)
-    layer = layer_col.selectbox("Layer", range(model.config.n_layer), key="practice_layer")
-    head = head_col.selectbox("Head", range(model.config.n_head), key="practice_head")
-    trace = state.trace(prompt.ids)
+    model = models.current_model()
+    layer, head = widgets.choose_head(model.config, "practice")
+    trace = traces.trace(prompt.ids)
     tag = session_tag(prompt.ids)
-    state.lazy_tabs("practice_tab", {
-        "Predict, then reveal": lambda: predict(model, trace, layer, head, tag),
-        "Compute it yourself": lambda: compute(model, trace, layer, head, tag),
+    widgets.lazy_tabs(PRACTICE, {
+        PRACTICE.tabs.predict: lambda: predict(model, trace, layer, head, tag),
+        PRACTICE.tabs.compute: lambda: compute(model, trace, layer, head, tag),
     })
 
 
-state.render_page("Practice", main, "Predict, then reveal; compute it yourself. The numbers are your prompt's.")
+frame.render_page(PRACTICE, main, "Predict, then reveal; compute it yourself. The numbers are your prompt's.")

@@ -9,8 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from core.explain import sampling_lab
-from core.model.sampling import distribution_stages, ranking, Sampler
-from dashboard import charts, glossary, state
+from core.model.sampling import Sampler, distribution_stages, ranking
+from dashboard import charts, figures, frame, glossary, models, traces, widgets
+from dashboard.navigation import SAMPLING
+from dashboard.prompt import current_prompt
+from dashboard.wording import count
 
 TOP = 12
 LAB_COLUMNS = 2  # the lab's charts per row (two fit the page at 1280 px)
@@ -22,7 +25,6 @@ MAX_KV_ROWS = 48  # heads the KV-cache view shows at once (all layers' when they
 CERTAIN = 0.999  # a top token this likely makes every sampling stage one token
 UNSURE_EXAMPLE = "the dog"  # a prompt where the bundled model is unsure
 MAX_LAB_SETTINGS = 8
-LARGE_MODEL = 10_000_000  # parameters: above this (GPT-2) the lab draws at most 20 samples per setting
 SETTING_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0}
 LAB_DEFAULTS = pd.DataFrame({
     "name": ["greedy", "T=0.7", "T=1.5", "top-k 5", "top-p 0.9"],
@@ -36,15 +38,11 @@ def words(model, ids) -> list[str]:
     return [model.tokenizer.token(int(i)) for i in ids]
 
 
-def tokens_count(count: int) -> str:
-    return f"{count:,} token" if count == 1 else f"{count:,} tokens"
-
-
 def probabilities(model, probs) -> None:
     st.subheader("From logits to probabilities")
     ids = ranking(probs)[:TOP]
-    state.show_chart(charts.bars(words(model, ids), probs[ids],
-                                 title=f"The {TOP} most likely next tokens of {probs.size:,} (softmax)"))
+    figures.show_chart(charts.bars(words(model, ids), probs[ids],
+                                   title=f"The {TOP} most likely next tokens of {probs.size:,} (softmax)"))
     st.caption("The model gives every word in its vocabulary a score (a logit); softmax turns the scores into "
                "probabilities that add up to 1.")
 
@@ -53,13 +51,13 @@ def settings() -> dict:
     """The sampling settings from the sliders (shared by the stages and the generation)."""
     st.subheader("Choosing one token")
     for key, default in SETTING_DEFAULTS.items():  # kept for the session: no default on the widgets
-        state.keep(key, default)
+        widgets.keep(key, default)
     cols = st.columns(4)
-    temperature = cols[0].slider("Temperature", 0.0, 3.0, step=0.05, **state.kept_widget("temperature"),
+    temperature = cols[0].slider("Temperature", 0.0, 3.0, step=0.05, **widgets.kept_widget("temperature"),
                                  help="0 = always the most likely token (greedy)")
-    top_k = cols[1].number_input("Top-k (0 = off)", 0, 100_000, **state.kept_widget("top_k"))
-    top_p = cols[2].slider("Top-p (1 = off)", 0.001, 1.0, step=0.001, format="%.3f", **state.kept_widget("top_p"))
-    seed = cols[3].number_input("Seed", 0, 2**31 - 1, **state.kept_widget("seed"))
+    top_k = cols[1].number_input("Top-k (0 = off)", 0, 100_000, **widgets.kept_widget("top_k"))
+    top_p = cols[2].slider("Top-p (1 = off)", 0.001, 1.0, step=0.001, format="%.3f", **widgets.kept_widget("top_p"))
+    seed = cols[3].number_input("Seed", 0, 2**31 - 1, **widgets.kept_widget("seed"))
     return {"temperature": float(temperature), "top_k": int(top_k), "top_p": float(top_p), "seed": int(seed)}
 
 
@@ -77,11 +75,11 @@ def stages(model, logits, setting: dict) -> None:
                                       top_p=setting["top_p"])
     ids = ranking(stage_probs["raw"])[:TOP]
     shown = {STAGE_NAMES[name]: probs[ids] for name, probs in stage_probs.items()}
-    state.show_chart(charts.stage_bars(shown, words(model, ids), title="The distribution at every stage",
-                                       every_label=True))
+    figures.show_chart(charts.stage_bars(shown, words(model, ids), title="The distribution at every stage",
+                                         every_label=True))
     cols = st.columns(len(stage_probs))
     for col, (name, probs) in zip(cols, stage_probs.items()):
-        col.metric(STAGE_NAMES[name], tokens_count(sampling_lab.kept_count(probs)),
+        col.metric(STAGE_NAMES[name], count(sampling_lab.kept_count(probs), "token"),
                    f"entropy {sampling_lab.entropy_bits(probs):.2f} bits", delta_color="off", delta_arrow="off")
     certainty_note(model, stage_probs["raw"])
     st.caption("Temperature divides the logits before softmax (below 1 sharpens, above 1 flattens); top-k keeps "
@@ -106,9 +104,9 @@ def sampler(setting: dict, seed: int | None = None) -> Sampler:
 
 
 def generation(model, prompt, setting: dict) -> None:
-    state.keep("new_tokens", 5, range(1, 13))
-    count = st.slider("New tokens", 1, 12, **state.kept_widget("new_tokens"))
-    result = model.generate(list(prompt.ids), count, sampler(setting))
+    widgets.keep("new_tokens", 5, range(1, 13))
+    new_tokens = st.slider("New tokens", 1, 12, **widgets.kept_widget("new_tokens"))
+    result = model.generate(list(prompt.ids), new_tokens, sampler(setting))
     decode = model.tokenizer.decode
     st.markdown(f"**{decode(list(prompt.ids))}** {decode(result.new_ids)}  \n"
                 f"_stopped: {result.stop_reason.replace('_', ' ')}_")
@@ -127,9 +125,8 @@ def kv_layers(config) -> list[int]:
     """The layers whose heads the KV-cache view shows: all when they fit, else the one picked."""
     if config.n_layer * config.n_head <= MAX_KV_ROWS:
         return list(range(config.n_layer))
-    state.keep("kv_layer", 0, range(config.n_layer))
-    return [st.selectbox("Layer", range(config.n_layer), **state.kept_widget("kv_layer"),
-                         help=f"{config.n_layer} layers x {config.n_head} heads: one layer at a time")]
+    return [widgets.choose_layer(config, "kv_layer",
+                                 help=f"{config.n_layer} layers x {config.n_head} heads: one layer at a time")]
 
 
 def kv_cache_view(model, prompt, result, index: int) -> None:
@@ -146,7 +143,7 @@ def kv_cache_view(model, prompt, result, index: int) -> None:
     cell = max(3, min(charts.CELL, cells // len(labels)))
     query_cell = max(4, min(12, cells // len(dims)))
     in_a_row = cell * len(labels) + query_cell * len(dims) + 2 * KV_LABEL_ROOM + charts.CONCAT_GAP <= charts.PAGE_WIDTH
-    state.show_chart(charts.side_by_side([
+    figures.show_chart(charts.side_by_side([
         charts.heatmap(weights, heads, labels, title=f"Step {index + 1}: the new query over {len(labels)} cached keys",
                        row_title="query of the newest token (per head)", cell=cell, text=cell >= charts.CELL,
                        every_label=True, legend_below=True),
@@ -185,7 +182,7 @@ def lab(model, prompt) -> None:
         st.warning(f"The lab compares at most {MAX_LAB_SETTINGS} settings at once: the first {MAX_LAB_SETTINGS} "
                    "are used.")
         table = table.head(MAX_LAB_SETTINGS)
-    most, default = (20, 5) if model.parameter_count > LARGE_MODEL else (100, 10)  # bounded time per request
+    most, default = (20, 5) if model.parameter_count > models.LARGE_MODEL else (100, 10)  # bounded time per request
     cols = st.columns(3)
     samples = cols[0].slider("Samples per setting (N)", 5, most, default, key=f"lab_samples_{most}")
     new_tokens = cols[1].slider("Tokens per sample", 1, 8, 3, key="lab_tokens")
@@ -198,7 +195,7 @@ def lab(model, prompt) -> None:
             setting = {"temperature": float(row["temperature"]), "top_k": int(row["top_k"]),
                        "top_p": float(row["top_p"]), "seed": 0}
             key = (prompt.ids, tuple(setting.values()), samples, new_tokens, int(seed))
-            results[name] = state.remembered("lab", key, lambda: run_setting(model, prompt, setting, samples,
+            results[name] = traces.remembered("lab", key, lambda: run_setting(model, prompt, setting, samples,
                                                                               new_tokens, int(seed)))
         except (TypeError, ValueError) as error:
             st.warning(f"Setting '{name}' skipped: {error}")
@@ -217,11 +214,11 @@ def lab_results(model, results: dict) -> None:
                f"from. Mean {glossary.link('surprisal')}: "
                "-log2 of each chosen token's probability, averaged (0 = no surprise). Repetition: the share of "
                "generated tokens that repeat an earlier one in the same continuation.")
-    state.show_chart(charts.side_by_side([frequency_chart(model, name, result) for name, result in results.items()],
-                                         columns=LAB_COLUMNS))
+    figures.show_chart(charts.side_by_side([frequency_chart(model, name, result) for name, result in results.items()],
+                                           columns=LAB_COLUMNS))
     columns = st.columns(LAB_COLUMNS)
     for index, (name, result) in enumerate(results.items()):
-        common = "\n".join(f"- `{text}` × {count}" for text, count in result["continuations"].most_common(5))
+        common = "\n".join(f"- `{text}` × {times}" for text, times in result["continuations"].most_common(5))
         columns[index % LAB_COLUMNS].markdown(f"**{name}**\n{common}")
 
 
@@ -234,9 +231,9 @@ def frequency_chart(model, name: str, result: dict):
 
 
 def main() -> None:
-    prompt = state.current_prompt()
-    model = state.current_model()
-    trace = state.trace(prompt.ids) if prompt is not None else None
+    prompt = current_prompt()
+    model = models.current_model()
+    trace = traces.trace(prompt.ids) if prompt is not None else None
     if trace is not None:
         probabilities(model, trace.next_token_probs)
     setting = settings()
@@ -244,11 +241,11 @@ def main() -> None:
     if trace is None:
         return
     stages(model, trace.logits[-1], setting)
-    state.lazy_tabs("sampling_tab", {"Step by step, with a KV cache": lambda: generation(model, prompt, setting),
-                                     "Comparison lab": lambda: lab(model, prompt)})
+    widgets.lazy_tabs(SAMPLING, {SAMPLING.tabs.generation: lambda: generation(model, prompt, setting),
+                                 SAMPLING.tabs.lab: lambda: lab(model, prompt)})
 
 
-state.render_page("Next token and sampling", main,
+frame.render_page(SAMPLING, main,
                   "How one token is picked from the model's probabilities, and how the settings change what you get "
                   f"({glossary.link('logit')}, {glossary.link('softmax')}, {glossary.link('temperature')}, "
                   f"{glossary.link('top-k and top-p')}, {glossary.link('KV cache')}, {glossary.link('KL divergence')}, "

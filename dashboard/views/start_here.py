@@ -4,45 +4,47 @@ says what to look at, links to the page, and asks one question; progress is kept
 import streamlit as st
 
 from core.explain import questions as explain_questions
-from dashboard import glossary, state
+from dashboard import frame, glossary, models
+from dashboard.navigation import ATTENTION_STEPS, BLOCK_STEPS, GLOSSARY, OVERVIEW, SAMPLING, START_HERE, Page, tab_query
+from dashboard.prompt import current_prompt
 
 DONE = "path_done"  # session_state: the keys of the stops answered right
+STEPS, BLOCK = ATTENTION_STEPS.tabs, BLOCK_STEPS.tabs
 
 # (title, what to look at, page, tab to open there, glossary term)
 STOPS = [
     ("Tokens", "The prompt is cut into tokens and each becomes an id. Look at the token list under the "
-     "prediction.", "views/overview.py", None, "token"),
+     "prediction.", OVERVIEW, None, "token"),
     ("Embeddings", "Each token id picks one row of the embedding table, and its position picks another; the two "
-     "are added. Look at the two heatmaps: one row per token.", "views/attention_steps.py", "1. Embeddings",
-     "embedding"),
+     "are added. Look at the two heatmaps: one row per token.", ATTENTION_STEPS, STEPS.embeddings, "embedding"),
     ("Queries, keys and values", "Three projections of every row: the question a token asks, the name tag it "
-     "wears, what it will share. See the multiplications with the real weights.", "views/block_steps.py",
-     "1. Q, K, V projections", "query, key, value"),
+     "wears, what it will share. See the multiplications with the real weights.", BLOCK_STEPS, BLOCK.projections,
+     "query, key, value"),
     ("Scores", "Every query is compared with every key by a dot product, scaled by 1/√d_head; the future is "
-     "masked. Look at the three score heatmaps.", "views/attention_steps.py", "3. Scores", "head"),
+     "masked. Look at the three score heatmaps.", ATTENTION_STEPS, STEPS.scores, "head"),
     ("Softmax", "Each row of scores becomes weights that add up to 1, the stable way: subtract the max, exp, "
-     "divide. Then break it on purpose in the Experiments page.", "views/attention_steps.py", "4. Softmax",
-     "softmax"),
+     "divide. Then break it on purpose in the Experiments page.", ATTENTION_STEPS, STEPS.softmax, "softmax"),
     ("Weighted sum", "Each token takes home a mix of the values, in proportion to its weights; the heads are "
-     "joined and projected back to d_model.", "views/block_steps.py", "2. Heads joined, c_proj", "d_head"),
+     "joined and projected back to d_model.", BLOCK_STEPS, BLOCK.joined, "d_head"),
     ("MLP", "Each token alone goes through a wide layer of detectors and GELU. Look at where this token's "
-     "pre-activations fall on the GELU curve.", "views/block_steps.py", "4. MLP", "GELU"),
+     "pre-activations fall on the GELU curve.", BLOCK_STEPS, BLOCK.mlp, "GELU"),
     ("Residual stream and LayerNorm", "Every sub-layer adds its output to a running sum; LayerNorm rescales "
-     "each token's row before it is read. Look at the mean and variance of one token.", "views/block_steps.py",
-     "3. LayerNorm", "residual stream"),
+     "each token's row before it is read. Look at the mean and variance of one token.", BLOCK_STEPS,
+     BLOCK.layer_norm, "residual stream"),
     ("Logits", "The final vector is compared with every word's row of lm_head: one logit per word. See which "
-     "parts of the residual stream pushed the winner.", "views/block_steps.py", "5. Residual stream and logit",
-     "logit"),
+     "parts of the residual stream pushed the winner.", BLOCK_STEPS, BLOCK.residual, "logit"),
     ("Sampling", "Temperature, top-k and top-p reshape the distribution before a token is drawn. Move the "
-     "sliders and watch the bars.", "views/sampling.py", None, "top-k and top-p"),
+     "sliders and watch the bars.", SAMPLING, None, "top-k and top-p"),
 ]
-def stop(number: int, question, title: str, look: str, page: str, tab: str | None, term: str) -> None:
+
+
+def stop(number: int, question, title: str, look: str, page: Page, tab: str | None, term: str) -> None:
     done = st.session_state.setdefault(DONE, set())
     mark = " ✓" if question.key in done else ""
     with st.expander(f"{number}. {title}{mark}", expanded=not mark):
         st.markdown(f"{look} ({glossary.link(term)})")
-        st.page_link(page, label=PAGE_TITLES[page] + (f": tab \"{tab}\"" if tab else ""),
-                     icon=":material/arrow_forward:", query_params={state.TAB_PARAMETER: tab} if tab else None)
+        st.page_link(page.script, label=page.title + (f": tab \"{tab}\"" if tab else ""),
+                     icon=":material/arrow_forward:", query_params=tab_query(tab))
         st.markdown(question.text)
         choice = st.radio("Your answer", question.options, index=None, key=f"path-{question.key}",
                           label_visibility="collapsed")
@@ -55,22 +57,18 @@ def stop(number: int, question, title: str, look: str, page: str, tab: str | Non
             st.warning("Not quite. Look at the page again, then try another answer.")
 
 
-PAGE_TITLES = {"views/overview.py": "Overview", "views/attention_steps.py": "Attention step by step",
-               "views/block_steps.py": "The block step by step", "views/sampling.py": "Next token and sampling"}
-
-
 def main() -> None:
-    prompt = state.current_prompt()
+    prompt = current_prompt()
     if prompt is None:
         return
-    questions = explain_questions.path_questions(state.current_model().config, prompt.tokens)
+    questions = explain_questions.path_questions(models.current_model().config, prompt.tokens)
     progress = st.empty()
     st.markdown("Ten stops, in the order the model works. At each: what to look at, a link to the page, and one "
-                "question. The words are explained in the [glossary](glossary).")
+                f"question. The words are explained in the [glossary]({GLOSSARY.url_path}).")
     for number, (question, details) in enumerate(zip(questions, STOPS), 1):
         stop(number, question, *details)
     done = st.session_state.get(DONE, set()) & {question.key for question in questions}
     progress.progress(len(done) / len(questions), text=f"{len(done)} of {len(questions)} stops done")
 
 
-state.render_page("Start here", main, "A guided path from the prompt to the next token.")
+frame.render_page(START_HERE, main, "A guided path from the prompt to the next token.")

@@ -12,54 +12,48 @@ import streamlit as st
 
 from core.io import models_dir
 from core.train import settings as train_settings
-from dashboard import charts, glossary, jobs, state
+from core.train.settings import TrainSettings
+from dashboard import charts, figures, frame, glossary, jobs, models, runs, traces, widgets
+from dashboard.navigation import TRAINING
+from dashboard.prompt import current_prompt
+from dashboard.runs import TrainingRun
 
 MAX_STEPS = 1000  # with MAX_BATCH: the slowest run (whole model) takes about 2 minutes on a 2-core machine
 MAX_BATCH = 64
 TOP = 8
-SETTINGS_KEY = "train_settings"  # session_state: the training settings, kept while visiting other pages
 DEFAULTS = {"mode": "full", "steps": 200, "batch_size": 32, "seed": 0, "from_scratch": True}
 
 
 # --- settings that survive other pages --------------------------------------------------------------
 
-def remembered_widget(widget, label: str, name: str, *args, **options):
-    """A widget whose value is kept in session_state[SETTINGS_KEY] while the page is not shown
-    (Streamlit drops a widget's own state when its page is left)."""
-    store = st.session_state.setdefault(SETTINGS_KEY, dict(DEFAULTS))
+def kept_setting(widget, label: str, name: str, default, *args, **options):
+    """The setting `name` drawn by `widget` (key "train_<name>"), kept for the session by dashboard.widgets."""
     key = f"train_{name}"
-    if key not in st.session_state:
-        st.session_state[key] = store.get(name, DEFAULTS.get(name))
-    store[name] = widget(label, *args, key=key, **options)
-    return store[name]
+    widgets.keep(key, default)
+    return widget(label, *args, **widgets.kept_widget(key), **options)
 
 
-def learning_rate_default(mode: str) -> None:
-    store = st.session_state.setdefault(SETTINGS_KEY, dict(DEFAULTS))
-    store.setdefault(f"lr_{mode}", train_settings.DEFAULT_LR[mode])
-
-
-def settings_controls(busy: bool) -> tuple[jobs.TrainSettings | None, bool]:
+def settings_controls(busy: bool) -> tuple[TrainSettings | None, bool]:
     """The training settings and the Start button, in the sidebar: (settings or None, Start pressed)."""
     bar = st.sidebar
     bar.subheader("Training")
     with bar:
-        mode = remembered_widget(st.radio, "What to train", "mode", ["head", "full"], horizontal=True,
-                                 format_func={"head": "output head only", "full": "whole model"}.get)
-        steps = remembered_widget(st.number_input, "Steps", "steps", 1, MAX_STEPS)
-        batch_size = remembered_widget(st.number_input, "Batch size", "batch_size", 1, MAX_BATCH)
-        learning_rate_default(mode)
-        lr = remembered_widget(st.number_input, "Learning rate", f"lr_{mode}", 1e-5, 1.0, format="%.5f")
-        seed = remembered_widget(st.number_input, "Seed", "seed", 0, 2**31 - 1)
-        from_scratch = remembered_widget(st.checkbox, "Start from a fresh random model", "from_scratch",
-                                         help="Off: continue training the model in use.")
+        mode = kept_setting(st.radio, "What to train", "mode", DEFAULTS["mode"], ["head", "full"], horizontal=True,
+                            format_func={"head": "output head only", "full": "whole model"}.get)
+        steps = kept_setting(st.number_input, "Steps", "steps", DEFAULTS["steps"], 1, MAX_STEPS)
+        batch_size = kept_setting(st.number_input, "Batch size", "batch_size", DEFAULTS["batch_size"], 1, MAX_BATCH)
+        lr = kept_setting(st.number_input, "Learning rate", f"lr_{mode}", train_settings.DEFAULT_LR[mode], 1e-5, 1.0,
+                          format="%.5f")
+        seed = kept_setting(st.number_input, "Seed", "seed", DEFAULTS["seed"], 0, 2**31 - 1)
+        from_scratch = kept_setting(st.checkbox, "Start from a fresh random model", "from_scratch",
+                                    DEFAULTS["from_scratch"], help="Off: continue training the model in use.")
     start = bar.button("Start", type="primary", key="train_start", disabled=busy,
                        help="One training per session; this one is already training (see above)." if busy else None)
     settings = None
     try:
-        settings = jobs.TrainSettings(mode=mode, steps=int(steps), batch_size=int(batch_size), lr=float(lr),
-                                      seed=int(seed), from_scratch=bool(from_scratch),
-                                      eval_every=max(10, int(steps) // 5))
+        settings = TrainSettings(mode=mode, steps=int(steps), batch_size=int(batch_size), lr=float(lr),
+                                 seed=int(seed), from_scratch=bool(from_scratch),
+                                 eval_every=max(10, int(steps) // 5))
     except (TypeError, ValueError) as error:
         bar.warning(f"These settings cannot train: {error}")
     return settings, start
@@ -67,9 +61,9 @@ def settings_controls(busy: bool) -> tuple[jobs.TrainSettings | None, bool]:
 
 # --- saving ---------------------------------------------------------------------------------------
 
-def current_run() -> jobs.TrainingRun | None:
+def current_run() -> TrainingRun | None:
     """The run that made the model now in use, if any."""
-    return next((run for run in jobs.runs() if run.name == state.model_id()), None)
+    return next((run for run in runs.runs() if run.name == models.model_id()), None)
 
 
 def save_controls() -> None:
@@ -87,7 +81,7 @@ def save_controls() -> None:
         name = st.text_input(f"Name (letters, digits, '-' and '_'; at most {models_dir.MAX_NAME})",
                              key="train_save_name", placeholder=safe_free_name(stem))
         saved = st.form_submit_button("Save on this server")
-    model = state.current_model()
+    model = models.current_model()
     if saved:
         save_named(model, name.strip() or safe_free_name(stem), history)
     right.download_button("Download as zip", data=lambda: models_dir.checkpoint_zip(model, history),
@@ -146,7 +140,7 @@ def live_view() -> None:
     st.info(f"Training {job.run.name} ({job.run.description}) in the background: visit other pages if you like; "
             "the sidebar shows the progress and has the Stop button.")
     if progress.records:
-        state.show_chart(loss_chart([job.run], "Loss so far", records=progress.records))
+        figures.show_chart(loss_chart([job.run], "Loss so far", records=progress.records))
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -155,7 +149,7 @@ def accuracy(table, column: str) -> float:
     return float(np.mean(table[column] == table["expected"]))
 
 
-def run_flags(run: jobs.TrainingRun) -> None:
+def run_flags(run: TrainingRun) -> None:
     """Say when a run diverged, was cut short or left the model worse than it started."""
     if run.diverged:
         st.warning(f"{run.name} diverged: {run.history.stop_reason}. The model in use is the last one before "
@@ -168,7 +162,7 @@ def run_flags(run: jobs.TrainingRun) -> None:
                    "after). 'Reset to the default model' brings back the bundled one.")
 
 
-def before_after(run: jobs.TrainingRun) -> None:
+def before_after(run: TrainingRun) -> None:
     st.subheader(f"Held-out prompts: before and after {run.name}")
     table = run.heldout
     cols = st.columns(3)
@@ -187,46 +181,44 @@ def before_after(run: jobs.TrainingRun) -> None:
     st.dataframe(table, hide_index=True, height=260)
 
 
-def time_lapse(run: jobs.TrainingRun, prompt) -> None:
+def time_lapse(run: TrainingRun, prompt) -> None:
     st.subheader("Time-lapse: watch attention form")
     steps = [step for step, _ in run.snapshots]
     if len(steps) < 2:
         st.info("This run kept no snapshots (only the last few runs keep them).")
         return
     step = st.select_slider("Training step", steps, value=steps[-1], key=f"lapse_{run.name}")
-    left, right = st.columns(2)
-    layer = left.selectbox("Layer", range(run.config.n_layer), key="lapse_layer")
-    head = right.selectbox("Head", range(run.config.n_head), key="lapse_head")
+    layer, head = widgets.choose_head(run.config, "lapse")
     params = dict(run.snapshots)[step]
-    trace = state.remembered("snapshot", (run.name, step, prompt.ids),
-                             lambda: run.model(params).run(np.asarray(prompt.ids)))
+    trace = traces.remembered("snapshot", (run.name, step, prompt.ids),
+                              lambda: run.model(params).run(np.asarray(prompt.ids)))
     labels = charts.token_labels(prompt.tokens)
     top = trace.top_predictions(TOP)  # [(token, probability)]
     cols = st.columns(3)
-    state.show_chart(loss_chart([run], f"Loss, step {step} marked", marker=step), cols[0])
-    state.show_chart(charts.heatmap(trace.layers[layer].weights[head], labels, labels,
-                                    title=f"Step {step}: layer {layer}, head {head}"), cols[1])
-    state.show_chart(charts.bars([token for token, _ in top], np.array([p for _, p in top]),
-                                 title=f"Step {step}: next token"), cols[2])
+    figures.show_chart(loss_chart([run], f"Loss, step {step} marked", marker=step), cols[0])
+    figures.show_chart(charts.heatmap(trace.layers[layer].weights[head], labels, labels,
+                                      title=f"Step {step}: layer {layer}, head {head}"), cols[1])
+    figures.show_chart(charts.bars([token for token, _ in top], np.array([p for _, p in top]),
+                                   title=f"Step {step}: next token"), cols[2])
 
 
 def history_view(prompt) -> None:
-    runs = jobs.runs()
-    if not runs:
+    finished = runs.runs()
+    if not finished:
         st.info("No training yet in this session. Pick the settings in the sidebar and press Start: by default a "
                 "fresh random model learns the corpus from scratch, so you can watch it learn.")
         return
     st.subheader("Every run of this session")
-    state.show_chart(loss_chart(runs, "Loss of every run"))
-    st.dataframe({"run": [run.name for run in runs], "settings": [run.description for run in runs],
-                  "ended": [run.stop_reason or "all steps done" for run in runs]}, hide_index=True)
-    names = [run.name for run in runs]
-    if st.session_state.pop(jobs.NEWEST_KEY, False) or st.session_state.get(jobs.SHOWN_RUN_KEY) not in names:
-        st.session_state[jobs.SHOWN_RUN_KEY] = names[-1]  # set before the selectbox exists in this run
-    chosen = st.selectbox("Look at run", names, key=jobs.SHOWN_RUN_KEY)
-    run = runs[names.index(chosen)]
-    if run is not runs[-1]:
-        st.caption(f"The newest run is {runs[-1].name}; this one is older.")
+    figures.show_chart(loss_chart(finished, "Loss of every run"))
+    st.dataframe({"run": [run.name for run in finished], "settings": [run.description for run in finished],
+                  "ended": [run.stop_reason or "all steps done" for run in finished]}, hide_index=True)
+    names = [run.name for run in finished]
+    if st.session_state.pop(runs.NEWEST_KEY, False) or st.session_state.get(runs.SHOWN_RUN_KEY) not in names:
+        st.session_state[runs.SHOWN_RUN_KEY] = names[-1]  # set before the selectbox exists in this run
+    chosen = st.selectbox("Look at run", names, key=runs.SHOWN_RUN_KEY)
+    run = finished[names.index(chosen)]
+    if run is not finished[-1]:
+        st.caption(f"The newest run is {finished[-1].name}; this one is older.")
     run_flags(run)
     before_after(run)
     if prompt is not None:
@@ -234,8 +226,8 @@ def history_view(prompt) -> None:
 
 
 def main() -> None:
-    model = state.current_model()
-    refusal = train_settings.trainability(model)
+    model = models.current_model()
+    refusal = jobs.training_refusal(model)
     job = jobs.current_job()
     busy = job is not None and job.progress().active
     if refusal is not None:
@@ -250,18 +242,18 @@ def main() -> None:
             else:
                 st.rerun()  # the sidebar shows the progress and the Stop button; Start is disabled
     if st.sidebar.button("Reset to the default model", key="train_reset"):
-        state.reset_model()
+        models.reset_model()
         st.rerun()
-    if jobs.NOTICE_KEY in st.session_state:
-        st.info(st.session_state.pop(jobs.NOTICE_KEY))
+    if runs.NOTICE_KEY in st.session_state:
+        st.info(st.session_state.pop(runs.NOTICE_KEY))
     if jobs.current_job() is not None:  # a fragment that draws nothing would let its reruns clear the next element
         live_view()
-    prompt = state.current_prompt()
+    prompt = current_prompt()
     history_view(prompt)
     save_controls()
 
 
-state.render_page("Training", main, "Teach the model: only the output head (fast) or everything (backpropagation "
+frame.render_page(TRAINING, main, "Teach the model: only the output head (fast) or everything (backpropagation "
                   "through every layer). Training runs in the background; your training stays in your session. "
                   f"The curves show the {glossary.link('cross-entropy loss', 'loss')} in "
                   f"{glossary.link('bits and nats', 'nats')} per token; each step follows the "

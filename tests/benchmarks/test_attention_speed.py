@@ -1,12 +1,12 @@
 """pytest-benchmark suite for the attention backends (issue 6): the C kernel and the
 NumPy fallback, plus PyTorch's CPU scaled_dot_product_attention as a peer when
 PyTorch is installed (skipped otherwise; its fused call on 4-D input, on the C kernel's
-thread count: core.bench._peer_call). One group per problem size, so each table
-compares the backends on the same inputs. The cases are core.bench.default_cases().
+thread count: core.bench.attention._peer_call). One group per problem size, so each table
+compares the backends on the same inputs. The cases are core.bench.attention.default_cases().
 
 Out of the default test run (pyproject's addopts has --benchmark-skip); run with
     pytest tests/benchmarks --benchmark-only --benchmark-json bench.json
-and load the JSON with core.bench.load_benchmark_json."""
+and load the JSON with core.bench.attention.load_benchmark_json."""
 from __future__ import annotations
 
 import time
@@ -16,6 +16,7 @@ from functools import lru_cache
 import pytest
 
 from core.bench import attention as bench_attention
+from core.bench import peers, timing
 
 ROUND_SECONDS = 0.01   # each round loops the call about this long
 BUDGET_SECONDS = 0.25  # rounds per benchmark: about this much in total, at least MIN_ROUNDS
@@ -31,7 +32,7 @@ def case_inputs(case: bench_attention.BenchCase):
 @pytest.mark.parametrize("backend", ["c", "numpy", bench_attention.PEER])
 @pytest.mark.parametrize("case", bench_attention.default_cases(), ids=lambda case: case.name.replace(" ", "-"))
 def test_attention(benchmark, case, backend):
-    if backend == bench_attention.PEER and not bench_attention.peer_available():
+    if backend == bench_attention.PEER and not peers.torch_available():
         pytest.skip("PyTorch (the peer) is not installed")
     if backend not in bench_attention.bench_backends():
         pytest.skip(f"backend {backend!r} is not available")
@@ -44,5 +45,5 @@ def test_attention(benchmark, case, backend):
     benchmark.group = case.name
     benchmark.extra_info.update(asdict(case), backend=backend, flops=case.flops, bytes_moved=case.bytes_moved,
                                 **bench_attention.kernel_info(), **(bench_attention.peer_info(case) if backend == bench_attention.PEER else {}))
-    time.sleep(bench_attention.SETTLE_SECONDS)  # let the previous backend's worker threads go idle
+    time.sleep(timing.SETTLE_SECONDS)  # let the previous backend's worker threads go idle
     benchmark.pedantic(call, rounds=rounds, iterations=iterations, warmup_rounds=0)

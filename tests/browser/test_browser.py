@@ -17,29 +17,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
+from helpers.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium, running_dashboard
+from helpers.gpt2 import GPT2_NAME as GPT2
+
+from dashboard.navigation import ATTENTION_STEPS
 
 pytestmark = pytest.mark.browser
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    # CI installs it (.ci/run sets GLASSBOX_REQUIRE_BROWSER=1): there a missing browser is a failure.
-    if os.environ.get("GLASSBOX_REQUIRE_BROWSER"):
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 README_SCREENSHOTS = ROOT / "dashboard" / "screenshots"
 PAGES = {  # url path: (title, charts at least on its first tab)
@@ -57,14 +48,13 @@ PAGES = {  # url path: (title, charts at least on its first tab)
 }
 PAGE_IDS = [path or "overview" for path in PAGES]
 README_PAGES = {  # url path: (file name, tab opened first, heading scrolled to the top of the README screenshot)
-    "": ("overview", None, None), "attention_steps": ("attention", "3. Scores", "3. Scores"),
+    "": ("overview", None, None), "attention_steps": ("attention", ATTENTION_STEPS.tabs.scores, "3. Scores"),
     "sampling": ("sampling", None, "Choosing one token"),
 }
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TIMEOUT_MS = 90_000
 CHARTS_TIMEOUT_MS = 30_000  # for a page's charts to appear and draw
 VIEWPORT = {"width": 1280, "height": 900}  # the narrowest window every figure must fit
-GPT2 = "gpt2-random"  # the checkpoint in conftest's gpt2_models_dir
 # A prompt per page that no page has traced before on the GPT-2 server, so that each redraw
 # includes the new trace, as when a learner types a prompt (the traces are shared between sessions).
 GPT2_PROMPTS = {path: f"The dog can {verb}" for path, verb in zip(PAGES, (
@@ -100,52 +90,6 @@ TOO_WIDE = """() => {
 }"""
 # True when every Vega-Lite chart on the page has drawn its canvas or svg.
 CHARTS_DRAWN = "[...document.querySelectorAll('.vega-embed')].every((chart) => chart.querySelector('canvas, svg'))"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{log.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"the dashboard did not answer at {url} within {seconds} s")
-
-
-@contextmanager
-def running_dashboard(models_folder: Path | None = None, log_name: str = "server"):
-    """`streamlit run dashboard/app.py` (the console script, as a user types it) on a free port: its
-    URL. `models_folder` becomes the server's GLASSBOX_MODELS; the server's output goes to
-    test-artifacts/<log_name>.log (a pipe nobody reads would stall the server once full)."""
-    port = free_port()
-    env = dict(os.environ, **({"GLASSBOX_MODELS": str(models_folder)} if models_folder else {}))
-    command = [str(Path(sys.executable).parent / "streamlit"), "run", str(ROOT / "dashboard" / "app.py"),
-               "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-               "--browser.gatherUsageStats", "false"]
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / f"{log_name}.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, process, log)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -406,7 +350,7 @@ def test_every_tab_on_a_gpt2_shaped_checkpoint(gpt2_server, browser, redraw_time
 def test_a_step_tab_draws_its_step_and_stays_open_when_the_prompt_changes(server, browser):
     page = open_page(browser, server, "attention_steps")
     try:
-        open_tab(page, "4. Softmax")
+        open_tab(page, ATTENTION_STEPS.tabs.softmax)
         heading = page.get_by_role("heading", name="4. Softmax, the stable way")
         heading.wait_for()
         check_page(page, "Attention step by step", 1)

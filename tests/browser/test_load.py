@@ -35,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, running_dashboard
+from helpers.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium, running_dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+require_chromium()
 async_api = pytest.importorskip("playwright.async_api")
 
 BROWSING, TRAINING = 6, 2

@@ -1,16 +1,25 @@
-"""core.backward: every layer and every parameter of a tiny GPT against central finite differences (float64)."""
+"""core.train.backward: every layer and every parameter of a tiny GPT against central finite differences (float64)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.native.kernel import available_backends
-from core.train.backward import embedding_backward, gelu_backward, gpt_backward, layer_norm_backward, linear_backward, lm_head_backward, lm_head_weight_gradient, softmax_cross_entropy
 from core.model.config import GPTConfig
-from core.model.ops import gelu, layer_norm
 from core.model.forward import gpt_forward
+from core.model.ops import gelu, layer_norm
 from core.model.params import param_shapes
 from core.native import parallel
+from core.native.kernel import available_backends
+from core.train.backward import (
+    embedding_backward,
+    gelu_backward,
+    gpt_backward,
+    layer_norm_backward,
+    linear_backward,
+    lm_head_backward,
+    lm_head_weight_gradient,
+    softmax_cross_entropy,
+)
 
 STEP = 1e-6
 
@@ -210,7 +219,7 @@ def test_gpt_backward_refuses_a_foreign_cache_or_wrong_gradient_shape():
 
 
 def test_float32_gradients_are_the_same_bytes_with_products_on_two_cores_or_one(monkeypatch):
-    # each linear layer's d_x and d_weight run at once (core.parallel.beside): timing must not change a bit
+    # each linear layer's d_x and d_weight run at once (core.native.parallel.beside): timing must not change a bit
     params = {name: value.astype(np.float32) for name, value in tiny_params(3).items()}
     rng = np.random.default_rng(9)
     ids, targets = rng.integers(0, 11, size=(3, 6)), rng.integers(0, 11, size=(3, 6))

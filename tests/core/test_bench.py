@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import threadpoolctl
 
-from core.bench import attention
-from core.native.kernel import available_backends
+from core.bench import attention, peers
 from core.cli import main
+from core.native.kernel import available_backends
 
 
 def test_causal_flops_count_the_visible_half():
@@ -174,7 +174,7 @@ def test_make_inputs_are_reproducible():
         np.testing.assert_array_equal(a, b)
 
 
-needs_torch = pytest.mark.skipif(not attention.peer_available(), reason="PyTorch (the peer) is not installed")
+needs_torch = pytest.mark.skipif(not peers.torch_available(), reason="PyTorch (the peer) is not installed")
 
 
 @needs_torch

@@ -1,4 +1,4 @@
-"""Tests for core.checkpoint: round trips, GPT-2's layout on disk, and every kind of broken
+"""Tests for core.io.checkpoint: round trips, GPT-2's layout on disk, and every kind of broken
 checkpoint turned into a clear ValueError."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from model_helpers import random_model
+from helpers.models import random_model
 from safetensors.numpy import load_file, save_file
 
 import core

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from model_helpers import model_that_always_says
+from helpers.models import model_that_always_says
 
 from core.cli import main
 

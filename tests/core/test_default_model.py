@@ -11,20 +11,15 @@ from core.text.corpus import heldout_scores
 pytestmark = pytest.mark.skipif(
     not (core.DEFAULT_CHECKPOINT / "history.json").exists(),
     reason="core/data/default/ is still the provisional untrained checkpoint (no history.json); "
-           "the trained default from core.training replaces it",
+           "the trained default from core.train replaces it",
 )
 
 
-@pytest.fixture(scope="module")
-def model():
-    return core.load_default()
+def test_the_sky_is_blue(toy_model):
+    assert toy_model.run("the sky is").top_predictions(1)[0][0] == "blue"
 
 
-def test_the_sky_is_blue(model):
-    assert model.run("the sky is").top_predictions(1)[0][0] == "blue"
-
-
-def test_heldout_top1_accuracy_is_at_least_90_percent(model):
-    scores = heldout_scores(model)
+def test_heldout_top1_accuracy_is_at_least_90_percent(toy_model):
+    scores = heldout_scores(toy_model)
     assert scores["count"] >= 100
     assert scores["accuracy"] >= 0.9, f"held-out accuracy {scores['accuracy']:.1%}"

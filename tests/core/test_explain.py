@@ -1,13 +1,12 @@
-"""Tests for core.explain: the dashboard's maths, checked against the attention kernel and by hand."""
+"""Tests for core.explain.heads, .stream, .sampling_lab and .pipeline: the dashboard's maths, checked
+against the attention kernel and by hand."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from core.explain import heads, pipeline, sampling_lab
 from core.explain import stream as explain_stream
-from core.explain import heads
-from core.explain import pipeline
-from core.explain import sampling_lab
 from core.model.attention import scaled_dot_product_attention
 
 
@@ -225,7 +224,7 @@ def test_mean_surprisal_and_repetition():
 
 def test_pipeline_shapes_follow_the_config():
     class Config:
-        n_embd, n_head, d_head, n_layer, vocab_size = 64, 4, 16, 2, 500
+        n_embd, n_head, d_head, d_mlp, n_layer, vocab_size = 64, 4, 16, 256, 2, 500
     steps = pipeline.pipeline_shapes(Config, 3)
     shapes = {step: shape for step, _, shape, _ in steps}
     assert [step for step, _, _, in_block in steps if in_block][0] == "ln_1"
@@ -237,7 +236,7 @@ def test_pipeline_shapes_follow_the_config():
 
 
 def test_speedups_live_in_bench_only():
-    assert not any(hasattr(module, "speedups") for module in (heads, explain_stream, sampling_lab, pipeline))  # core.bench.add_speedups is the one place
+    assert not any(hasattr(module, "speedups") for module in (heads, explain_stream, sampling_lab, pipeline))  # core.bench.attention.add_speedups is the one place
 
 
 def lens_setup(vocab_size=3000, seed=4):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from model_helpers import model_that_always_says, random_model
+from helpers.models import model_that_always_says, random_model
 
 from core.model.sampling import Sampler
 

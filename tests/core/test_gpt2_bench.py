@@ -1,10 +1,10 @@
-"""core.gpt2_bench: its measurements measure the thing they name (no timing assertions)."""
+"""core.bench.gpt2: its measurements measure the thing they name (no timing assertions)."""
 import numpy as np
 import pytest
+from helpers.gpt2 import small_gpt2
 
 import core
-from core.bench import gpt2
-from gpt2_helpers import small_gpt2
+from core.bench import gpt2, peers
 
 
 def test_loading_is_measured_in_a_fresh_process_against_the_weights_size(tmp_path):
@@ -27,7 +27,7 @@ def test_the_report_names_every_comparison_and_its_ratio():
     assert "2.00x" in text and "0.50x" in text and "(1.05x)" in text
 
 
-@pytest.mark.skipif(not gpt2.available(), reason="torch and transformers are not installed")
+@pytest.mark.skipif(not peers.transformers_available(), reason="torch and transformers are not installed")
 def test_both_sides_run_the_same_prompt(tmp_path):
     import torch
     from transformers import GPT2LMHeadModel

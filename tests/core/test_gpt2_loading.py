@@ -1,5 +1,5 @@
 """Loading GPT-2-family checkpoints in Hugging Face's layout (random weights written by
-tests/gpt2_helpers.py): key styles, tied head, buffers, float16/bfloat16, shards, bad input."""
+tests/helpers/gpt2.py): key styles, tied head, buffers, float16/bfloat16, shards, bad input."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,15 @@ import textwrap
 
 import numpy as np
 import pytest
-from gpt2_helpers import (GPT2_EOS_ID, GPT2_VOCAB_SIZE, bfloat16_to_float32, random_gpt2_weights, small_gpt2,
-                          to_bfloat16_bits, write_raw_safetensors)
+from helpers.gpt2 import (
+    GPT2_EOS_ID,
+    GPT2_VOCAB_SIZE,
+    bfloat16_to_float32,
+    random_gpt2_weights,
+    small_gpt2,
+    to_bfloat16_bits,
+    write_raw_safetensors,
+)
 from safetensors.numpy import load_file, save_file
 
 import core

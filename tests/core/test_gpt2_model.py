@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpt2_helpers import small_gpt2
+from helpers.gpt2 import small_gpt2
 
 import core
 from core.model.forward import gpt_forward

@@ -1,11 +1,11 @@
-"""GPT-2's byte-level BPE (core.bpe) on GPT-2's real vocabulary: ids exactly `tokenizers`' own,
+"""GPT-2's byte-level BPE (core.text.bpe) on GPT-2's real vocabulary: ids exactly `tokenizers`' own,
 Unicode round trips, display strings; and the word-level tokenizer's shared interface."""
 from __future__ import annotations
 
 import json
 
 import pytest
-from gpt2_helpers import GPT2_TOKENIZER_DIR, corpus_bpe
+from helpers.gpt2 import GPT2_TOKENIZER_DIR, corpus_bpe
 from tokenizers import ByteLevelBPETokenizer
 
 from core.text.bpe import BPETokenizer, display

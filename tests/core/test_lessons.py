@@ -1,14 +1,13 @@
-"""core.lessons against the model's own intermediates, on the bundled toy model and on a
-GPT-2-shaped one (12 layers x 12 heads, width 768, random weights, the toy vocabulary)."""
+"""core.explain.block, .questions, .exercises and .experiments against the model's own intermediates,
+on the bundled toy model and on a GPT-2-shaped one (12 layers x 12 heads, width 768, random weights,
+the toy vocabulary)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import core
-from core.explain import exercises
-from core.explain import experiments
 from core.explain import block as explain_block
+from core.explain import exercises, experiments
 from core.explain import questions as explain_questions
 from core.model.config import GPTConfig
 from core.model.interventions import Interventions
@@ -20,17 +19,12 @@ ATOL = 2e-5  # float32 model against float64 lessons
 
 
 @pytest.fixture(scope="module")
-def toy():
-    return core.load_default()
+def gpt2_shaped(toy_model):
+    config = GPTConfig(vocab_size=toy_model.config.vocab_size, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
+    return Model(config, init_params(config), toy_model.tokenizer)
 
 
-@pytest.fixture(scope="module")
-def gpt2_shaped(toy):
-    config = GPTConfig(vocab_size=toy.config.vocab_size, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
-    return Model(config, init_params(config), toy.tokenizer)
-
-
-@pytest.fixture(params=["toy", "gpt2_shaped"])
+@pytest.fixture(params=["toy_model", "gpt2_shaped"])
 def model(request):
     return request.getfixturevalue(request.param)
 
@@ -82,9 +76,9 @@ def test_layer_norm_steps_match_the_model(model, trace, which):
         assert steps["std"] == pytest.approx(np.sqrt(x[position].var() + model.config.layer_norm_epsilon))
 
 
-def test_norm_input_refuses_an_unknown_norm(toy):
+def test_norm_input_refuses_an_unknown_norm(toy_model):
     with pytest.raises(ValueError, match="which must be one of"):
-        explain_block.norm_input(toy.params, toy.run("the sky is"), "ln_3")
+        explain_block.norm_input(toy_model.params, toy_model.run("the sky is"), "ln_3")
 
 
 def test_mlp_steps_match_the_model(model, trace):
@@ -117,16 +111,17 @@ def test_logit_attribution_sums_to_the_real_logit(model, trace):
         assert result["scale"] == float(trace["ln_final.hook_scale"][-1, 0])
 
 
-def test_the_toy_models_blue_is_written_mostly_by_the_mlps(toy):
-    result = explain_block.logit_attribution(toy.params, toy.run("the sky is"), toy.tokenizer.ids["blue"])
+def test_the_toy_models_blue_is_written_mostly_by_the_mlps(toy_model):
+    result = explain_block.logit_attribution(toy_model.params, toy_model.run("the sky is"),
+                                             toy_model.tokenizer.ids["blue"])
     pushes = dict(zip(result["names"], result["contributions"]))
     assert max(pushes, key=pushes.get) == "MLP 0"
 
 
-def test_attribution_refuses_a_trace_with_interventions(toy):
-    changed = toy.run("the sky is", Interventions(zero_heads={(0, 0)}))
+def test_attribution_refuses_a_trace_with_interventions(toy_model):
+    changed = toy_model.run("the sky is", Interventions(zero_heads={(0, 0)}))
     with pytest.raises(ValueError, match="plain model"):
-        explain_block.logit_attribution(toy.params, changed, 3)
+        explain_block.logit_attribution(toy_model.params, changed, 3)
 
 
 # --- predict, then reveal ---------------------------------------------------------------------------
@@ -143,8 +138,8 @@ def test_attention_question_answer_is_the_argmax_of_the_real_row(model, trace):
             assert len(question.options) == query + 1
 
 
-def test_attention_question_on_a_long_prompt_offers_the_most_attended_keys(toy):
-    trace = toy.run("the sky is blue and the grass is green and the sun is yellow")
+def test_attention_question_on_a_long_prompt_offers_the_most_attended_keys(toy_model):
+    trace = toy_model.run("the sky is blue and the grass is green and the sun is yellow")
     question = explain_questions.attention_question(trace, 1, 0)
     query = int(question.key.rsplit("-", 1)[1])
     row = trace.layers[1].weights[0, query, :query + 1]
@@ -155,27 +150,27 @@ def test_attention_question_on_a_long_prompt_offers_the_most_attended_keys(toy):
     assert positions == sorted(positions) and set(positions) == set(np.argsort(-row, kind="stable")[:10].tolist())
 
 
-def test_attention_question_skips_tied_rows(toy):
-    trace = toy.run("the sky is")
+def test_attention_question_skips_tied_rows(toy_model):
+    trace = toy_model.run("the sky is")
     trace.layers[0].weights[0, 2, :3] = 1 / 3  # the last row ties: the question falls back to row 1
     question = explain_questions.attention_question(trace, 0, 0)
     assert question.key.endswith("-1")
     trace.layers[0].weights[0, 1, :2] = 0.5
     assert explain_questions.attention_question(trace, 0, 0) is None
-    assert explain_questions.attention_question(toy.run("sky"), 0, 0) is None  # one token: nothing to choose
+    assert explain_questions.attention_question(toy_model.run("sky"), 0, 0) is None  # one token: nothing to choose
 
 
-def test_next_token_question(toy):
-    trace = toy.run("the sky is")
+def test_next_token_question(toy_model):
+    trace = toy_model.run("the sky is")
     question = explain_questions.next_token_question(trace, trace.vocabulary)
     assert question.options[question.answer] == "blue" and len(question.options) == 4
-    trace.next_token_probs = np.full(toy.config.vocab_size, 1 / toy.config.vocab_size)
+    trace.next_token_probs = np.full(toy_model.config.vocab_size, 1 / toy_model.config.vocab_size)
     assert explain_questions.next_token_question(trace, trace.vocabulary) is None
 
 
-def test_top_p_question_counts_like_the_sampler(toy):
-    trace = toy.run("the sky is")
-    probs = np.zeros(toy.config.vocab_size)
+def test_top_p_question_counts_like_the_sampler(toy_model):
+    trace = toy_model.run("the sky is")
+    probs = np.zeros(toy_model.config.vocab_size)
     probs[[7, 3, 9, 4]] = [0.5, 0.3, 0.15, 0.05]
     trace.next_token_probs = probs
     question = explain_questions.top_p_question(trace, trace.vocabulary)
@@ -193,14 +188,14 @@ def test_scale_question_compares_the_entropies(model, trace):
     assert explain_questions.scale_question(model.run("sky"), 0, 0) is None
 
 
-def test_ablation_effects_are_the_change_in_probability(toy):
-    trace = toy.run("the sky is")
+def test_ablation_effects_are_the_change_in_probability(toy_model):
+    trace = toy_model.run("the sky is")
     token = explain_block.predicted_token(trace)
-    heads = experiments.heads_to_ablate(toy.config, None)
+    heads = experiments.heads_to_ablate(toy_model.config, None)
     assert len(heads) == 8 <= explain_questions.MAX_AUTO_ABLATIONS
-    effects = explain_questions.ablation_effects(toy, trace.ids, token, heads)
+    effects = explain_questions.ablation_effects(toy_model, trace.ids, token, heads)
     for (layer, head), effect in zip(heads, effects):
-        ablated = toy.run("the sky is", Interventions(zero_heads={(layer, head)})).next_token_probs[token]
+        ablated = toy_model.run("the sky is", Interventions(zero_heads={(layer, head)})).next_token_probs[token]
         assert effect == pytest.approx(ablated - trace.next_token_probs[token], abs=1e-9)
     question = explain_questions.head_question(effects[:4], 0, "blue")
     assert question.answer == int(np.argmax(np.abs(effects[:4])))
@@ -227,8 +222,8 @@ def test_score_exercise_is_the_models_scaled_score(model, trace):
         exercises.score_exercise(trace, 0, 1, 1, 2)  # key after the query: hidden by the mask
 
 
-def test_softmax_exercise_is_the_models_weight(toy):
-    trace = toy.run("the sky is")
+def test_softmax_exercise_is_the_models_weight(toy_model):
+    trace = toy_model.run("the sky is")
     exercise = exercises.softmax_exercise(trace, 1, 2, 2, 0)
     assert exercise.answer == float(trace.layers[1].weights[2, 2, 0])
     assert exercise.accepts(exercise.answer - 0.004) and not exercise.accepts(exercise.answer - 0.006)
@@ -271,8 +266,8 @@ def test_the_float32_limit_is_about_88_7():
     assert experiments.breaking_factor(np.array([0.0, -1.0])) is None
 
 
-def test_the_kernels_stay_exact_where_naive_breaks(toy):
-    trace = toy.run("the sky is")
+def test_the_kernels_stay_exact_where_naive_breaks(toy_model):
+    trace = toy_model.run("the sky is")
     row = trace.layers[1].masked_scores[2, 2, :3]
     factor = 10 * experiments.breaking_factor(row)
     assert np.isnan(experiments.softmax_two_ways(row, factor)["naive"]).any()
@@ -289,8 +284,8 @@ def test_pressure_factors_reach_past_the_breaking_point():
 
 # --- minimal pairs and attention against effect ------------------------------------------------------
 
-def test_minimal_pair_of_the_same_prompt_is_zero(toy):
-    result = experiments.minimal_pair(toy.run("the sky is"), toy.run("the sky is"))
+def test_minimal_pair_of_the_same_prompt_is_zero(toy_model):
+    result = experiments.minimal_pair(toy_model.run("the sky is"), toy_model.run("the sky is"))
     assert not result["distance"].any() and not result["attention_change"].any()
     assert result["next_token"]["total_variation"] == 0.0
 
@@ -306,14 +301,14 @@ def test_minimal_pair_sky_and_grass(model):
     assert result["next_token"]["total_variation"] == pytest.approx(expected_tv)
 
 
-def test_minimal_pair_of_different_lengths_pads_the_attention(toy):
-    result = experiments.minimal_pair(toy.run("the sky is"), toy.run("is"))
-    row = toy.run("the sky is").layers[0].weights[0, -1]
+def test_minimal_pair_of_different_lengths_pads_the_attention(toy_model):
+    result = experiments.minimal_pair(toy_model.run("the sky is"), toy_model.run("is"))
+    row = toy_model.run("the sky is").layers[0].weights[0, -1]
     assert result["attention_change"][0, 0] == pytest.approx(0.5 * (np.abs(row - [1, 0, 0]).sum()))
 
 
-def test_last_token_focus(toy):
-    trace = toy.run("the sky is")
+def test_last_token_focus(toy_model):
+    trace = toy_model.run("the sky is")
     largest, where = experiments.last_token_focus(trace)
     assert largest[1, 2] == pytest.approx(trace.layers[1].weights[2, -1].max())
     assert where[1, 2] == int(trace.layers[1].weights[2, -1].argmax())
@@ -330,3 +325,45 @@ def test_path_questions_use_this_prompt_and_model(model):
     assert questions[8].options[questions[8].answer] == str(model.config.vocab_size)
     for question in questions:
         assert len(set(question.options)) == len(question.options)
+
+
+# --- the MLP follows the config: its width (d_mlp, n_inner) and its activation ----------------------
+
+def mlp_setup(**options):
+    """A float64 model whose MLP pre-activations span [-3, 3] (where the activations differ most),
+    with the forward pass's hooks for one prompt."""
+    from core.model.config import GPTConfig
+    from core.model.forward import gpt_forward
+    from core.model.params import init_params
+    config = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2, **options)
+    params = {name: value.astype(np.float64) for name, value in init_params(config, seed=3).items()}
+    for layer in range(config.n_layer):
+        params[f"transformer.h.{layer}.mlp.c_fc.bias"] = np.linspace(-3.0, 3.0, config.d_mlp)
+    cache = {}
+    gpt_forward(params, config, np.array([1, 4, 2, 7]), cache=cache)
+    return config, params, cache
+
+
+def test_the_mlp_width_is_the_configs_d_mlp_not_four_times_n_embd():
+    from core.explain import block, questions
+    from core.explain.pipeline import pipeline_shapes
+    config, params, cache = mlp_setup(n_inner=20)  # GPT-2 configs may set n_inner; 4 x n_embd would be 32
+    shapes = {step: shape for step, _, shape, _ in pipeline_shapes(config, 4)}
+    assert shapes["MLP"] == "[4, 8] -> [4, 20] -> [4, 8]"
+    for layer in range(config.n_layer):
+        steps = block.mlp_steps(params, config, layer, cache[f"blocks.{layer}.ln2.hook_normalized"][-1])
+        assert steps["pre"].shape == steps["post"].shape == (20,)
+        for name, hook in (("pre", "mlp.hook_pre"), ("post", "mlp.hook_post"), ("out", "hook_mlp_out")):
+            np.testing.assert_allclose(steps[name], cache[f"blocks.{layer}.{hook}"][-1], rtol=0, atol=1e-12)
+    path_mlp = questions.path_questions(config, ["the", "sky", "is"])[6]
+    assert path_mlp.options[path_mlp.answer] == "20" and "20" in path_mlp.reveal
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu", "silu"])
+def test_mlp_steps_run_the_configs_activation(activation):
+    from core.explain import block
+    config, params, cache = mlp_setup(activation=activation)  # not gelu_new, GPT-2's tanh GELU
+    for layer in range(config.n_layer):
+        steps = block.mlp_steps(params, config, layer, cache[f"blocks.{layer}.ln2.hook_normalized"][-1])
+        np.testing.assert_allclose(steps["post"], cache[f"blocks.{layer}.mlp.hook_post"][-1], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(steps["out"], cache[f"blocks.{layer}.hook_mlp_out"][-1], rtol=0, atol=1e-12)

@@ -1,5 +1,5 @@
-"""Tests for core.model: parameters, the forward pass against plain references, its cache,
-dropout, interventions, the KV cache and bad input."""
+"""Tests for core.model (params, forward, config, interventions): parameters, the forward pass
+against plain references, its cache, dropout, interventions, the KV cache and bad input."""
 from __future__ import annotations
 
 import math
@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 
 import core
-
 from core.model.config import GPTConfig
+from core.model.forward import KVCache, check_ids, gpt_forward
 from core.model.interventions import Interventions
-from core.model.forward import check_ids, gpt_forward, KVCache
-from core.model.params import check_params, init_params, param_shapes
 from core.model.ops import merge_heads
+from core.model.params import check_params, init_params, param_shapes
 
 CONFIG = GPTConfig(vocab_size=23, n_positions=12, n_embd=16, n_layer=2, n_head=4)
 
@@ -410,7 +409,7 @@ def test_config_out_of_range_is_rejected(changes, error):
 
 
 def test_unknown_word_notices_shorten_long_words():
-    from model_helpers import random_model
+    from helpers.models import random_model
 
     model = random_model()
     trace = model.run("the sky is " + "a" * 5000)

@@ -1,11 +1,11 @@
-"""Tests for core.sampling: every stage by hand, the edge cases, bad settings, and the
+"""Tests for core.model.sampling: every stage by hand, the edge cases, bad settings, and the
 statistics of seeded draws."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.model.sampling import distribution_stages, Sampler
+from core.model.sampling import Sampler, distribution_stages
 
 LOGITS = np.log(np.array([0.1, 0.4, 0.2, 0.3]))  # most likely: 1, 3, 2, 0
 

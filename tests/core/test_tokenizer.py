@@ -1,4 +1,4 @@
-"""Tests for core.tokenizer and the bundled corpus: round trips, <unk>, vocabulary files,
+"""Tests for core.text.words and the bundled corpus (core.text.corpus): round trips, <unk>, vocabulary files,
 and the corpus's promises (deterministic, small, unambiguous, held-out prompts unseen)."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.text import corpus
-from core.text.words import END_OF_TEXT, tokenize, UNKNOWN, WordTokenizer
+from core.text.words import END_OF_TEXT, UNKNOWN, WordTokenizer, tokenize
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for Model.run and core.trace: shapes, invariants, the TransformerLens mapping, the
+"""Tests for Model.run and core.model.trace: shapes, invariants, the TransformerLens mapping, the
 same logits as the plain forward, interventions, notices and bad input."""
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-from model_helpers import random_model
 
 from core.model.interventions import Interventions
 from core.model.ops import merge_heads
@@ -18,21 +17,17 @@ HOOKS_PER_LAYER = ["hook_resid_pre", "ln1.hook_normalized", "attn.hook_q", "attn
 
 
 @pytest.fixture(scope="module")
-def model():
-    return random_model()
+def trace(small_model):
+    return small_model.run("I know that the sky is")
 
 
-@pytest.fixture(scope="module")
-def trace(model):
-    return model.run("I know that the sky is")
-
-
-def test_trace_fields_have_the_documented_shapes(model, trace):
-    L, C, H, D, V = 6, model.config.n_embd, model.config.n_head, model.config.d_head, model.config.vocab_size
+def test_trace_fields_have_the_documented_shapes(small_model, trace):
+    config = small_model.config
+    L, C, H, D, V = 6, config.n_embd, config.n_head, config.d_head, config.vocab_size
     assert trace.tokens == ["i", "know", "that", "the", "sky", "is"]
-    assert trace.ids.tolist() == model.tokenizer.encode("i know that the sky is")
+    assert trace.ids.tolist() == small_model.tokenizer.encode("i know that the sky is")
     assert trace.token_embeddings.shape == trace.position_embeddings.shape == trace.embeddings.shape == (L, C)
-    assert len(trace.layers) == model.config.n_layer
+    assert len(trace.layers) == small_model.config.n_layer
     for layer in trace.layers:
         for name in ("resid_pre", "ln_1", "attn_out", "resid_mid", "ln_2", "mlp_out", "resid_post"):
             assert getattr(layer, name).shape == (L, C), name
@@ -42,12 +37,12 @@ def test_trace_fields_have_the_documented_shapes(model, trace):
             assert getattr(layer, name).shape == (H, L, L), name
         assert layer.mlp_pre.shape == layer.mlp_post.shape == (L, 4 * C)
     assert trace.final_ln.shape == (L, C) and trace.logits.shape == (L, V) and trace.next_token_probs.shape == (V,)
-    assert trace.residual_stream.shape == (model.config.n_layer + 1, L, C)
+    assert trace.residual_stream.shape == (small_model.config.n_layer + 1, L, C)
     assert trace.notices == []
 
 
-def test_traced_logits_are_the_plain_forwards(model, trace):
-    np.testing.assert_array_equal(trace.logits, model.forward(trace.ids))
+def test_traced_logits_are_the_plain_forwards(small_model, trace):
+    np.testing.assert_array_equal(trace.logits, small_model.forward(trace.ids))
     last = trace.logits[-1].astype(np.float64)
     np.testing.assert_allclose(trace.next_token_probs, np.exp(last - last.max()) / np.exp(last - last.max()).sum())
     assert trace.next_token_probs.sum() == pytest.approx(1.0)
@@ -68,23 +63,23 @@ def test_attention_invariants(trace):
         np.testing.assert_allclose(layer.head_outputs, layer.weights @ layer.v, atol=1e-6)
 
 
-def test_residual_stream_identities(model, trace):
+def test_residual_stream_identities(small_model, trace):
     np.testing.assert_allclose(trace.embeddings, trace.token_embeddings + trace.position_embeddings)
-    np.testing.assert_array_equal(trace.token_embeddings, model.params["transformer.wte.weight"][trace.ids])
+    np.testing.assert_array_equal(trace.token_embeddings, small_model.params["transformer.wte.weight"][trace.ids])
     for number, layer in enumerate(trace.layers):
         np.testing.assert_allclose(layer.resid_mid, layer.resid_pre + layer.attn_out, rtol=1e-6)
         np.testing.assert_allclose(layer.resid_post, layer.resid_mid + layer.mlp_out, rtol=1e-6)
         p = f"transformer.h.{number}.attn.c_proj."
-        np.testing.assert_allclose(layer.attn_out, merge_heads(layer.head_outputs) @ model.params[p + "weight"]
-                                   + model.params[p + "bias"], atol=1e-5)
+        np.testing.assert_allclose(layer.attn_out, merge_heads(layer.head_outputs) @ small_model.params[p + "weight"]
+                                   + small_model.params[p + "bias"], atol=1e-5)
         if number + 1 < len(trace.layers):
             np.testing.assert_array_equal(trace.layers[number + 1].resid_pre, layer.resid_post)
-    np.testing.assert_allclose(trace.final_ln @ model.params["lm_head.weight"].T, trace.logits, atol=1e-4)
+    np.testing.assert_allclose(trace.final_ln @ small_model.params["lm_head.weight"].T, trace.logits, atol=1e-4)
 
 
-def test_trace_is_a_transformerlens_mapping_without_batch_dims(model, trace):
+def test_trace_is_a_transformerlens_mapping_without_batch_dims(small_model, trace):
     names = {"hook_embed", "hook_pos_embed", "ln_final.hook_normalized"}
-    names |= {f"blocks.{layer}.{hook}" for layer in range(model.config.n_layer) for hook in HOOKS_PER_LAYER}
+    names |= {f"blocks.{layer}.{hook}" for layer in range(small_model.config.n_layer) for hook in HOOKS_PER_LAYER}
     assert names <= set(trace)
     assert len(trace) == len(list(trace.keys()))
     assert trace["blocks.1.attn.hook_pattern"] is trace.layers[1].weights
@@ -94,7 +89,7 @@ def test_trace_is_a_transformerlens_mapping_without_batch_dims(model, trace):
     assert "blocks.0.hook_resid_pre" in trace and trace.get("nope") is None
     with pytest.raises(KeyError, match="no hook named"):
         trace["blocks.9.attn.hook_q"]
-    assert trace == trace and trace != model.run("the sky is")
+    assert trace == trace and trace != small_model.run("the sky is")
 
 
 def test_top_predictions_are_sorted(trace):
@@ -104,26 +99,26 @@ def test_top_predictions_are_sorted(trace):
     assert predictions[0][0] == trace.vocabulary[int(np.argmax(trace.next_token_probs))]
 
 
-def test_ids_and_text_give_the_same_trace(model, trace):
-    again = model.run(trace.ids.tolist())
+def test_ids_and_text_give_the_same_trace(small_model, trace):
+    again = small_model.run(trace.ids.tolist())
     np.testing.assert_array_equal(again.logits, trace.logits)
     assert again.tokens == trace.tokens
 
 
-def test_unknown_words_are_shown_and_reported(model):
-    trace = model.run("the zebra is")
+def test_unknown_words_are_shown_and_reported(small_model):
+    trace = small_model.run("the zebra is")
     assert trace.tokens == ["the", "<unk>", "is"]
     assert trace.notices == ["unknown words shown as <unk>: zebra"]
 
 
-def test_a_long_prompt_keeps_its_last_tokens_with_a_notice(model):
+def test_a_long_prompt_keeps_its_last_tokens_with_a_notice(small_model):
     words = ("the sky is blue , and " * 8).split()  # 48 tokens, context 32
-    trace = model.run(" ".join(words))
+    trace = small_model.run(" ".join(words))
     assert trace.tokens == words[-32:]
     assert "48 tokens" in trace.notices[0] and "last 32" in trace.notices[0]
-    np.testing.assert_array_equal(trace.logits, model.forward(trace.ids))
+    np.testing.assert_array_equal(trace.logits, small_model.forward(trace.ids))
     with pytest.raises(ValueError, match="context"):
-        model.forward(np.array(model.tokenizer.encode(" ".join(words))))
+        small_model.forward(np.array(small_model.tokenizer.encode(" ".join(words))))
 
 
 @pytest.mark.parametrize("prompt, error, message", [
@@ -131,28 +126,28 @@ def test_a_long_prompt_keeps_its_last_tokens_with_a_notice(model):
     ([], ValueError, "empty"), ([[1, 2]], ValueError, "1-D"), ([0, 10_000], ValueError, r"0\.\.242"),
     ([1.5], TypeError, "integers"), (None, ValueError, "1-D"),
 ])
-def test_bad_prompts_are_clear_errors(model, prompt, error, message):
+def test_bad_prompts_are_clear_errors(small_model, prompt, error, message):
     with pytest.raises(error, match=message):
-        model.run(prompt)
+        small_model.run(prompt)
 
 
-def test_bad_interventions_are_clear_errors(model):
+def test_bad_interventions_are_clear_errors(small_model):
     with pytest.raises(TypeError, match="Interventions"):
-        model.run("the sky is", interventions={"causal": False})
+        small_model.run("the sky is", interventions={"causal": False})
     with pytest.raises(ValueError, match="head"):
-        model.run("the sky is", interventions=Interventions(zero_heads={(0, 9)}))
+        small_model.run("the sky is", interventions=Interventions(zero_heads={(0, 9)}))
 
 
-def test_interventions_show_in_the_trace(model, trace):
-    plain = model.run("i know that the sky is", interventions=Interventions())
+def test_interventions_show_in_the_trace(small_model, trace):
+    plain = small_model.run("i know that the sky is", interventions=Interventions())
     np.testing.assert_array_equal(plain.logits, trace.logits)
-    unscaled = model.run("i know that the sky is", interventions=Interventions(scale_scores=False))
+    unscaled = small_model.run("i know that the sky is", interventions=Interventions(scale_scores=False))
     assert unscaled.layers[0].scale == 1.0
     np.testing.assert_array_equal(unscaled.layers[0].scaled_scores, unscaled.layers[0].raw_scores)
     assert unscaled.interventions.scale_scores is False
-    open_mask = model.run("i know that the sky is", interventions=Interventions(causal=False))
+    open_mask = small_model.run("i know that the sky is", interventions=Interventions(causal=False))
     assert np.isfinite(open_mask.layers[0].masked_scores).all() and np.all(open_mask.layers[0].weights > 0)
-    zeroed = model.run("i know that the sky is", interventions=Interventions(zero_heads={(0, 1)}))
+    zeroed = small_model.run("i know that the sky is", interventions=Interventions(zero_heads={(0, 1)}))
     assert np.all(zeroed.layers[0].head_outputs[1] == 0)
     assert not np.allclose(zeroed.next_token_probs, trace.next_token_probs)
 

@@ -1,4 +1,5 @@
-"""core.training and `python -m core train`: schedule, AdamW, clipping, History, train() and its guarantees."""
+"""core.train (optim, data, settings, history, loop) and `python -m core train`: schedule, AdamW,
+clipping, History, train() and its guarantees."""
 from __future__ import annotations
 
 import json
@@ -6,35 +7,21 @@ import math
 
 import numpy as np
 import pytest
+from helpers.training import HELDOUT, SENTENCES, snapshot, tiny_model
 
 import core
-from core.train import backward
-from core.train import data
-from core.train import loop
-from core.train import history as train_history
-from core.train import settings as train_settings
-from core.io.checkpoint import load_history
 from core.cli import main
-from core.model.config import GPTConfig
-from core.model.model import Model
+from core.io.checkpoint import load_history
+from core.model import forward
 from core.model.params import init_params
 from core.text.words import WordTokenizer
-from core.train.optim import AdamW, clip_gradients, decays, learning_rate
+from core.train import backward, data, loop
+from core.train import history as train_history
+from core.train import settings as train_settings
 from core.train.history import History
-from core.train.settings import TrainSettings
 from core.train.loop import train
-from core.model import forward
-
-COLOURS = {"sky": "blue", "grass": "green", "sun": "yellow", "snow": "white", "coal": "black", "rose": "red"}
-FRAMES = ["the {} is {} .", "i know that the {} is {} .", "yes , the {} is {} ."]
-SENTENCES = [frame.format(thing, colour) for thing, colour in COLOURS.items() for frame in FRAMES]
-HELDOUT = [("i know that the sky is", "blue"), ("yes , the sun is", "yellow")]
-
-
-def tiny_model(seed=0, sentences=SENTENCES):
-    tokenizer = WordTokenizer.from_texts(sentences)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=8, n_embd=16, n_layer=1, n_head=2)
-    return Model(config, init_params(config, seed), tokenizer)
+from core.train.optim import AdamW, clip_gradients, decays, learning_rate
+from core.train.settings import TrainSettings
 
 
 def quick_train(model, callback=None, **options):
@@ -42,10 +29,6 @@ def quick_train(model, callback=None, **options):
                     dropout=0.0)
     settings.update(options)
     return train(model, TrainSettings(**settings), corpus=SENTENCES, heldout=HELDOUT, callback=callback)
-
-
-def snapshot(params):
-    return {name: value.copy() for name, value in params.items()}
 
 
 # --- pieces ----------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_training import SENTENCES, tiny_model
+from helpers.training import SENTENCES, tiny_model
 
 import core
 from core.cli import main

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from core.io.checkpoint import load_history
-from core.data import DEFAULT_CHECKPOINT
-from core.train.settings import TrainSettings
-from core.train.loop import train
 from core.bench.training import bundled_shape_model
+from core.data import DEFAULT_CHECKPOINT
+from core.io.checkpoint import load_history
+from core.train.loop import train
+from core.train.settings import TrainSettings
 
 STEPS = 50  # the first evaluation of the recipe (eval_every 50)
 LOSS_TOLERANCE = 1e-4  # relative, train and validation loss, held-out perplexity

@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import altair as alt
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dashboard import charts  # noqa: E402
+from dashboard import charts
 
 
 def _spec(chart) -> dict:

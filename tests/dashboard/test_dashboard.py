@@ -5,95 +5,32 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow.ipc
 import pytest
-import streamlit as st
+from helpers.dashboard import (
+    APP,
+    TIMEOUT,
+    assert_clean,
+    benchmark_json,
+    markdown,
+    open_page,
+    open_tab,
+    rows,
+    set_prompt,
+    specs,
+    titled,
+    train_and_wait,
+)
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-APP = ROOT / "dashboard" / "app.py"
-TIMEOUT = 60
-
-
-@pytest.fixture
-def app():
-    """A fresh session of the dashboard, run once (on the Overview page)."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.run()
-    assert_clean(at)
-    return at
-
-
-def open_page(at: AppTest, name: str) -> AppTest:
-    at.switch_page(f"views/{name}.py").run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    """No exception box and no error message anywhere on the page."""
-    assert not at.exception, [element.value for element in at.exception]
-    assert not at.error, [element.value for element in at.error]
-
-
-def _views(spec: dict, datasets: dict, data=None):
-    """Every titled view of a spec (concatenated charts hold several), with its data rows."""
-    data = spec.get("data", {}).get("name", data)
-    if "title" in spec:
-        yield dict(spec, rows=datasets.get(data, []))
-    for key in ("hconcat", "vconcat", "concat"):
-        for part in spec.get(key, []):
-            yield from _views(part, datasets, data)
-
-
-def specs(at: AppTest) -> list[dict]:
-    """Every (sub)chart on the page as its Vega-Lite spec, with its data rows under "rows"."""
-    found = []
-    for chart in at.get("vega_lite_chart"):
-        datasets = {dataset.name: pyarrow.ipc.open_stream(dataset.data.data).read_all().to_pylist()
-                    for dataset in chart.proto.datasets}
-        found += _views(json.loads(chart.proto.spec), datasets)
-    return found
-
-
-def titled(at: AppTest, pattern: str) -> dict:
-    """The one chart whose title matches `pattern`."""
-    found = [spec for spec in specs(at) if re.search(pattern, str(spec.get("title", "")))]
-    assert len(found) == 1, [spec.get("title") for spec in specs(at)]
-    return found[0]
-
-
-def rows(spec: dict) -> list[dict]:
-    return spec["rows"]
-
-
-def open_tab(at: AppTest, key: str, label: str) -> AppTest:
-    """Select the tab `label` of the lazy tabs `key`, as a click on it does, and run the page."""
-    at.session_state[key] = label
-    at.run()
-    assert_clean(at)
-    return at
-
-
-def set_prompt(at: AppTest, text: str) -> AppTest:
-    at.text_input(key="prompt").set_value(text).run()
-    return at
+from dashboard.navigation import ATTENTION_STEPS, EXPLORER, OVERVIEW, SAMPLING
 
 
 def svg_buttons(at: AppTest) -> list:
     """The "Save as SVG" buttons on the page."""
     return [button for button in at.download_button if button.label == "Save as SVG"]
-
-
-def markdown(at: AppTest) -> str:
-    return "\n".join(element.value for element in at.markdown)
 
 
 # --- every page -----------------------------------------------------------------------------------
@@ -120,11 +57,11 @@ def test_the_svg_button_names_the_file_after_the_chart_and_draws_it_only_on_clic
 
 
 def test_svg_file_names_come_from_the_chart_titles():
-    from dashboard import state
+    from dashboard import figures
 
-    assert state.svg_file_name({"title": "Layer 0, head 1"}) == "layer-0-head-1.svg"
-    assert state.svg_file_name({"hconcat": [{"title": "Raw scores q · k"}, {"title": "Scaled"}]}) == "raw-scores-q-k.svg"
-    assert state.svg_file_name({"concat": [{"mark": "bar"}], "columns": 2}) == "chart.svg"
+    assert figures.svg_file_name({"title": "Layer 0, head 1"}) == "layer-0-head-1.svg"
+    assert figures.svg_file_name({"hconcat": [{"title": "Raw scores q · k"}, {"title": "Scaled"}]}) == "raw-scores-q-k.svg"
+    assert figures.svg_file_name({"concat": [{"mark": "bar"}], "columns": 2}) == "chart.svg"
 
 
 def test_every_run_sends_the_prompt_to_the_browser(app):
@@ -141,7 +78,7 @@ def test_the_prompt_is_shared_by_every_page(app):
     set_prompt(app, "the dog can")
     open_page(app, "attention_steps")
     assert app.text_input(key="prompt").value == "the dog can"
-    open_tab(app, "steps_tab", "3. Scores")
+    open_tab(app, "steps_tab", ATTENTION_STEPS.tabs.scores)
     labels = {row["row"] for row in rows(titled(app, "Raw scores"))}
     assert labels == {"0 the", "1 dog", "2 can"}
 
@@ -175,17 +112,17 @@ def test_overview_model_card_names_the_backend(app):
 
 def test_attention_steps_draw_only_the_open_step(app):
     open_page(app, "attention_steps")
-    assert [tab.label for tab in app.tabs][:3] == ["1. Embeddings", "2. Q, K, V", "3. Scores"]
+    assert [tab.label for tab in app.tabs][:3] == list(ATTENTION_STEPS.tabs[:3])
     assert {spec["title"] for spec in specs(app)} == {"Token embeddings [L, d_model]", "Position embeddings [L, d_model]",
                                                       "Input to layer 0's attention (after ln_1) [L, d_model]"}
-    open_tab(app, "steps_tab", "3. Scores")
+    open_tab(app, "steps_tab", ATTENTION_STEPS.tabs.scores)
     assert [spec["title"] for spec in specs(app)][0] == "Raw scores q · k"
     assert not any("embeddings" in spec["title"] for spec in specs(app))
 
 
 def test_attention_steps_follow_layer_and_head(app):
     open_page(app, "attention_steps")
-    open_tab(app, "steps_tab", "2. Q, K, V")
+    open_tab(app, "steps_tab", ATTENTION_STEPS.tabs.qkv)
     first = rows(titled(app, r"^Q \(queries\)"))
     app.selectbox(key="steps_head").set_value(2).run()
     assert_clean(app)
@@ -197,13 +134,13 @@ def test_attention_steps_follow_layer_and_head(app):
 
 def test_attention_steps_softmax_rows_sum_to_one(app):
     open_page(app, "attention_steps")
-    open_tab(app, "steps_tab", "4. Softmax")
+    open_tab(app, "steps_tab", ATTENTION_STEPS.tabs.softmax)
     weights = rows(titled(app, "Divide by the row sum"))
     totals = {}
     for row in weights:
         totals[row["row"]] = totals.get(row["row"], 0.0) + (row["value"] or 0.0)
     assert totals and all(total == pytest.approx(1.0, abs=1e-5) for total in totals.values())
-    open_tab(app, "steps_tab", "3. Scores")
+    open_tab(app, "steps_tab", ATTENTION_STEPS.tabs.scores)
     masked = rows(titled(app, "Masked"))
     assert {(row["row"], row["col"]) for row in masked if row["hidden"]} == {("0 the", "1 sky"), ("0 the", "2 is"),
                                                                              ("1 sky", "2 is")}
@@ -214,7 +151,7 @@ def test_worked_weight_matches_both_backends(app):
     from core.native.kernel import available_backends
 
     open_page(app, "attention_steps")
-    open_tab(app, "steps_tab", "8. One weight")
+    open_tab(app, "steps_tab", ATTENTION_STEPS.tabs.one_weight)
     app.selectbox(key="steps_query").set_value(2)
     app.selectbox(key="steps_key").set_value(1).run()
     assert_clean(app)
@@ -239,7 +176,7 @@ def test_explorer_selected_head_and_what_if(app):
     app.selectbox(key="explorer_head").set_value(3).run()
     assert_clean(app)
     assert rows(titled(app, r"^Layer 1, head 3$")) != rows(large)
-    open_tab(app, "explorer_tab", "What if")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.what_if)
     assert float(next(m.value for m in app.metric if m.label == "Total variation")) == 0.0
     app.toggle(key="whatif_mask").set_value(True).run()
     assert_clean(app)
@@ -248,7 +185,7 @@ def test_explorer_selected_head_and_what_if(app):
 
 def test_explorer_logit_lens_has_every_layer(app):
     open_page(app, "explorer")
-    open_tab(app, "explorer_tab", "Residual stream and logit lens")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.lens)
     lens = rows(titled(app, "Top next-token guesses"))
     assert {row["row"] for row in lens} == {"embeddings", "after block 0", "after block 1"}
 
@@ -301,7 +238,7 @@ def test_generation_steps_show_the_growing_kv_cache(app):
 def test_sampling_lab_compares_settings(app):
     open_page(app, "sampling")
     assert not any(spec["title"].endswith(": first token") for spec in specs(app))  # the lab's tab is closed
-    open_tab(app, "sampling_tab", "Comparison lab")
+    open_tab(app, "sampling_tab", SAMPLING.tabs.lab)
     summary = app.dataframe[-1].value
     assert list(summary["setting"]) == ["greedy", "T=0.7", "T=1.5", "top-k 5", "top-p 0.9"]
     greedy = summary.set_index("setting").loc["greedy"]
@@ -310,18 +247,6 @@ def test_sampling_lab_compares_settings(app):
 
 
 # --- training -------------------------------------------------------------------------------------
-
-def train_and_wait(at: AppTest, steps: int = 3) -> AppTest:
-    """Start a training of `steps` steps on the training page, wait for its worker, run the page."""
-    at.number_input(key="train_steps").set_value(steps)
-    at.button(key="train_start").click().run()
-    assert_clean(at)
-    job = at.session_state["train_job"]
-    assert job.ended.wait(TIMEOUT)
-    at.run()
-    assert_clean(at)
-    return at
-
 
 def test_training_a_few_steps_changes_the_model(app):
     open_page(app, "training")
@@ -347,7 +272,7 @@ def test_one_session_training_leaves_another_sessions_model_alone(app):
     default_bars = rows(titled(other, "The 10 most likely next tokens"))
     open_page(app, "training")
     train_and_wait(app)
-    app.switch_page("views/overview.py").run()
+    app.switch_page(OVERVIEW.script).run()
     assert any("your trained model" in element.value for element in app.caption)
     assert rows(titled(app, "The 10 most likely next tokens")) != default_bars
     other.run()
@@ -365,16 +290,6 @@ def test_benchmark_runs_the_chosen_grid(app):
     assert_clean(app)
     names = set(app.dataframe[0].value["name"])
     assert names == {"dashboard h4 L32x32 d64 f32 causal"}
-
-
-def benchmark_json(rows: list[tuple[str, int, float]]) -> bytes:
-    """A pytest-benchmark JSON file shaped like tests/benchmarks' output: (backend, L, median seconds)."""
-    case = {"group": "gpt2", "heads": 12, "d": 64, "dtype": "float32", "causal": True, "return_weights": False}
-    return json.dumps({"benchmarks": [
-        {"group": f"gpt2 L{length}", "name": f"test_attention[{backend}-{length}]",
-         "stats": {"median": seconds, "min": seconds, "mean": seconds, "rounds": 5},
-         "extra_info": {**case, "lq": length, "lk": length, "backend": backend, "flops": 4.0 * 12 * length**2 * 64}}
-        for backend, length, seconds in rows]}).encode()
 
 
 def line_rows(at: AppTest, pattern: str) -> list[dict]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from test_dashboard import app, assert_clean, benchmark_json, open_page  # noqa: F401 - app: fixture
+from helpers.dashboard import assert_clean, benchmark_json, open_page
 
 from core.bench import attention
-from dashboard import jobs
+from dashboard import server
 
 
 def time_chart(at) -> dict:
@@ -32,17 +32,17 @@ def test_the_first_visit_runs_nothing(app, monkeypatch):
 
 def test_one_benchmark_per_server(app):
     open_page(app, "benchmark")
-    assert jobs.BENCHMARK.acquire("another session")  # another session is running one
+    assert server.BENCHMARK_LOCK.acquire("another session")  # another session is running one
     try:
         run_grid(app, [16])
     finally:
-        jobs.BENCHMARK.release()
+        server.BENCHMARK_LOCK.release()
     assert_clean(app)
     assert any("busy" in element.value and "Try again" in element.value for element in app.warning)
     assert not app.dataframe
     run_grid(app, [16])  # free again
     assert_clean(app)
-    assert app.dataframe and not jobs.BENCHMARK.locked()
+    assert app.dataframe and not server.BENCHMARK_LOCK.locked()
 
 
 def test_times_have_units_ticks_at_the_measured_sizes_and_a_spread(app):

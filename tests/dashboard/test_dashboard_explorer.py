@@ -4,54 +4,34 @@ positions table, a symmetric MLP colour scale, "what if" applied to every view, 
 explorer's settings kept for the session."""
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
 import pytest
-from chart_widths import too_wide
-from test_dashboard import app, assert_clean, open_page, open_tab, rows, set_prompt, titled  # noqa: F401 (app: a fixture)
+from helpers.dashboard import (
+    FULL_CONTEXT,
+    LONG_WORDS,
+    assert_clean,
+    assert_every_tab_fits,
+    infos,
+    open_page,
+    open_tab,
+    rows,
+    set_prompt,
+    titled,
+    use_gpt2,
+)
 
 import core
 from core.explain import heads as explain_heads
 from core.explain import stream as explain_stream
 from core.model.interventions import Interventions
-from core.model.model import Model
-from dashboard import charts
+from dashboard import charts, models
+from dashboard.navigation import EXPLORER
 
-
-GPT2_NAME = "gpt2-random"  # the GPT-2-small-shaped checkpoint of conftest's `gpt2_models_dir`
 PROMPT = "the sky is"
-
-
-@lru_cache(maxsize=1)
-def load_gpt2(folder: Path) -> Model:
-    return core.load_checkpoint(folder)
-
-
-@pytest.fixture
-def gpt2(gpt2_models_dir, monkeypatch) -> Model:
-    """GPT-2 small's shapes (12 layers, 12 heads, n_embd 768, context 1024, GPT-2's 50,257-token BPE),
-    random weights, as the only checkpoint of the models folder; returns the model (for the expected
-    numbers)."""
-    monkeypatch.setenv("GLASSBOX_MODELS", str(gpt2_models_dir))
-    return load_gpt2(gpt2_models_dir / GPT2_NAME)
-
-
-def use_gpt2(at):
-    """Pick the GPT-2-shaped checkpoint, as the sidebar's model picker does."""
-    at.session_state["model_choice"] = GPT2_NAME
-    at.run()
-    assert_clean(at)
-    return at
 
 
 def labels_of(model, prompt: str = PROMPT) -> list[str]:
     return charts.token_labels(model.run(prompt).tokens)
-
-
-def infos(at) -> str:
-    return "\n".join(element.value for element in at.info)
 
 
 @pytest.fixture
@@ -89,7 +69,7 @@ def test_gpt2_shaped_every_head_in_one_chart_and_12_x_12_summaries(gpt2_explorer
 
 
 def test_gpt2_shaped_logit_lens_is_a_layers_by_positions_table(gpt2_explorer, gpt2):
-    at = open_tab(gpt2_explorer, "explorer_tab", "Residual stream and logit lens")
+    at = open_tab(gpt2_explorer, "explorer_tab", EXPLORER.tabs.lens)
     lens = rows(titled(at, "Top next-token guesses at each position"))
     assert {row["row"] for row in lens} == {"embeddings", *(f"after block {i}" for i in range(12))}
     labels = labels_of(gpt2)
@@ -106,7 +86,7 @@ def test_gpt2_shaped_logit_lens_is_a_layers_by_positions_table(gpt2_explorer, gp
 
 
 def test_gpt2_shaped_mlp_shows_the_most_active_of_3072_units_on_a_symmetric_scale(gpt2_explorer, gpt2):
-    at = open_tab(gpt2_explorer, "explorer_tab", "MLP activations")
+    at = open_tab(gpt2_explorer, "explorer_tab", EXPLORER.tabs.mlp)
     at.selectbox(key="explorer_mlp_layer").set_value(3).run()
     assert_clean(at)
     chart = titled(at, r"The 24 of 3,072 hidden units that fire most")
@@ -126,26 +106,26 @@ def test_what_if_applies_to_every_view_with_the_plain_model_one_click_away(app):
     open_page(app, "explorer")
     plain_large = {(row["row"], row["col"]): row for row in rows(titled(app, r"^Layer 0, head 0$"))}
     assert plain_large[("0 the", "2 is")]["value"] == 0.0  # the mask hides the future
-    open_tab(app, "explorer_tab", "What if")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.what_if)
     app.toggle(key="whatif_mask").set_value(True).run()
     assert_clean(app)
-    open_tab(app, "explorer_tab", "Every head")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.every_head)
     assert "What if: no causal mask" in infos(app) and "bottom row" in infos(app)
     large = {(row["row"], row["col"]): row for row in rows(titled(app, r"^Layer 0, head 0 · what if$"))}
     no_mask = core.load_default().run("the sky is", interventions=Interventions(causal=False))
     assert large[("0 the", "2 is")]["value"] > 0.0
     assert large[("0 the", "2 is")]["value"] == pytest.approx(no_mask.layers[0].weights[0, 0, 2], rel=1e-5)
     assert titled(app, r"^All 2 layers x 4 heads · what if$")
-    open_tab(app, "explorer_tab", "Residual stream and logit lens")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.lens)
     lens = rows(titled(app, r"Top next-token guesses at each position · what if$"))
     assert lens and titled(app, r"vector · what if$")
-    open_tab(app, "explorer_tab", "MLP activations")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.mlp)
     assert titled(app, r"fire most \(after GELU\) · what if$")
 
     app.toggle(key="explorer_plain").set_value(True).run()  # one click back to the plain model
     assert_clean(app)
     assert titled(app, r"fire most \(after GELU\)$")
-    open_tab(app, "explorer_tab", "Every head")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.every_head)
     assert rows(titled(app, r"^Layer 0, head 0$")) == list(plain_large.values())
     assert "Showing the plain model" in infos(app)
 
@@ -153,7 +133,7 @@ def test_what_if_applies_to_every_view_with_the_plain_model_one_click_away(app):
 def test_what_if_says_why_a_switch_cannot_act_on_a_one_token_prompt(app):
     open_page(app, "explorer")
     set_prompt(app, "the")
-    open_tab(app, "explorer_tab", "What if")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.what_if)
     app.toggle(key="whatif_scale").set_value(True).run()
     assert_clean(app)
     assert "one-token prompt" in infos(app) and "cannot change anything" in infos(app)
@@ -167,20 +147,20 @@ def test_layer_head_and_switches_survive_other_tabs_and_pages(app):
     open_page(app, "explorer")
     app.selectbox(key="explorer_layer").set_value(1)
     app.selectbox(key="explorer_head").set_value(3).run()
-    open_tab(app, "explorer_tab", "What if")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.what_if)
     app.multiselect(key="whatif_heads").set_value([(1, 2)])
     app.toggle(key="whatif_relu").set_value(True).run()
-    open_tab(app, "explorer_tab", "MLP activations")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.mlp)
     app.selectbox(key="explorer_mlp_layer").set_value(1).run()
     open_page(app, "sampling")
     open_page(app, "explorer")
-    open_tab(app, "explorer_tab", "MLP activations")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.mlp)
     assert app.selectbox(key="explorer_mlp_layer").value == 1
     assert titled(app, r"fire most \(after ReLU\) · what if$")  # the switches still apply
-    open_tab(app, "explorer_tab", "Every head")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.every_head)
     assert (app.selectbox(key="explorer_layer").value, app.selectbox(key="explorer_head").value) == (1, 3)
     assert titled(app, r"^Layer 1, head 3 · what if$")
-    open_tab(app, "explorer_tab", "What if")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.what_if)
     assert app.multiselect(key="whatif_heads").value == [(1, 2)] and app.toggle(key="whatif_relu").value
 
 
@@ -188,8 +168,7 @@ def test_a_kept_layer_that_the_next_model_lacks_falls_back(app, gpt2):
     open_page(app, "explorer")
     use_gpt2(app)
     app.selectbox(key="explorer_layer").set_value(11).run()
-    from dashboard import state
-    app.session_state["model_choice"] = state.BUNDLED  # back to the bundled 2-layer model
+    app.session_state["model_choice"] = models.BUNDLED  # back to the bundled 2-layer model
     app.run()
     assert_clean(app)
     assert app.selectbox(key="explorer_layer").value == 0
@@ -211,33 +190,19 @@ def test_a_long_prompt_pools_the_overview_and_labels_the_enlarged_head(app, gpt2
     assert len({row["col"] for row in rows(large)}) == 40
     assert large["layer"][0]["encoding"]["x"]["axis"]["labelOverlap"] is False
     assert large["width"] <= 900
-    open_tab(app, "explorer_tab", "Residual stream and logit lens")
+    open_tab(app, "explorer_tab", EXPLORER.tabs.lens)
     assert {row["col"] for row in rows(titled(app, "Top next-token guesses"))} == \
         set(labels[32:])  # the last 8 positions: only what is shown is computed
 
 
 # --- every figure fits the page at 1280 px (issue 14) ---------------------------------------------------
 
-EXPLORER_TABS = ("Every head", "Residual stream and logit lens", "MLP activations", "What if")
-FULL_CONTEXT = " ".join(["the sky is blue ."] * 7)  # 35 words: the toy model keeps its 32 positions
-LONG_WORDS = "Internationalization of extraordinary telecommunications infrastructure notwithstanding"
-
-
-def assert_every_tab_fits(at, key: str, tabs) -> None:
-    """Every fixed-width chart of every tab within its place at a 1280 px window (chart_widths)."""
-    found = []
-    for tab in tabs:
-        open_tab(at, key, tab)
-        found += [f"{tab}: {problem}" for problem in too_wide(at)]
-    assert not found, found
-
-
 @pytest.mark.parametrize("prompt", [PROMPT, FULL_CONTEXT])
 def test_every_explorer_figure_fits_the_page_at_1280_px(app, prompt):
     app.session_state["kept:whatif_mask"] = True  # titles marked "· what if", the longest
     open_page(app, "explorer")
     set_prompt(app, prompt)
-    assert_every_tab_fits(app, "explorer_tab", EXPLORER_TABS)
+    assert_every_tab_fits(app, "explorer_tab", EXPLORER.tabs)
 
 
 @pytest.mark.parametrize("prompt", [LONG_WORDS, " ".join([LONG_WORDS] * 8)])
@@ -246,7 +211,7 @@ def test_every_explorer_figure_fits_the_page_at_1280_px_on_gpt2_shapes(app, gpt2
     open_page(app, "explorer")
     use_gpt2(app)
     set_prompt(app, prompt)
-    assert_every_tab_fits(app, "explorer_tab", EXPLORER_TABS)
+    assert_every_tab_fits(app, "explorer_tab", EXPLORER.tabs)
 
 
 # --- the new chart builders draw ---------------------------------------------------------------------
@@ -271,7 +236,7 @@ def test_head_tiles_and_lens_grid_are_valid_vega_lite_with_every_label():
 
 
 def test_a_legend_below_the_cells_makes_a_figure_narrower():
-    from chart_widths import drawn_width
+    from helpers.chart_widths import drawn_width
 
     from dashboard import charts
     values = np.linspace(0, 1, 12 * 12).reshape(12, 12)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers.dashboard import open_page, open_tab
 from streamlit.testing.v1 import AppTest
-from test_dashboard import app, open_page, open_tab  # noqa: F401
 
-LINK = re.compile(r"\]\(glossary#([a-z0-9-]+)\)")
+from dashboard.navigation import ATTENTION_STEPS, GLOSSARY
+
+LINK = re.compile(rf"\]\({GLOSSARY.url_path}#([a-z0-9-]+)\)")
 
 
 def linked_anchors(at: AppTest) -> set[str]:
@@ -26,10 +28,10 @@ def glossary_anchors(at: AppTest) -> set[str]:
 @pytest.mark.parametrize("page, tab, expected", [
     ("overview", None, {"residual-stream", "query-key-value", "mlp", "d-model", "d-head", "head", "layernorm",
                         "gelu", "softmax", "logit"}),
-    ("attention_steps", "1. Embeddings", {"d-model", "embedding", "layernorm"}),
-    ("attention_steps", "2. Q, K, V", {"query-key-value", "head", "d-head"}),
-    ("attention_steps", "3. Scores", {"softmax", "causal-mask"}),
-    ("attention_steps", "7. Map of the vectors", {"pca"}),
+    ("attention_steps", ATTENTION_STEPS.tabs.embeddings, {"d-model", "embedding", "layernorm"}),
+    ("attention_steps", ATTENTION_STEPS.tabs.qkv, {"query-key-value", "head", "d-head"}),
+    ("attention_steps", ATTENTION_STEPS.tabs.scores, {"softmax", "causal-mask"}),
+    ("attention_steps", ATTENTION_STEPS.tabs.vector_map, {"pca"}),
     ("training", None, {"cross-entropy-loss", "bits-and-nats", "gradient", "learning-rate"}),
     ("benchmark", None, {"head", "d-head", "causal-mask", "softmax"}),
     ("explorer", None, {"head", "residual-stream", "logit", "ablation", "entropy"}),

@@ -4,48 +4,32 @@ weights in Hugging Face's layout) in a temporary models folder, through Streamli
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
+from helpers.dashboard import assert_clean, new_session, open_page
+from helpers.dashboard import open_tab as open_lazy_tab
+from helpers.gpt2 import GPT2_NAME as GPT2
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from dashboard import state  # noqa: E402
-from test_dashboard import assert_clean, open_page  # noqa: E402
-from test_dashboard import open_tab as open_lazy_tab  # noqa: E402
+from dashboard import models, prompt
+from dashboard.navigation import ATTENTION_STEPS
 
-APP = ROOT / "dashboard" / "app.py"
 TIMEOUT = 300
-GPT2 = "gpt2-random"  # the checkpoint in conftest's gpt2_models_dir
-STEP_TABS = ["1. Embeddings", "2. Q, K, V", "3. Scores", "4. Softmax", "5. Weighted sum", "6. Who influenced whom",
-             "7. Map of the vectors", "8. One weight"]
-
-
-def new_session() -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.run()
-    assert_clean(at)
-    return at
+STEP_TABS = ATTENTION_STEPS.tabs
 
 
 @pytest.fixture
-def app(gpt2_models_dir, monkeypatch):
-    """A fresh session whose models folder holds the GPT-2-shaped checkpoint."""
+def models_folder(gpt2_models_dir, monkeypatch):
+    """The sessions of `app` start with the GPT-2-shaped checkpoint in their models folder."""
     monkeypatch.setenv("GLASSBOX_MODELS", str(gpt2_models_dir))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    return new_session()
+    return gpt2_models_dir
 
 
-@pytest.fixture(scope="module")
-def gpt2(gpt2_models_dir):
-    import core
-
-    return core.load_checkpoint(gpt2_models_dir / GPT2)
+@pytest.fixture
+def app_timeout():
+    return TIMEOUT
 
 
 def pick(at: AppTest, name: str) -> AppTest:
@@ -82,8 +66,8 @@ def titled(at: AppTest, start: str) -> dict:
 
 def test_the_picker_offers_the_bundled_model_and_the_folder_s_checkpoints(app):
     picker = app.selectbox(key="model_picker")
-    assert list(picker.options) == [state.picker_label(state.BUNDLED), GPT2]
-    assert picker.value == state.BUNDLED
+    assert list(picker.options) == [models.picker_label(models.BUNDLED), GPT2]
+    assert picker.value == models.BUNDLED
 
 
 def test_switching_to_gpt2_keeps_the_prompt_and_shows_its_card_and_prediction(app, gpt2):
@@ -108,11 +92,11 @@ def test_switching_to_gpt2_keeps_the_prompt_and_shows_its_card_and_prediction(ap
 
 def test_base_models_are_shared_but_each_session_picks_its_own(app):
     pick(app, GPT2)
-    other = new_session()
-    assert other.selectbox(key="model_picker").value == state.BUNDLED
+    other = new_session(TIMEOUT)
+    assert other.selectbox(key="model_picker").value == models.BUNDLED
     assert other.table[0].value.set_index("")["value"]["layers"] == "2"
     pick(other, GPT2)
-    assert state.base_model(GPT2) is state.base_model(GPT2)  # one copy per server
+    assert models.base_model(GPT2) is models.base_model(GPT2)  # one copy per server
 
 
 def test_a_checkpoint_that_cannot_be_loaded_gives_a_short_message_naming_only_the_model(tmp_path, monkeypatch):
@@ -122,12 +106,12 @@ def test_a_checkpoint_that_cannot_be_loaded_gives_a_short_message_naming_only_th
     (broken / "model.safetensors").write_bytes(b"\0" * 16)
     monkeypatch.setenv("GLASSBOX_MODELS", str(tmp_path / "models"))
     st.cache_resource.clear()
-    at = new_session()
+    at = new_session(TIMEOUT)
     at.selectbox(key="model_picker").set_value("broken").run()
     assert_clean(at)
     (warning,) = [element.value for element in at.warning]
     assert "'broken' could not be loaded" in warning and str(tmp_path) not in warning
-    assert at.selectbox(key="model_picker").value == state.BUNDLED  # the previous model stays in use
+    assert at.selectbox(key="model_picker").value == models.BUNDLED  # the previous model stays in use
     assert at.table[0].value.set_index("")["value"]["layers"] == "2"
 
 
@@ -137,8 +121,8 @@ def test_a_long_prompt_is_cut_to_the_dashboard_s_token_limit_with_a_notice(app):
     pick(app, GPT2)
     app.text_input(key="prompt").set_value("the sky is blue and " * 40).run()  # 200 GPT-2 tokens, 800 characters
     assert_clean(app)
-    assert any(f"only the last {state.MAX_PROMPT_TOKENS} are used" in element.value for element in app.info)
-    assert f"[{state.MAX_PROMPT_TOKENS}, 768]" in app.get("graphviz_chart")[0].proto.spec
+    assert any(f"only the last {prompt.MAX_PROMPT_TOKENS} are used" in element.value for element in app.info)
+    assert f"[{prompt.MAX_PROMPT_TOKENS}, 768]" in app.get("graphviz_chart")[0].proto.spec
 
 
 # --- attention step by step on GPT-2 --------------------------------------------------------------
@@ -158,14 +142,14 @@ def test_every_step_opens_on_gpt2_with_real_numbers(app, gpt2):
     np.testing.assert_allclose(table.to_numpy(), trace.token_embeddings[:, :16], rtol=1e-6)
     app.selectbox(key="steps_embed_slice").set_value(752).run()
     np.testing.assert_allclose(app.dataframe[0].value.to_numpy(), trace.token_embeddings[:, 752:], rtol=1e-6)
-    open_tab(app, "2. Q, K, V")
+    open_tab(app, ATTENTION_STEPS.tabs.qkv)
     q = titled(app, "Q (queries) [L, d_head]")
     assert len(q["rows"]) == 3 * 64
     values = {(row["row"], row["col"]): row["value"] for row in q["rows"]}
     assert values[("2 ␣is", "d63")] == pytest.approx(float(trace.layers[11].q[7][2, 63]), rel=1e-6)
     for tab in STEP_TABS[2:]:
         open_tab(app, tab)
-        assert app.get("vega_lite_chart") or tab in ("6. Who influenced whom", "8. One weight"), tab
+        assert app.get("vega_lite_chart") or tab in (ATTENTION_STEPS.tabs.influence, ATTENTION_STEPS.tabs.one_weight), tab
     assert "more terms" in "\n".join(element.value for element in app.markdown)  # 64 products, the first shown
 
 
@@ -178,7 +162,7 @@ def test_a_picked_checkpoint_that_stops_loading_falls_back_to_the_bundled_model(
     core.load_default().save(folder)
     monkeypatch.setenv("GLASSBOX_MODELS", str(tmp_path / "models"))
     st.cache_resource.clear()
-    at = new_session()
+    at = new_session(TIMEOUT)
     pick(at, "tiny")
     (folder / "config.json").write_text("{not json", encoding="utf-8")
     st.cache_resource.clear()
@@ -187,4 +171,4 @@ def test_a_picked_checkpoint_that_stops_loading_falls_back_to_the_bundled_model(
     (warning,) = [element.value for element in at.warning]
     assert "'tiny' could not be loaded" in warning and "bundled toy model is in use" in warning
     assert str(tmp_path) not in warning
-    assert at.selectbox(key="model_picker").value == state.BUNDLED
+    assert at.selectbox(key="model_picker").value == models.BUNDLED

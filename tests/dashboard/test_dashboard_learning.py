@@ -1,18 +1,17 @@
 """Experiments > "Watch learning happen" through Streamlit's AppTest: the loss, gradient norms and
-changes shown are core.learning_step's for the model in use; a trained run's snapshots are
+changes shown are core.explain.learning_step's for the model in use; a trained run's snapshots are
 compared one to the next; a model that cannot be trained shows the reason instead."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.dashboard import assert_clean, open_page, open_tab, rows, titled, train_and_wait
 from streamlit.testing.v1 import AppTest
-from test_dashboard import app, assert_clean, open_page, open_tab, rows, titled, train_and_wait  # noqa: F401
-from test_dashboard_lessons import gpt2_app  # noqa: F401
 
-import core
 from core.explain import learning_step
+from dashboard.navigation import EXPERIMENTS
 
-TAB = "Watch learning happen"
+TAB = EXPERIMENTS.tabs.learning
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -25,10 +24,10 @@ def open_watch(at: AppTest) -> AppTest:
 
 
 @pytest.fixture(scope="module")
-def toy_steps():
+def toy_steps(toy_model):
     """The toy model's step at the page's default (plain SGD, lr 0.1) and with AdamW at lr 0.001."""
-    toy = core.load_default()
-    return toy, learning_step.one_training_step(toy, 0.1), learning_step.one_training_step(toy, 0.001, "adamw")
+    return (toy_model, learning_step.one_training_step(toy_model, 0.1),
+            learning_step.one_training_step(toy_model, 0.001, "adamw"))
 
 
 def test_the_page_shows_the_steps_loss_and_gradient_norms(app, toy_steps):

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import streamlit as st
+from helpers.dashboard import assert_clean, markdown, open_page, open_tab, rows, titled
 from streamlit.testing.v1 import AppTest
-from test_dashboard import (APP, TIMEOUT, app, assert_clean, markdown, open_page, open_tab, rows,  # noqa: F401
-                            titled)
 
 import core
 from core.explain import exercises
 from core.explain import experiments as explain_experiments
 from core.explain import questions as explain_questions
+from dashboard.navigation import ATTENTION_STEPS, BLOCK_STEPS, EXPERIMENTS, GLOSSARY, OVERVIEW, PRACTICE
 
 TOY = core.load_default()
 SKY = TOY.run("the sky is")
@@ -37,8 +36,7 @@ def test_the_lesson_pages_open_clean(app, page, title):
 
 # --- the block step by step -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("tab", ["1. Q, K, V projections", "2. Heads joined, c_proj", "3. LayerNorm", "4. MLP",
-                                 "5. Residual stream and logit"])
+@pytest.mark.parametrize("tab", BLOCK_STEPS.tabs)
 def test_every_block_tab_draws_its_chart_and_checks_against_the_model(app, tab):
     open_page(app, "block_steps")
     open_tab(app, "block_tab", tab)
@@ -52,7 +50,7 @@ def test_every_block_tab_draws_its_chart_and_checks_against_the_model(app, tab):
 
 def test_heads_joined_shows_the_attention_output_and_each_heads_piece(app):
     open_page(app, "block_steps")
-    open_tab(app, "block_tab", "2. Heads joined, c_proj")
+    open_tab(app, "block_tab", BLOCK_STEPS.tabs.joined)
     assert f"attention output[2 is] = [{SKY.layers[0].attn_out[2, 0]:.4f}," in markdown(app)
     pieces = rows(titled(app, "How big each head's piece"))
     assert [row["label"] for row in pieces] == ["head 0", "head 1", "head 2", "head 3"]
@@ -71,7 +69,7 @@ def test_projections_show_the_models_q_for_the_chosen_head(app):
 
 def test_layer_norm_tab_shows_the_mean_and_variance_of_the_token(app):
     open_page(app, "block_steps")
-    open_tab(app, "block_tab", "3. LayerNorm")
+    open_tab(app, "block_tab", BLOCK_STEPS.tabs.layer_norm)
     x = SKY.layers[0].resid_pre[2].astype(np.float64)
     shown = metrics(app)
     assert shown["mean"] == f"{x.mean():.4f}" and shown["variance"] == f"{x.var():.4f}"
@@ -80,7 +78,7 @@ def test_layer_norm_tab_shows_the_mean_and_variance_of_the_token(app):
 
 def test_mlp_tab_plots_the_tokens_pre_activations_on_gelu(app):
     open_page(app, "block_steps")
-    open_tab(app, "block_tab", "4. MLP")
+    open_tab(app, "block_tab", BLOCK_STEPS.tabs.mlp)
     chart = titled(app, "GELU, with 2 is's 256 pre-activations")
     assert chart["layer"][1]["mark"]["type"] == "circle"
     assert f"{SKY.layers[0].mlp_out[2, 0]:.4f}" in markdown(app)
@@ -88,7 +86,7 @@ def test_mlp_tab_plots_the_tokens_pre_activations_on_gelu(app):
 
 def test_residual_tab_contributions_sum_to_the_real_logit(app):
     open_page(app, "block_steps")
-    open_tab(app, "block_tab", "5. Residual stream and logit")
+    open_tab(app, "block_tab", BLOCK_STEPS.tabs.residual)
     shown = metrics(app)
     logit = float(SKY.logits[-1, TOY.tokenizer.ids["blue"]])
     assert shown["logit of blue"] == f"{logit:.4f}" == shown["sum of the parts + bias term"]
@@ -127,7 +125,7 @@ def test_a_wrong_answer_counts_and_says_the_answer(app):
 
 def test_typed_values_are_checked_within_the_tolerance(app):
     open_page(app, "practice")
-    open_tab(app, "practice_tab", "Compute it yourself")
+    open_tab(app, "practice_tab", PRACTICE.tabs.compute)
     exercise = exercises.score_exercise(SKY, 0, 0, 2, 0, "")
     box = app.text_input(key=[box.key for box in app.text_input if box.key.startswith("typed-score-")][0])
     box.set_value(f"{exercise.answer + 0.5 * exercise.tolerance:.6f}").run()
@@ -142,7 +140,7 @@ def test_typed_values_are_checked_within_the_tolerance(app):
 
 def test_hints_come_one_at_a_time(app):
     open_page(app, "practice")
-    open_tab(app, "practice_tab", "Compute it yourself")
+    open_tab(app, "practice_tab", PRACTICE.tabs.compute)
     (button,) = [button for button in app.button if button.key.startswith("hint-softmax-")]
     button.click().run()
     scores = SKY.layers[0].masked_scores[0, 2, :3]
@@ -174,7 +172,7 @@ def test_naive_softmax_breaks_past_the_overflow_point_and_the_stable_one_does_no
 
 def test_minimal_pairs_show_the_change_in_the_next_token(app):
     open_page(app, "experiments")
-    open_tab(app, "experiments_tab", "Minimal pairs")
+    open_tab(app, "experiments_tab", EXPERIMENTS.tabs.pairs)
     grass = TOY.run("the grass is")
     result = explain_experiments.minimal_pair(SKY, grass)
     shown = metrics(app)
@@ -189,7 +187,7 @@ def test_minimal_pairs_show_the_change_in_the_next_token(app):
 
 def test_attention_against_effect_scatter_holds_every_toy_head(app):
     open_page(app, "experiments")
-    open_tab(app, "experiments_tab", "Attention is not explanation")
+    open_tab(app, "experiments_tab", EXPERIMENTS.tabs.ablation)
     points = rows(titled(app, "Attention against effect on blue"))
     assert len(points) == 8
     heads = explain_experiments.heads_to_ablate(TOY.config, None)
@@ -202,13 +200,16 @@ def test_attention_against_effect_scatter_holds_every_toy_head(app):
 # --- start here and the glossary ----------------------------------------------------------------------
 
 def test_the_path_keeps_progress_and_links_to_the_pages(app):
+    from urllib.parse import parse_qs
+
     open_page(app, "start_here")
     assert [expander.label.split(".")[0] for expander in app.main.expander] == [str(n) for n in range(1, 11)]
     links = [link.proto for link in app.get("page_link")]
-    assert [link.label for link in links][:3] == ["Overview", 'Attention step by step: tab "1. Embeddings"',
-                                                  'The block step by step: tab "1. Q, K, V projections"']
+    assert [link.label for link in links][:3] == [
+        OVERVIEW.title, f'{ATTENTION_STEPS.title}: tab "{ATTENTION_STEPS.tabs.embeddings}"',
+        f'{BLOCK_STEPS.title}: tab "{BLOCK_STEPS.tabs.projections}"']
     assert all(link.page_script_hash for link in links)  # each resolves to a page of the navigation
-    assert "tab=1.+Embeddings" in links[1].query_string or "tab=1.%20Embeddings" in links[1].query_string
+    assert parse_qs(links[1].query_string)["tab"] == [ATTENTION_STEPS.tabs.embeddings]
     assert "0 of 10 stops done" in app.get("progress")[0].proto.text
     app.radio(key="path-path-tokens").set_value("3").run()
     app.run()
@@ -227,28 +228,15 @@ def test_the_glossary_has_an_anchor_for_every_term(app):
                  "perplexity", "PCA", "KV cache", "<unk>", "residual stream", "LayerNorm", "GELU", "head",
                  "d_model", "d_head"):
         assert glossary.anchor(term) in anchors
-    assert glossary.link("KV cache") == "[KV cache](glossary#kv-cache)"
+    assert glossary.link("KV cache") == f"[KV cache]({GLOSSARY.url_path}#kv-cache)"
 
 
 # --- a GPT-2-shaped model -----------------------------------------------------------------------------
 
-@pytest.fixture
-def gpt2_app(gpt2_models_dir, monkeypatch):
-    """A session that picked the GPT-2-small-shaped checkpoint (12 x 12 heads, 768, GPT-2's BPE)."""
-    monkeypatch.setenv("GLASSBOX_MODELS", str(gpt2_models_dir))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.run()
-    at.selectbox(key="model_picker").set_value("gpt2-random").run()
-    assert_clean(at)
-    return at
-
-
 def test_the_block_pages_work_on_a_gpt2_shaped_model(gpt2_app):
     open_page(gpt2_app, "block_steps")
     assert "`X [3, 768] @ W_Q [768, 64] + b_Q [64] = Q [3, 64]`" in markdown(gpt2_app)
-    open_tab(gpt2_app, "block_tab", "5. Residual stream and logit")
+    open_tab(gpt2_app, "block_tab", BLOCK_STEPS.tabs.residual)
     shown = metrics(gpt2_app)
     label = next(label for label in shown if label.startswith("logit of "))
     assert shown[label] == shown["sum of the parts + bias term"]
@@ -257,7 +245,7 @@ def test_the_block_pages_work_on_a_gpt2_shaped_model(gpt2_app):
 
 def test_gpt2_shaped_ablation_waits_for_the_button_and_does_one_layer(gpt2_app):
     open_page(gpt2_app, "experiments")
-    open_tab(gpt2_app, "experiments_tab", "Attention is not explanation")
+    open_tab(gpt2_app, "experiments_tab", EXPERIMENTS.tabs.ablation)
     assert not gpt2_app.get("vega_lite_chart")
     gpt2_app.selectbox(key="ablate_layer").set_value(11).run()
     gpt2_app.button(key="ablate_button").click().run()
@@ -269,7 +257,7 @@ def test_gpt2_shaped_ablation_waits_for_the_button_and_does_one_layer(gpt2_app):
 def test_practice_works_on_a_gpt2_shaped_model(gpt2_app):
     open_page(gpt2_app, "practice")
     assert len([radio for radio in gpt2_app.radio if radio.key.startswith("answer-head-")]) <= 1
-    open_tab(gpt2_app, "practice_tab", "Compute it yourself")
+    open_tab(gpt2_app, "practice_tab", PRACTICE.tabs.compute)
     assert len([box for box in gpt2_app.text_input if box.key.startswith("typed-")]) == 3
 
 

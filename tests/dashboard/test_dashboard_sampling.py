@@ -5,12 +5,23 @@ step, every token and head is labelled, the numbers read as a learner expects ("
 from __future__ import annotations
 
 import pytest
-from test_dashboard import app, assert_clean, open_page, open_tab, rows, set_prompt, titled  # noqa: F401 (app: a fixture)
-from test_dashboard_explorer import gpt2, infos, use_gpt2  # noqa: F401 (gpt2: a fixture)
-from test_dashboard_explorer import FULL_CONTEXT, LONG_WORDS, assert_every_tab_fits
+from helpers.dashboard import (
+    FULL_CONTEXT,
+    LONG_WORDS,
+    assert_clean,
+    assert_every_tab_fits,
+    infos,
+    open_page,
+    open_tab,
+    rows,
+    set_prompt,
+    titled,
+    use_gpt2,
+)
 
 import core
-from core.model.sampling import ranking, Sampler
+from core.model.sampling import Sampler, ranking
+from dashboard.navigation import SAMPLING
 
 
 def metric(at, label: str):
@@ -92,14 +103,14 @@ def test_sampling_settings_survive_other_tabs_and_pages(app):
     app.number_input(key="top_k").set_value(5)
     app.slider(key="top_p").set_value(0.9)
     app.slider(key="new_tokens").set_value(3).run()
-    open_tab(app, "sampling_tab", "Comparison lab")
+    open_tab(app, "sampling_tab", SAMPLING.tabs.lab)
     open_page(app, "explorer")
     open_page(app, "sampling")
     assert app.slider(key="temperature").value == pytest.approx(0.7)
     assert app.number_input(key="top_k").value == 5
     assert app.slider(key="top_p").value == pytest.approx(0.9)
     assert metric(app, "after top-k").value == "5 tokens"
-    open_tab(app, "sampling_tab", "Step by step, with a KV cache")
+    open_tab(app, "sampling_tab", SAMPLING.tabs.generation)
     assert app.slider(key="new_tokens").value == 3
 
 
@@ -121,25 +132,22 @@ def test_gpt2_shaped_sampling_page_shows_one_layer_of_heads_at_a_time(app, gpt2)
     queries = titled(app, "The new query vectors")
     assert len({row["col"] for row in rows(queries)}) == 64  # d_head
     app.default_timeout = 300  # the lab samples GPT-2's shapes 25 times (5 settings x 5): slow on a busy machine
-    open_tab(app, "sampling_tab", "Comparison lab")
+    open_tab(app, "sampling_tab", SAMPLING.tabs.lab)
     assert list(app.dataframe[-1].value["setting"]) == ["greedy", "T=0.7", "T=1.5", "top-k 5", "top-p 0.9"]
     assert app.slider(key="lab_samples_20").value == 5  # bounded work per request on a large model
 
 
 # --- every figure fits the page at 1280 px (issue 14) -----------------------------------------------
 
-SAMPLING_TABS = ("Step by step, with a KV cache", "Comparison lab")
-
-
 @pytest.mark.parametrize("prompt", ["the sky is", FULL_CONTEXT])
 def test_every_sampling_figure_fits_the_page_at_1280_px(app, prompt):
     sampling_page(app)
     set_prompt(app, prompt)
-    assert_every_tab_fits(app, "sampling_tab", SAMPLING_TABS)
+    assert_every_tab_fits(app, "sampling_tab", SAMPLING.tabs)
 
 
 def test_the_kv_cache_of_a_long_gpt2_prompt_fits_the_page_at_1280_px(app, gpt2):
     sampling_page(app)
     use_gpt2(app)
     set_prompt(app, " ".join([LONG_WORDS] * 8))
-    assert_every_tab_fits(app, "sampling_tab", SAMPLING_TABS[:1])
+    assert_every_tab_fits(app, "sampling_tab", SAMPLING.tabs[:1])

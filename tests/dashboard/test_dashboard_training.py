@@ -2,13 +2,16 @@
 settings kept across pages, the newest run shown, saving under a name (never a path)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from helpers.dashboard import APP, TIMEOUT, assert_clean, open_page, rows, titled
 from streamlit.testing.v1 import AppTest
-from test_dashboard import APP, TIMEOUT, app, assert_clean, open_page, rows, titled  # noqa: F401 - app: fixture
 
 from core import load_default
 from core.io import models_dir
-from dashboard import jobs
+from core.train.settings import TrainSettings
+from dashboard import jobs, runs
+from dashboard.navigation import OVERVIEW
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +54,7 @@ def test_training_runs_in_the_background_with_one_stop_button_on_every_page(app)
     assert job.progress().active
     assert len(buttons(app, "Stop")) == 1  # one Stop, in the sidebar
     assert app.button(key="train_start").proto.disabled  # Start during a run does nothing
-    app.switch_page("views/overview.py").run()
+    app.switch_page(OVERVIEW.script).run()
     assert_clean(app)
     assert any("Training run 1" in element.value or "run 1 is waiting" in element.value for element in app.markdown)
     app.button(key="train_stop").click().run()  # stopped from another page
@@ -86,7 +89,7 @@ def test_the_newest_run_is_shown_and_two_runs_have_readable_legends(app):
     open_page(app, "training")
     finish(app, start(app, steps=2))
     finish(app, start(app, steps=3))
-    assert app.selectbox(key=jobs.SHOWN_RUN_KEY).value == "run 2"
+    assert app.selectbox(key=runs.SHOWN_RUN_KEY).value == "run 2"
     assert any("after run 2" in element.value for element in app.subheader)
     series = {row["series"] for row in rows(titled(app, "^Loss of every run"))}
     assert {"run 1 · train", "run 2 · train"} <= series
@@ -105,7 +108,7 @@ def test_training_starts_from_a_fresh_model_by_default_and_settings_survive_othe
     assert app.checkbox(key="train_from_scratch").value is True
     app.number_input(key="train_steps").set_value(7).run()
     app.number_input(key="train_batch_size").set_value(5).run()
-    app.switch_page("views/overview.py").run()
+    app.switch_page(OVERVIEW.script).run()
     open_page(app, "training")
     assert app.number_input(key="train_steps").value == 7
     assert app.number_input(key="train_batch_size").value == 5
@@ -118,7 +121,7 @@ def test_settings_are_capped(app):
 
 
 def test_a_gpt2_family_model_is_not_trained_and_the_page_says_why(app, models_folder):
-    from gpt2_helpers import small_gpt2
+    from helpers.gpt2 import small_gpt2
 
     small_gpt2(models_folder / "tiny-gpt2")
     app.run()
@@ -157,8 +160,8 @@ def test_saving_takes_a_name_never_a_path_and_never_overwrites(app, models_folde
 # --- the queue and the worker, without Streamlit ------------------------------------------------------
 
 def small_job(steps: int, number: int = 1, session: str = "s") -> jobs.TrainingJob:
-    return jobs.TrainingJob(session, load_default(), jobs.TrainSettings(mode="head", steps=steps, batch_size=4,
-                                                                         lr=0.01, eval_every=steps), number)
+    return jobs.TrainingJob(session, load_default(), TrainSettings(mode="head", steps=steps, batch_size=4,
+                                                                   lr=0.01, eval_every=steps), number)
 
 
 def test_the_queue_runs_at_most_the_limit_and_starts_the_next_one(monkeypatch):
@@ -190,15 +193,23 @@ def test_a_closed_sessions_training_stops_and_its_queued_one_never_starts(monkey
 
 def test_the_heldout_table_is_what_heldout_scores_scored():
     """The before/after table reads heldout_scores' own predictions: its accuracy is the score's."""
-    from core.text.corpus import heldout_scores
     from core.model.model import Model
     from core.model.params import init_params
+    from core.text.corpus import heldout_scores
 
     trained = load_default()
     fresh = Model(trained.config, init_params(trained.config, 1), trained.tokenizer)
-    table = jobs.heldout_table(fresh, trained)
+    table = runs.heldout_table(fresh, trained)
     pairs = list(zip(table["prompt"], table["expected"]))
     for column, model in (("before", fresh), ("after", trained)):
         scores = heldout_scores(model, pairs)
         assert list(table[column] == table["expected"]) == scores["correct"]
     assert (table["before"] != table["after"]).any()
+
+
+def test_the_server_refuses_to_train_models_over_its_size_cap():
+    small = load_default()
+    large = type("Large", (), {"tokenizer": small.tokenizer,
+                               "params": {"w": np.zeros(jobs.MAX_TRAINABLE_PARAMETERS + 1, dtype=np.float32)}})()
+    assert jobs.training_refusal(small) is None
+    assert "5,000,000" in jobs.training_refusal(large) and "5,000,000" in jobs.size_refusal(large)

@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-GPT2_TOKENIZER_DIR = Path(__file__).resolve().parent / "data" / "gpt2-tokenizer"
+from helpers import ROOT
+
+GPT2_TOKENIZER_DIR = ROOT / "tests" / "data" / "gpt2-tokenizer"
+GPT2_NAME = "gpt2-random"  # the GPT-2-small-shaped checkpoint in the gpt2_models_dir fixture
 GPT2_VOCAB_SIZE = 50257
 GPT2_EOS_ID = 50256
 INIT_STD = 0.02  # GPT-2's initializer_range

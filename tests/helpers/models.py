@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from core.model.config import GPTConfig
-from core.text.corpus import load_corpus
 from core.model.model import Model
 from core.model.params import init_params
+from core.text.corpus import load_corpus
 from core.text.words import WordTokenizer
 
 

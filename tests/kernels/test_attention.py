@@ -1,4 +1,5 @@
-"""core.attention: both backends against the float64 reference and each other, bad input, threads."""
+"""core.model.attention: both backends (core.native.kernel) against the float64 reference and each
+other, bad input, threads."""
 from __future__ import annotations
 
 import os
@@ -10,12 +11,12 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers.attention import TOLERANCE, assert_matches_reference, needs_c, reference_attention
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TOLERANCE, assert_matches_reference, reference_attention
-from core.native import kernel as native_kernel
 from core.model.attention import attention_backward, scaled_dot_product_attention
+from core.native import kernel as native_kernel
 from core.native.kernel import available_backends, default_backend
 
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -262,7 +263,6 @@ def test_kernel_validates_pointers_and_sizes():
 
 # ---- non-finite inputs, zero-width values, unaligned views, scale (issue 12) ----
 
-needs_c = pytest.mark.skipif("c" not in available_backends(), reason="C kernel not built")
 # kernels/attention.c: fewer than 16 query rows take the row path; with return_weights the tile path
 # writes its scores into the weight rows. Keys: 5 (the row path's scalar tail), 40 (vector loops, key blocks).
 KERNEL_PATHS = {"row": (6, 5, True), "row-long": (6, 40, False), "tile": (40, 40, False), "tile-weights": (40, 37, True)}

@@ -1,8 +1,9 @@
-"""core.attention.attention_backward: both backends against central finite differences and each other."""
+"""core.model.attention.attention_backward: both backends against central finite differences and each other."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.attention import needs_c
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -10,7 +11,6 @@ from core.model.attention import attention_backward, scaled_dot_product_attentio
 from core.native.kernel import available_backends
 
 HYPOTHESIS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-needs_c = pytest.mark.skipif("c" not in available_backends(), reason="C kernel not built")
 
 
 @st.composite

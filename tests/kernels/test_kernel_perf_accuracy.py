@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.native.kernel import available_backends
 from core.model.attention import scaled_dot_product_attention
+from core.native.kernel import available_backends
 
 pytestmark = pytest.mark.skipif("c" not in available_backends(), reason="the C kernel is not built")
 
@@ -239,7 +239,7 @@ def test_thread_count_follows_the_environment(monkeypatch):
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs Linux's affinity calls and two cores to leave one out")
 def test_default_thread_count_is_the_cores_the_process_may_run_on():
-    """Under taskset or a cpuset the kernel counts the allowed cores, as core.parallel.cores() does
+    """Under taskset or a cpuset the kernel counts the allowed cores, as core.native.parallel.cores() does
     (a fresh process: the count is taken once per process)."""
     one_core = min(os.sched_getaffinity(0))
     script = textwrap.dedent(f"""

@@ -1,12 +1,11 @@
-"""The C layer kernels of training (core.layer_kernels, kernels/layers.c) against their NumPy references."""
+"""The C layer kernels of training (core.native.layers, kernels/layers.c) against their NumPy references."""
 import numpy as np
 import pytest
 
-from core.train import backward
+from core.model.ops import gelu, gelu_numpy, layer_norm, layer_norm_numpy
 from core.native import kernel as native_kernel
 from core.native import layers as native_layers
-from core.model.ops import gelu, gelu_numpy
-from core.model.ops import layer_norm, layer_norm_numpy
+from core.train import backward
 
 pytestmark = pytest.mark.skipif(native_kernel._kernel is None, reason="the C kernel is not built")
 
@@ -114,7 +113,7 @@ def test_a_strided_weight_is_left_to_blas():
 
 
 def test_decoding_products_go_to_the_kernel_and_match_blas(monkeypatch):
-    """core.parallel.matmul sends a one-row product of GPT-2's shapes to the kernel, and its
+    """core.native.parallel.matmul sends a one-row product of GPT-2's shapes to the kernel, and its
     numbers are BLAS's to float rounding; a toy-sized product stays with BLAS."""
     from core.native import layers as native_layers
     from core.native import parallel

@@ -1,4 +1,5 @@
-"""core.parallel.matmul: large products split by the weight's columns across the cores, equal to x @ w up to rounding."""
+"""core.native.parallel.matmul: large products split by the weight's columns across the cores, equal
+to x @ w up to rounding."""
 import threading
 
 import numpy as np
