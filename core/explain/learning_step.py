@@ -36,14 +36,19 @@ from core.train.settings import TrainSettings, trainability
 OPTIMIZERS = ("sgd", "adamw")
 STEP_BATCH = 8  # sentences in the batch of the step shown (training's default is 32: one step stays quick)
 MAX_STEP_LENGTH = 64  # tokens per window at most (the toy model's context is 32), for the same reason
+MAX_STEP_PARAMETERS = 5_000_000  # a step of a larger model (GPT-2 small: 124M) takes seconds and gigabytes
 
 
 def step_refusal(model) -> str | None:
     """None when one step of `model` can be taken here; otherwise a sentence saying why not
-    (core.train.settings.trainability: BPE / GPT-2-family models cannot be trained here)."""
+    (BPE / GPT-2-family models cannot be trained here; a tied head or a large model is refused too)."""
     reason = trainability(model)
     if reason is None and HEAD not in model.params:
         reason = "This model's output head is tied to the token embedding; core.train.backward needs its own lm_head."
+    count = sum(int(value.size) for value in model.params.values())
+    if reason is None and count > MAX_STEP_PARAMETERS:
+        reason = (f"This model has {count:,} parameters; one step is taken apart here for models of at most "
+                  f"{MAX_STEP_PARAMETERS:,}, so that it stays quick.")
     return reason
 
 

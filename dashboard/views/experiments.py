@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.explain import block as explain_block
 from core.explain import experiments, learning_step, questions
-from dashboard import ablation, charts, figures, frame, glossary, jobs, models, runs, traces, widgets
+from dashboard import ablation, charts, figures, frame, glossary, models, runs, traces, widgets
 from dashboard.navigation import EXPERIMENTS
 from dashboard.prompt import current_prompt, prepare_prompt
 from dashboard.widgets import note
@@ -149,7 +149,7 @@ def step_gradients(model):
 
 
 def watch_learning(model, prompt) -> None:
-    reason = learning_step.step_refusal(model) or jobs.size_refusal(model)
+    reason = learning_step.step_refusal(model)
     if reason is not None:
         st.warning(f"{reason} So this tab cannot take a training step with it; pick the bundled model or one "
                    "you trained in the sidebar.")
