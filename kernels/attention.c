@@ -4,19 +4,20 @@
  * Code paths, chosen per call:
  *  - "avx512" and "avx2+fma": register-blocked block functions on 512-bit or 256-bit
  *    vectors (attention_blocks_simd_impl.h), compiled through target attributes and
- *    used only when the CPU has the features (__builtin_cpu_supports), so the build
- *    runs on any x86-64; GLASSBOX_SIMD=avx2 skips AVX-512;
+ *    used only when cpu.h's gb_simd_level() allows (the CPU has the features, and
+ *    GLASSBOX_SIMD=avx2 skips AVX-512), so the build runs on any x86-64;
  *  - "portable": the same algorithm in plain C (attention_blocks_portable_impl.h),
  *    on every other CPU (ARM included) or when GLASSBOX_SIMD=portable.
- * Threads: GLASSBOX_NUM_THREADS (default: all cores), fewer when the call is too
- * small to pay for starting them (tiny calls run on the caller's thread alone). */
+ * Threads: GLASSBOX_NUM_THREADS (default: the cores the process may run on) from the kernels'
+ * shared pool (threads.c), fewer when the call is too small to pay for handing work to them
+ * (tiny calls run on the caller's thread alone). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "attention.h"
-#include "attention_cpu.h"
-#include "attention_parallel.h"
+#include "cpu.h"
+#include "threads.h"
 
 #if defined(__x86_64__)
 #define GB_X86_64 1

@@ -45,8 +45,9 @@ static int FN(check_forward)(const REAL *out, const REAL *q, const REAL *k, cons
 static const FN(blocks) *FN(select_blocks)(void)
 {
 #ifdef GB_X86_64
-    if (gb_avx512_usable()) return &FN(blocks_avx512);
-    if (gb_avx2_usable(1)) return &FN(blocks_avx2);
+    const gb_simd level = gb_simd_level();
+    if (level >= GB_SIMD_AVX512) return &FN(blocks_avx512);
+    if (level >= GB_SIMD_AVX2_FMA) return &FN(blocks_avx2);
 #endif
     return &FN(blocks_portable);
 }
