@@ -1,6 +1,6 @@
-"""Runs the attention tests (forward and backward) and the layer-kernel tests against a copy of
-the C kernel built with AddressSanitizer and UndefinedBehaviorSanitizer; exits non-zero on any
-sanitizer report.
+"""Runs the attention tests (forward and backward), the layer-kernel tests and the shared thread
+pool's test against a copy of the C kernel built with AddressSanitizer and
+UndefinedBehaviorSanitizer; exits non-zero on any sanitizer report.
 
     python tests/sanitized_kernel.py [extra pytest arguments]
 
@@ -25,7 +25,7 @@ from build_kernels import compile_in, make_builder  # noqa: E402  (after the pat
 
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
 TESTS = ["tests/test_attention.py", "tests/test_attention_backward.py", "tests/test_layer_kernels.py",
-         "tests/test_kernel_perf_accuracy.py"]
+         "tests/test_kernel_perf_accuracy.py", "tests/test_threads.py"]
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
     "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
