@@ -1,7 +1,12 @@
 """cffi builder (API, out-of-line mode) for the C kernels in kernels/ (attention and training layers).
 
+It compiles every kernels/*.c into one extension; the public headers in HEADERS are what Python
+sees (cffi's cdef). The rest of kernels/ is the C side's own: internal headers (threads.h, the
+one thread pool; cpu.h, the one SIMD switch) and the template bodies (*.inc) that the .c files
+include once per element type or code path.
+
 `pip install .` / `pip install -e .` run it through setup.py's cffi_modules;
-`python build_kernels.py` builds core/_kernel in place, for people changing the C code.
+`python build_kernels.py` builds core/native/_kernel in place, for people changing the C code.
 The extension is optional: without a C compiler the install still succeeds and
 core.attention falls back to NumPy (with a warning saying what to install).
 """
@@ -15,7 +20,7 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent
 KERNELS = ROOT / "kernels"
-HEADERS = [KERNELS / "attention.h", KERNELS / "layers.h", KERNELS / "matvec.h"]
+HEADERS = [KERNELS / "attention.h", KERNELS / "layers.h", KERNELS / "matvec.h"]  # the exported API
 
 
 def _cdef_from_header(text: str) -> str:

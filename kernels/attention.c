@@ -1,22 +1,25 @@
 /* Forward attention kernel: masked scaled dot-product attention with a stable
- * (online) softmax, float32 and float64 from one body (attention_forward_impl.h).
+ * (online) softmax, float32 and float64 from one body (attention_forward.inc).
  *
  * Code paths, chosen per call:
  *  - "avx512" and "avx2+fma": register-blocked block functions on 512-bit or 256-bit
- *    vectors (attention_blocks_simd_impl.h), compiled through target attributes and
- *    used only when the CPU has the features (__builtin_cpu_supports), so the build
- *    runs on any x86-64; GLASSBOX_SIMD=avx2 skips AVX-512;
- *  - "portable": the same algorithm in plain C (attention_blocks_portable_impl.h),
+ *    vectors (attention_blocks_simd.inc), compiled through target attributes and
+ *    used only when cpu.h's gb_simd_level() allows (the CPU has the features, and
+ *    GLASSBOX_SIMD=avx2 skips AVX-512), so the build runs on any x86-64;
+ *  - "portable": the same algorithm in plain C (attention_blocks_portable.inc),
  *    on every other CPU (ARM included) or when GLASSBOX_SIMD=portable.
- * Threads: GLASSBOX_NUM_THREADS (default: all cores), fewer when the call is too
- * small to pay for starting them (tiny calls run on the caller's thread alone). */
+ * Threads: GLASSBOX_NUM_THREADS (default: the cores the process may run on) from the kernels'
+ * shared pool (threads.c), fewer when the call is too small to pay for handing work to them
+ * (tiny calls run on the caller's thread alone).
+ * Each element type is one instance of the template bodies (*.inc), with REAL, FN (the name
+ * suffix), EXP2 and GB_DOUBLE defined; the comment beside each #include names what it defines. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "attention.h"
-#include "attention_cpu.h"
-#include "attention_parallel.h"
+#include "cpu.h"
+#include "threads.h"
 
 #if defined(__x86_64__)
 #define GB_X86_64 1
@@ -66,12 +69,12 @@ static int64_t gb_threads_for(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int6
 #define FN(name) name##_f32
 #define EXP2 exp2f
 #define GB_DOUBLE 0
-#include "attention_blocks_portable_impl.h"
+#include "attention_blocks_portable.inc"  /* defines blocks_f32 (the table type), blocks_portable_f32 */
 #ifdef GB_X86_64
-#include "attention_simd_avx2.h"
-#include "attention_simd_avx512.h"
+#include "attention_blocks_avx2.inc"    /* defines blocks_avx2_f32 */
+#include "attention_blocks_avx512.inc"  /* defines blocks_avx512_f32 */
 #endif
-#include "attention_forward_impl.h"
+#include "attention_forward.inc"  /* defines gb_attention_forward_f32, gb_exp2_f32, select_blocks_f32 */
 #undef REAL
 #undef FN
 #undef EXP2
@@ -81,12 +84,16 @@ static int64_t gb_threads_for(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int6
 #define FN(name) name##_f64
 #define EXP2 exp2
 #define GB_DOUBLE 1
-#include "attention_blocks_portable_impl.h"
+#include "attention_blocks_portable.inc"  /* defines blocks_f64 (the table type), blocks_portable_f64 */
 #ifdef GB_X86_64
-#include "attention_simd_avx2.h"
-#include "attention_simd_avx512.h"
+#include "attention_blocks_avx2.inc"    /* defines blocks_avx2_f64 */
+#include "attention_blocks_avx512.inc"  /* defines blocks_avx512_f64 */
 #endif
-#include "attention_forward_impl.h"
+#include "attention_forward.inc"  /* defines gb_attention_forward_f64, gb_exp2_f64, select_blocks_f64 */
+#undef REAL
+#undef FN
+#undef EXP2
+#undef GB_DOUBLE
 
 const char *gb_forward_code_path(void)
 {

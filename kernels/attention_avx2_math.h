@@ -2,7 +2,7 @@
  * the vectorised exp2 of the softmax, tail masks, horizontal sums, small transposes.
  * Every function is compiled for AVX2 + FMA through a target attribute, so the
  * build itself needs no -mavx2 and runs on any x86-64; attention.c calls these
- * only after __builtin_cpu_supports says the CPU has both.
+ * only when gb_simd_level() (cpu.h) allows both.
  *
  * exp2 (the softmax works on scores in base-2 units, s * log2(e), so it needs
  * no reduction by ln 2): x = n + r with n = round(x) and |r| <= 1/2 exactly, 2^r
@@ -13,7 +13,11 @@
  * Below the range (and at -inf) the result is 0: these would be tiny or subnormal,
  * far below anything a softmax weight can show. NaN stays NaN. The measured error
  * (about 1 ULP) is asserted in tests/test_kernel_perf_accuracy.py. */
+#ifndef GLASSBOX_ATTENTION_AVX2_MATH_H
+#define GLASSBOX_ATTENTION_AVX2_MATH_H
+
 #include <immintrin.h>
+#include <stdint.h>
 
 #define GB_AVX2 __attribute__((target("avx2,fma")))
 
@@ -151,3 +155,5 @@ GB_AVX2 static inline void gb_transpose_store_pd(double *dst, int64_t dst_ld, co
     _mm256_storeu_pd(dst + 2 * dst_ld, _mm256_permute2f128_pd(lo01, lo23, 0x31));
     _mm256_storeu_pd(dst + 3 * dst_ld, _mm256_permute2f128_pd(hi01, hi23, 0x31));
 }
+
+#endif

@@ -1,13 +1,20 @@
-/* AVX-512 helpers of the forward kernel (included by attention.c on x86-64 only, after
- * attention_avx2_math.h): the softmax's exp2, tail masks and horizontal sums on 512-bit
- * vectors. Compiled for AVX-512F through a target attribute; attention.c calls them only
- * after __builtin_cpu_supports("avx512f"). The exp2 is the AVX2 one's algorithm with the
+/* AVX-512 helpers of the forward kernel (included by attention.c on x86-64 only): the
+ * softmax's exp2, tail masks and horizontal sums on 512-bit vectors. Compiled for AVX-512F
+ * through a target attribute; attention.c calls them only when gb_simd_level() (cpu.h) is
+ * GB_SIMD_AVX512. The exp2 is the AVX2 one's algorithm with the
  * same coefficients (see attention_avx2_math.h), but 2^n is applied by vscalef, which
  * needs no integer conversion and no clamp: the same bits wherever the AVX2 one is
  * accurate, and above that accurate up to the overflow to inf. x = +inf is left out (its
  * r = inf - inf is NaN); the softmax never asks, its inputs are scores minus their max,
  * <= 0 or NaN.
  * 4-key sums and transposes fold to the AVX2 helpers. */
+#ifndef GLASSBOX_ATTENTION_AVX512_MATH_H
+#define GLASSBOX_ATTENTION_AVX512_MATH_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "attention_avx2_math.h"  /* the exp2 coefficients, the 256-bit sums and transposes */
 
 #define GB_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
@@ -67,3 +74,5 @@ GB_AVX512 static inline void gb_store_sums4_pd512(double *dst, __m512d a, __m512
 {
     gb_store_sums4_pd(dst, gb_fold_pd512(a), gb_fold_pd512(b), gb_fold_pd512(c), gb_fold_pd512(d), scale);
 }
+
+#endif

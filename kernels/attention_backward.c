@@ -1,27 +1,30 @@
 /* Backward attention kernel (for training): gradients of q, k, v from the
  * gradient of the output and the forward's weights, float32 and float64 from one
- * body (attention_backward_impl.h), in two code paths chosen per call:
+ * body (attention_backward.inc), in two code paths chosen per call:
  *  - "avx2": 256-bit tiles, compiled through a target attribute and used only when
- *    the CPU has AVX2 (__builtin_cpu_supports), so the build runs on any x86-64;
+ *    cpu.h's gb_simd_level() allows AVX2, so the build runs on any x86-64;
  *  - "portable": 128-bit tiles (SSE2 on x86-64, NEON on ARM), everywhere else or
  *    when GLASSBOX_SIMD=portable.
  * Both sum every element in the same order, so they give the same bits.
- * The B independent problems are tasks for the forward's fork-join runner
- * (attention_parallel.h: GLASSBOX_NUM_THREADS, default all cores), used only when
- * the work is large enough to pay for the threads. Each task owns one whole
- * problem, so the result does not depend on the thread count either. */
+ * The B independent problems are tasks for the kernels' shared thread pool (threads.h:
+ * GLASSBOX_NUM_THREADS, default the cores the process may run on), used only when the
+ * work is large enough to pay for the threads. Each task owns one whole problem, so the
+ * result does not depend on the thread count either.
+ * Each element type and code path is one instance of attention_backward.inc; the comment
+ * beside each #include names the function it defines, called by the public entry points
+ * at the end of this file. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "attention.h"
-#include "attention_cpu.h"
-#include "attention_parallel.h"
+#include "cpu.h"
+#include "threads.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define GB_BACKWARD_AVX2 1
 #endif
 
-#define ROWS 4  /* query rows per block (the impl's tiles hold 4) */
+#define ROWS 4  /* query rows per block (attention_backward.inc's tiles hold 4) */
 #define COLS (2 * VBYTES / (int)sizeof(REAL))
 /* multiply-adds one thread should get at least: below this, starting it costs more than it saves */
 #define MIN_WORK_PER_THREAD (1 << 17)
@@ -39,7 +42,7 @@ static int64_t backward_thread_count(int64_t B, int64_t work_per_problem)
 #define VBYTES 16
 #define TARGET
 #define FN(name) name##_f32
-#include "attention_backward_impl.h"
+#include "attention_backward.inc"  /* defines backward_f32 */
 #undef VBYTES
 #undef TARGET
 #undef FN
@@ -47,7 +50,7 @@ static int64_t backward_thread_count(int64_t B, int64_t work_per_problem)
 #define VBYTES 32
 #define TARGET __attribute__((target("avx2")))
 #define FN(name) name##_f32_avx2
-#include "attention_backward_impl.h"
+#include "attention_backward.inc"  /* defines backward_f32_avx2 */
 #undef VBYTES
 #undef TARGET
 #undef FN
@@ -58,7 +61,7 @@ static int64_t backward_thread_count(int64_t B, int64_t work_per_problem)
 #define VBYTES 16
 #define TARGET
 #define FN(name) name##_f64
-#include "attention_backward_impl.h"
+#include "attention_backward.inc"  /* defines backward_f64 */
 #undef VBYTES
 #undef TARGET
 #undef FN
@@ -66,7 +69,7 @@ static int64_t backward_thread_count(int64_t B, int64_t work_per_problem)
 #define VBYTES 32
 #define TARGET __attribute__((target("avx2")))
 #define FN(name) name##_f64_avx2
-#include "attention_backward_impl.h"
+#include "attention_backward.inc"  /* defines backward_f64_avx2 */
 #undef VBYTES
 #undef TARGET
 #undef FN
@@ -79,7 +82,7 @@ int gb_attention_backward_f32(float *dq, float *dk, float *dv,
                               int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
 {
 #ifdef GB_BACKWARD_AVX2
-    if (gb_avx2_usable(0)) return backward_f32_avx2(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
+    if (gb_simd_level() >= GB_SIMD_AVX2) return backward_f32_avx2(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
 #endif
     return backward_f32(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
 }
@@ -90,7 +93,7 @@ int gb_attention_backward_f64(double *dq, double *dk, double *dv,
                               int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv)
 {
 #ifdef GB_BACKWARD_AVX2
-    if (gb_avx2_usable(0)) return backward_f64_avx2(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
+    if (gb_simd_level() >= GB_SIMD_AVX2) return backward_f64_avx2(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
 #endif
     return backward_f64(dq, dk, dv, dout, q, k, v, weights, scale, B, Lq, Lk, D, Dv);
 }

@@ -1,11 +1,12 @@
 /* The few-row matrix products declared in matvec.h: plain C loops that GCC vectorises at -O3
- * (with an AVX2 + FMA copy on x86-64 Linux), run as tasks on the persistent thread pool. */
+ * (with an AVX2 + FMA copy on x86-64 Linux), run as tasks on the kernels' shared thread pool
+ * (threads.h). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "attention.h"
-#include "attention_parallel.h"
+#include "attention.h"  /* the status codes */
 #include "matvec.h"
+#include "threads.h"
 
 /* Multiply-adds may fuse (FMA) here: a product's bytes are the same for any thread count on one
  * CPU, not across CPUs (the BLAS these replace makes no such promise either). */

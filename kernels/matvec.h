@@ -1,7 +1,7 @@
 /* Glassbox's few-row matrix products (decoding with the KV cache: one new token's row at a time).
  * Such a product reads every weight once and does two flops per weight read, so it is bound by
- * memory bandwidth: these split the weight across the kernel's persistent threads
- * (kernels/attention_parallel.h), which a single-threaded BLAS call cannot do. The order of every
+ * memory bandwidth: these split the weight across the kernels' persistent threads
+ * (kernels/threads.c), which a single-threaded BLAS call cannot do. The order of every
  * sum is fixed by the sizes alone, whatever the thread count: the same inputs give the same bytes
  * on one CPU. Outputs first, sizes last; return GB_OK, GB_ERR_NULL, GB_ERR_SIZE (a size below 1)
  * or GB_ERR_NOMEM. */

@@ -1,6 +1,6 @@
-"""Runs the attention tests (forward and backward) and the layer-kernel tests against a copy of
-the C kernel built with AddressSanitizer and UndefinedBehaviorSanitizer; exits non-zero on any
-sanitizer report.
+"""Runs the attention tests (forward and backward), the layer-kernel tests and the shared thread
+pool's test against a copy of the C kernel built with AddressSanitizer and
+UndefinedBehaviorSanitizer; exits non-zero on any sanitizer report.
 
     python tests/kernels/sanitized_kernel.py [extra pytest arguments]
 
@@ -26,7 +26,8 @@ compile_in, make_builder = _build_kernels["compile_in"], _build_kernels["make_bu
 
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
 TESTS = ["tests/kernels/test_attention.py", "tests/kernels/test_attention_backward.py",
-         "tests/kernels/test_layer_kernels.py", "tests/kernels/test_kernel_perf_accuracy.py"]
+         "tests/kernels/test_layer_kernels.py", "tests/kernels/test_kernel_perf_accuracy.py",
+         "tests/kernels/test_threads.py"]
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
     "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",

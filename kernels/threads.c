@@ -1,17 +1,17 @@
-/* Task runner for the attention kernels (included by attention.c and attention_backward.c).
+/* The task runner declared in threads.h, and its one thread pool.
  *
- * A call's work is cut into n_tasks independent tasks; n_threads threads (the
- * caller's own thread is one of them) claim task numbers from one atomic counter
- * in the call's own stack frame. Each thread gets its own work buffer, all allocated
- * before any task runs: when that fails nothing has been written.
- * The other threads come from a persistent pool (one per file that includes this),
- * started on first use, spinning briefly and then parked on a condition variable between
- * calls, so a small call does not pay ~25 us per thread to start and join it. One call uses the pool at
- * a time: a call that finds it busy (another Python thread is in the kernel) starts its
- * own threads, as every call did before the pool, so concurrent calls never wait for
+ * A call's work is cut into n_tasks independent tasks; n_threads threads (the caller's own
+ * thread is one of them) claim task numbers from one atomic counter in the call's own stack
+ * frame. Each thread gets its own work buffer, all allocated before any task runs, so that a
+ * failed allocation leaves nothing half written.
+ * The other threads come from one persistent pool per process, shared by every kernel (one set
+ * of threads, however many kernels a model calls): started on first use, spinning briefly and
+ * then parked on a condition variable between calls, so a small call does not pay ~25 us per
+ * thread to start and join it, and a call soon after another, of any kernel, finds them still
+ * spinning. One call uses the pool at a time: a call that finds it busy (another Python thread
+ * is in a kernel) starts threads of its own for that call, so concurrent calls never wait for
  * each other. A thread that cannot be started leaves its share to the others.
- * Thread count: GLASSBOX_NUM_THREADS when it is a positive integer, else the
- * cores the process may run on. The kernel calls no BLAS, so it never competes with BLAS threads. */
+ * The kernels call no BLAS, so they never compete with BLAS threads. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -20,10 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define GB_MAX_THREADS 64
-#define GB_ALIGN 64
+#include "attention.h"  /* the status codes */
+#include "threads.h"
 
-typedef void (*gb_task_fn)(void *context, int64_t task, void *work);
+#define GB_ALIGN 64
 
 typedef struct {
     gb_task_fn run;
@@ -64,7 +64,7 @@ static long gb_usable_cores(void)
 }
 
 /* GLASSBOX_NUM_THREADS when set to a positive integer, else gb_usable_cores() (at most GB_MAX_THREADS). */
-static int gb_configured_threads(void)
+int gb_configured_threads(void)
 {
     long count = 0;
     const char *forced = getenv("GLASSBOX_NUM_THREADS");
@@ -233,8 +233,9 @@ static void gb_spawn_run(gb_task_queue *queue, char *work, size_t stride, int he
         if (started[t]) pthread_join(threads[t], NULL);
 }
 
-/* Runs run(context, t, work) for every t < n_tasks on up to n_threads threads. */
-static int gb_run_tasks(gb_task_fn run, void *context, int64_t n_tasks, int64_t n_threads, size_t work_bytes)
+/* One thread: the caller's alone. More: the pool, or threads of the call's own while another call
+ * has the pool. */
+int gb_run_tasks(gb_task_fn run, void *context, int64_t n_tasks, int64_t n_threads, size_t work_bytes)
 {
     if (n_threads > n_tasks) n_threads = n_tasks;
     if (n_threads > GB_MAX_THREADS) n_threads = GB_MAX_THREADS;
