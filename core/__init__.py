@@ -1,8 +1,9 @@
 """Glassbox: a small GPT-style transformer whose every intermediate can be shown (no Streamlit here).
 
 This module is the public face: `load_default()` gives the bundled trained model,
-`load_checkpoint(path)` any saved one (Glassbox's own or a GPT-2-family checkpoint in Hugging
-Face's layout), `Model.run(prompt) -> Trace`, `train(model, TrainSettings(...)) -> History`.
+`load_checkpoint(path)` any saved one (Glassbox's own, a GPT-2-family checkpoint in Hugging
+Face's layout, or a Hugging Face llama / qwen2 / qwen3 / mistral folder),
+`Model.run(prompt) -> Trace`, `train(model, TrainSettings(...)) -> History`.
 Inside: model/ (the forward pass), text/ (tokenizers, corpus), io/ (checkpoints), train/,
 native/ (the C kernels), explain/ (what the pages teach), bench/, cli/, data/, and checks.py
 (how every entry point checks what it is given).

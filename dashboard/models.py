@@ -9,10 +9,13 @@ widget "model_picker" (dashboard.frame) mirrors it.
 """
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 import core
 from core.io import models_dir
+from core.model.config import LLAMA_TYPES
 from core.native.kernel import default_backend
 
 BUNDLED = ""  # picker value of the bundled model (no checkpoint can be named "": models_dir.check_name)
@@ -71,10 +74,28 @@ def reset_model() -> None:
     st.session_state["model_choice"] = BUNDLED
 
 
+def is_llama_family(name: str) -> bool:
+    """Whether the models folder's checkpoint `name` is a llama-family one (its config.json's
+    model_type: llama, qwen2, qwen3, mistral), which the pages do not show yet."""
+    try:
+        config = json.loads((models_dir.models_root() / name / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # unreadable: listed, and loading it says what is wrong
+    return isinstance(config, dict) and config.get("model_type") in LLAMA_TYPES
+
+
 def model_options() -> list[str]:
-    """The picker's values: the bundled model, the models folder's checkpoints, the trained model."""
+    """The picker's values: the bundled model, the models folder's GPT-2-family checkpoints, the
+    trained model. Llama-family checkpoints are left out, with a caption saying how many: the pages
+    assume GPT-2 (they open from the Python API and the CLI)."""
     trained = [TRAINED] if "trained_model" in st.session_state else []
-    return [BUNDLED, *models_dir.checkpoint_names(), *trained]
+    names = models_dir.checkpoint_names()
+    llama = [name for name in names if is_llama_family(name)]
+    if llama:
+        st.sidebar.caption(f"{len(llama)} Llama-family checkpoint{'s' if len(llama) > 1 else ''} (llama, qwen2, "
+                           "qwen3, mistral) found in the models folder: the pages show them in a later version; "
+                           "they open from the Python API and the CLI now.")
+    return [BUNDLED, *[name for name in names if name not in llama], *trained]
 
 
 def picker_label(choice: str) -> str:

@@ -8,6 +8,12 @@
  * All arrays are C-contiguous: q [B, Lq, D], k [B, Lk, D], v [B, Lk, Dv],
  * out [B, Lq, Dv], weights [B, Lq, Lk].
  *
+ * The forward kernel takes grouped-query attention as kv_group (1 for plain multi-head
+ * attention): k [B / kv_group, Lk, D] and v [B / kv_group, Lk, Dv], and problem b of q reads
+ * problem b / kv_group of k and v. With q [batch, H, Lq, D] and k, v [batch, Hkv, Lk, .]
+ * flattened, kv_group = H / Hkv makes query head h read key/value head h / kv_group, with no
+ * copy of k or v per query head. kv_group must be positive and divide B (else GB_ERR_SIZE).
+ *
  * mask (may be NULL) holds one byte per (b, i, j), nonzero = may attend; it is
  * addressed as mask[b*mask_sb + i*mask_sq + j*mask_sk] so that a broadcast mask
  * (stride 0) needs no copy. causal != 0 lets query i see keys j <= i + (Lk - Lq).
@@ -35,12 +41,12 @@ int gb_attention_forward_f32(float *out, float *weights,
                              const float *q, const float *k, const float *v,
                              const uint8_t *mask, int64_t mask_sb, int64_t mask_sq, int64_t mask_sk,
                              int causal, double scale,
-                             int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv);
+                             int64_t B, int64_t kv_group, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv);
 int gb_attention_forward_f64(double *out, double *weights,
                              const double *q, const double *k, const double *v,
                              const uint8_t *mask, int64_t mask_sb, int64_t mask_sq, int64_t mask_sk,
                              int causal, double scale,
-                             int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv);
+                             int64_t B, int64_t kv_group, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv);
 
 /* The forward kernel's code path for the next call on this CPU: "avx512" (AVX-512F), else
  * "avx2+fma", else "portable" (plain C). GLASSBOX_SIMD=avx2 in the environment caps it at
@@ -56,7 +62,8 @@ int gb_exp2_f32(float *out, const float *x, int64_t n);
 int gb_exp2_f64(double *out, const double *x, int64_t n);
 
 /* Backward pass given the forward's attention weights [B, Lq, Lk] (masked
- * entries are zero there, so the mask needs no second look):
+ * entries are zero there, so the mask needs no second look); k and v have q's B problems
+ * (no kv_group: training runs multi-head attention only):
  *   dv = W^T dout,  dW = dout v^T,  dS = W * (dW - rowsum(dW * W)),
  *   dq = scale * dS k,  dk = scale * dS^T q. */
 int gb_attention_backward_f32(float *dq, float *dk, float *dv,

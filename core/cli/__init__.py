@@ -16,7 +16,7 @@ COMMANDS = {
     "info": "the model's config, parameter count and attention backend",
     "train": "train the model on the bundled corpus",
     "bench": "time the attention backends against each other",
-    "fetch": "download a GPT-2-family checkpoint from the Hugging Face hub (needs the [hub] extra)",
+    "fetch": "download a GPT-2 or Llama-family checkpoint from the Hugging Face hub (needs the [hub] extra)",
 }
 
 

@@ -1,5 +1,7 @@
-"""`python -m core fetch gpt2 --to models/gpt2`: download a GPT-2-family checkpoint from the
-Hugging Face hub (the optional extra: `pip install -e '.[hub]'`), only the files Glassbox reads.
+"""`python -m core fetch gpt2 --to models/gpt2`: download a checkpoint from the Hugging Face hub
+(the optional extra: `pip install -e '.[hub]'`), only the files Glassbox reads: GPT-2's family, or
+the Llama family (Llama, Qwen 2/2.5/3, Mistral, SmolLM2: `python -m core fetch
+HuggingFaceTB/SmolLM2-135M --to models/smollm2-135m`).
 
 Nothing else in Glassbox touches the network. The files land in a temporary folder beside
 `--to`, are loaded once to check them, then renamed into place.
@@ -13,14 +15,18 @@ from pathlib import Path
 import core
 from core.io.checkpoint import check_target
 
-# what core.io.checkpoint reads: never pytorch_model.bin (a pickle) or other frameworks' weights
+# what core.io.checkpoint reads, at the repository's top level: safetensors weights (one file, or
+# shards and their index), the config, tokenizer.json + tokenizer_config.json (or GPT-2's
+# vocab.json + merges.txt). Never pytorch_model.bin or *.pth (pickles, which can run code when
+# loaded), other frameworks' weights, or a second copy of the weights (Mistral's
+# consolidated.safetensors, Llama's original/ folder).
 FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors",
-         "tokenizer.json", "vocab.json", "merges.txt"]
+         "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"]
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="a model on the Hugging Face hub: gpt2, distilgpt2, gpt2-medium, "
-                                      "openai-community/gpt2-large, ...")
+                                      "HuggingFaceTB/SmolLM2-135M, Qwen/Qwen2.5-0.5B, Qwen/Qwen3-0.6B, ...")
     parser.add_argument("--to", metavar="DIR", required=True, help="the folder to create, e.g. models/gpt2")
     parser.add_argument("--revision", default=None, help="a branch, tag or commit (default: main)")
     parser.add_argument("--force", action="store_true", help="replace DIR if it already holds a checkpoint")
@@ -38,6 +44,9 @@ def download(model: str, folder: Path, revision: str | None) -> None:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RuntimeError(f"could not download {model!r} from the Hugging Face hub (offline? "
                            f"HF_HUB_OFFLINE set?): {type(error).__name__}: {reason[:200]}") from None
+    if not any(folder.glob("*.safetensors")):  # e.g. a repository with pytorch_model.bin alone
+        raise RuntimeError(f"{model!r} has no safetensors weights (model.safetensors or model-*-of-*.safetensors);"
+                           " Glassbox never loads pickled weights such as pytorch_model.bin")
 
 
 def run(args) -> int:

@@ -12,6 +12,12 @@ lm_head.weight when the head is tied to wte; the `h.{i}.attn.bias` / `h.{i}.attn
 buffers older exports carry, recognised and skipped; float16/bfloat16 converted to float32; the
 tokenizer from tokenizer.json or vocab.json + merges.txt (byte-level BPE, core.text.bpe).
 
+It also reads Hugging Face's llama-family folders (config.json model_type llama, qwen2, qwen3,
+mistral): `model.layers.{i}...` names exactly as core.model.params.param_shapes lists them,
+model.safetensors or shards, float32/float16/bfloat16 read as float32, validated the same way;
+the tokenizer from tokenizer.json (+ tokenizer_config.json) through core.text.hf, which may have
+fewer tokens than vocab_size (a padded embedding); `rotary_emb.inv_freq` buffers are skipped.
+
 Reading validates before it allocates: each safetensors header (names, dtypes, shapes, data
 offsets) is checked against the config and the file's size before any tensor is read, and the
 total is bounded by what the config implies and by the memory available. Each tensor is then
@@ -40,6 +46,7 @@ from core.checks import is_whole
 from core.model.config import GPTConfig
 from core.model.params import HEAD, check_params, param_shapes
 from core.text.bpe import BPETokenizer
+from core.text.hf import HFTokenizer
 from core.text.words import WordTokenizer
 
 CONFIG_FILE, WEIGHTS_FILE, INDEX_FILE = "config.json", "model.safetensors", "model.safetensors.index.json"
@@ -51,6 +58,7 @@ MAX_JSON_BYTES = 20_000_000  # GPT-2's tokenizer.json is 1.4 MB; no legitimate f
 MAX_HEADER_BYTES = 20_000_000  # a safetensors header (GPT-2 small's: about 20 kB)
 DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "BF16": np.uint16}  # BF16: read as bits
 BUFFER = re.compile(r"transformer\.h\.(\d+)\.attn\.(bias|masked_bias)")
+ROPE_BUFFER = re.compile(r"model\.layers\.(\d+)\.self_attn\.rotary_emb\.inv_freq")  # older llama exports
 ERRORS = (ValueError, TypeError, RecursionError, OverflowError, MemoryError, UnicodeDecodeError)
 
 
@@ -115,9 +123,26 @@ def _read_bpe_tokenizer(folder: Path, raw_config: dict) -> BPETokenizer:
         raise ValueError(f"{path} is not a GPT-2 byte-level BPE tokenizer: {str(error)[:300]}") from None
 
 
+def _read_llama_tokenizer(folder: Path, config: GPTConfig, raw_config: dict) -> HFTokenizer:
+    """A llama-family folder's tokenizer.json (+ tokenizer_config.json), at most vocab_size tokens."""
+    path = folder / TOKENIZER_FILE
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: a {config.model_type} checkpoint needs its tokenizer.json")
+    eos = raw_config.get("eos_token_id")
+    eos = eos[0] if isinstance(eos, list) and eos else eos  # Llama 3.1 lists several; the first ends generation
+    tokenizer = HFTokenizer.from_folder(folder, eos_id=eos if is_whole(eos) and 0 <= eos < config.vocab_size else None,
+                                        max_bytes=MAX_JSON_BYTES)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(f"{path} holds {tokenizer.vocab_size} tokens but {CONFIG_FILE} says vocab_size "
+                         f"{config.vocab_size}")
+    return tokenizer
+
+
 def _read_tokenizer(folder: Path, config: GPTConfig, raw_config: dict):
     """The word-level tokenizer (vocab.json alone) or GPT-2's BPE (tokenizer.json, or vocab.json +
-    merges.txt), checked against the config's vocab_size."""
+    merges.txt), checked against the config's vocab_size; the llama family's tokenizer.json."""
+    if config.family == "llama":
+        return _read_llama_tokenizer(folder, config, raw_config)
     if (folder / TOKENIZER_FILE).is_file() or (folder / MERGES_FILE).is_file():
         tokenizer = _read_bpe_tokenizer(folder, raw_config)
     elif (folder / VOCAB_FILE).is_file():
@@ -175,8 +200,11 @@ def _read_header(path: Path) -> tuple[dict, int]:
     return header, 8 + length
 
 
-def _canonical(name: str) -> str:
-    """GPT-2's name under `transformer.` whether the file uses the prefix or not."""
+def _canonical(name: str, config: GPTConfig) -> str:
+    """GPT-2's name under `transformer.` whether the file uses the prefix or not (the llama
+    family's names as they are)."""
+    if config.family == "llama":
+        return name
     return name if name.startswith("transformer.") or name == HEAD else "transformer." + name
 
 
@@ -204,19 +232,39 @@ def _check_entry(path: Path, name: str, entry, shapes: tuple[tuple, ...], buffer
 
 def _buffer_shapes(name: str, config: GPTConfig):
     """The shapes a recognised attention buffer may have, or None when `name` is not one."""
+    match = ROPE_BUFFER.fullmatch(name) if config.family == "llama" else None
+    if match is not None:
+        return ((config.head_dim // 2,),) if int(match.group(1)) < config.n_layer else None
     match = BUFFER.fullmatch(name)
     if match is None or int(match.group(1)) >= config.n_layer:
         return None
     return ((1, 1, config.n_positions, config.n_positions),) if match.group(2) == "bias" else ((), (1,))
 
 
+def _check_head_width(path: Path, header: dict, config: GPTConfig) -> None:
+    """A clear ValueError when a q_proj weight's rows are not head_dim x num_attention_heads, or a
+    k_proj's not head_dim x num_key_value_heads (checked before any other shape, which would only
+    say "the config needs ...")."""
+    if config.family != "llama":
+        return
+    for projection, heads, key in (("q_proj", config.n_head, "num_attention_heads"),
+                                   ("k_proj", config.n_kv_head, "num_key_value_heads")):
+        for name, entry in header.items():
+            shape = entry.get("shape") if isinstance(entry, dict) else None
+            if (name.endswith(f"self_attn.{projection}.weight") and isinstance(shape, list) and len(shape) == 2
+                    and shape[0] != heads * config.head_dim):
+                raise ValueError(f"{path}: {name} has {shape[0]} rows but config.json's head_dim "
+                                 f"({config.head_dim}) x {key} ({heads}) = {heads * config.head_dim}")
+
+
 def _plan_file(path: Path, config: GPTConfig, expected: dict, seen: dict) -> list[tuple[str, str, tuple, int]]:
     """Validate one safetensors file against the config and its size, reading no tensor:
     [(parameter name, dtype code, shape, absolute offset)] of the parameters to read."""
     header, data_start = _read_header(path)
+    _check_head_width(path, header, config)
     spans, plan = [], []
     for name, entry in header.items():
-        canonical = _canonical(name)
+        canonical = _canonical(name, config)
         buffer_shapes = _buffer_shapes(canonical, config)
         if canonical not in expected and buffer_shapes is None:
             hint = " (the config ties the head to wte: set tie_word_embeddings false to use it)" if name == HEAD else ""
@@ -299,7 +347,7 @@ def _read_params(folder: Path, config: GPTConfig) -> dict[str, np.ndarray]:
     return {name: params[name] for name in expected}  # GPT-2's order
 
 
-def read_checkpoint(path) -> tuple[GPTConfig, dict[str, np.ndarray], WordTokenizer | BPETokenizer]:
+def read_checkpoint(path) -> tuple[GPTConfig, dict[str, np.ndarray], WordTokenizer | BPETokenizer | HFTokenizer]:
     """(config, params, tokenizer) from the checkpoint folder `path`; ValueError for anything wrong."""
     folder = Path(path)
     if not folder.is_dir():

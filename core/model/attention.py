@@ -6,7 +6,11 @@ compute softmax(q k^T * scale + mask) v with a numerically stable softmax.
 `attention_backward` does the same for the gradients (used by training).
 
 Shapes: q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv] -> out [..., Lq, Dv],
-weights [..., Lq, Lk]. `causal=True` lets query i see keys j <= i + (Lk - Lq)
+weights [..., Lq, Lk]. Grouped-query attention (Llama, Qwen, Mistral): k and v may have fewer
+heads than q on the head axis (-3), q [*lead, H, Lq, D] with k [*lead, Hkv, Lk, D] and
+v [*lead, Hkv, Lk, Dv] when H % Hkv == 0; query head h then reads key/value head
+h // (H / Hkv), and neither backend copies k or v per query head (the backward refuses them).
+`causal=True` lets query i see keys j <= i + (Lk - Lq)
 (bottom-right aligned, so one new query against a KV cache sees every key).
 `mask` is boolean, True = may attend, combined with `causal` by AND. A row with no
 allowed key gives zeros, never NaN. NaN is never hidden either: a NaN or inf in q or k
@@ -38,23 +42,35 @@ def _check_dtypes(*arrays: np.ndarray) -> np.dtype:
     raise TypeError(f"attention needs float32 or float64 arrays of one dtype, got {names}")
 
 
-def _check_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[tuple[int, ...], int, int, int, int]:
-    """The sizes (lead, Lq, Lk, D, Dv) of valid q [*lead, Lq, D], k [*lead, Lk, D], v [*lead, Lk, Dv]."""
+def _check_shapes(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[tuple[int, ...], int, int, int, int, int]:
+    """The sizes (lead, Lq, Lk, D, Dv, kv_group) of valid q [*lead, Lq, D], k [*kv_lead, Lk, D],
+    v [*kv_lead, Lk, Dv]. kv_lead is lead, or lead with Hkv heads on axis -3 where q has H (H % Hkv == 0):
+    kv_group = H / Hkv query heads share one key/value head (1 when the leads are equal)."""
     q_shape, k_shape, v_shape = q.shape, k.shape, v.shape
     if len(q_shape) >= 2 and len(k_shape) >= 2 and len(v_shape) >= 2:
         lead, (lq, d), (lk, dv) = q_shape[:-2], q_shape[-2:], v_shape[-2:]
         if lead == k_shape[:-2] == v_shape[:-2] and k_shape[-2:] == (lk, d) and d > 0:
-            return lead, lq, lk, d, dv  # the common case, tested first: this check runs on every call
+            return lead, lq, lk, d, dv, 1  # the common case, tested first: this check runs on every call
     shapes = f"q {q_shape}, k {k_shape}, v {v_shape}"
     if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
         raise ValueError(f"q, k and v need at least 2 dims (..., L, D); got {shapes}")
+    kv_group = 1
     if not (q_shape[:-2] == k_shape[:-2] == v_shape[:-2]):
-        raise ValueError(f"q, k and v need the same leading dims; got {shapes}")
+        if not (q.ndim >= 3 and q.ndim == k.ndim and k_shape[:-2] == v_shape[:-2] and q_shape[:-3] == k_shape[:-3]):
+            raise ValueError(f"q, k and v need the same leading dims (k and v may have fewer heads on "
+                             f"axis -3); got {shapes}")
+        heads, kv_heads = q_shape[-3], k_shape[-3]
+        if kv_heads == 0 or heads % kv_heads:
+            raise ValueError(f"q's {heads} heads are not a multiple of k and v's {kv_heads} heads "
+                             f"(grouped-query attention needs H % Hkv == 0); got {shapes}")
+        kv_group = heads // kv_heads if heads else 1
     if q_shape[-1] != k_shape[-1]:
         raise ValueError(f"q and k need the same last dim D; got {shapes}")
     if k_shape[-2] != v_shape[-2]:
         raise ValueError(f"k and v need the same number of keys Lk; got {shapes}")
-    raise ValueError(f"the query/key width D must be at least 1; got {shapes}")
+    if q_shape[-1] == 0:
+        raise ValueError(f"the query/key width D must be at least 1; got {shapes}")
+    return q_shape[:-2], q_shape[-2], k_shape[-2], q_shape[-1], v_shape[-1], kv_group
 
 
 def default_scale(d: int) -> float:
@@ -91,7 +107,9 @@ def causal_mask(lq: int, lk: int) -> np.ndarray:
     return np.tri(lq, lk, k=lk - lq, dtype=bool)
 
 
-def _numpy_forward(q, k, v, mask, causal, scale, return_weights):
+def _numpy_forward(q, k, v, mask, causal, scale, return_weights, kv_group=1):
+    if kv_group > 1:  # grouped heads: broadcast k and v over each group's query heads, no copy
+        return _numpy_grouped_forward(q, k, v, mask, causal, scale, return_weights, kv_group)
     allowed = mask
     if causal:
         past = causal_mask(q.shape[-2], k.shape[-2])  # [Lq, Lk]
@@ -111,14 +129,27 @@ def _numpy_forward(q, k, v, mask, causal, scale, return_weights):
     return out, weights
 
 
+def _numpy_grouped_forward(q, k, v, mask, causal, scale, return_weights, kv_group):
+    """Attention of q [*outer, H, Lq, D] on k [*outer, Hkv, Lk, D], v [*outer, Hkv, Lk, Dv] with
+    H = Hkv * kv_group: q viewed as [*outer, Hkv, group, Lq, D] and k, v as [*outer, Hkv, 1, Lk, .],
+    so that matmul broadcasts each key/value head over its group of query heads (views, no copy)."""
+    outer, kv_heads = k.shape[:-3], k.shape[-3]
+    grouped_q = q.reshape(*outer, kv_heads, kv_group, *q.shape[-2:])  # splitting an axis: always a view
+    grouped_mask = None if mask is None else mask.reshape(*outer, kv_heads, kv_group, *mask.shape[-2:])
+    out, weights = _numpy_forward(grouped_q, k[..., None, :, :], v[..., None, :, :], grouped_mask, causal, scale,
+                                  return_weights)  # [*outer, Hkv, group, Lq, Dv], [*outer, Hkv, group, Lq, Lk]
+    lead = q.shape[:-2]  # (*outer, H)
+    return out.reshape(*lead, *out.shape[-2:]), weights.reshape(*lead, *weights.shape[-2:])
+
+
 def scaled_dot_product_attention(q, k, v, *, causal=False, mask=None, scale=None,
                                  return_weights=False, backend=None):
     """softmax(q k^T * scale, masked) v; returns out, or (out, weights) with return_weights."""
     backend = default_backend() if backend is None else check_backend(backend)
     q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
     _check_dtypes(q, k, v)
-    sizes = lead, lq, lk, d, dv = _check_shapes(q, k, v)
-    scores_shape = lead + (lq, lk)
+    sizes = lead, lq, lk, d, dv, kv_group = _check_shapes(q, k, v)
+    scores_shape = lead + (lq, lk)  # q's lead: [*lead, H, Lq, Lk] when k and v have grouped heads
     mask = _broadcast_mask(mask, scores_shape)
     scale = _check_scale(scale, d)
     if 0 in scores_shape:
@@ -127,7 +158,7 @@ def scaled_dot_product_attention(q, k, v, *, causal=False, mask=None, scale=None
     elif backend == "c":
         out, weights = c_forward(q, k, v, mask, bool(causal), scale, return_weights, sizes)
     else:
-        out, weights = _numpy_forward(q, k, v, mask, causal, scale, return_weights)
+        out, weights = _numpy_forward(q, k, v, mask, causal, scale, return_weights, kv_group)
     return (out, weights) if return_weights else out
 
 
@@ -149,7 +180,10 @@ def attention_backward(d_out, q, k, v, weights, *, scale=None, backend=None):
     backend = default_backend() if backend is None else check_backend(backend)
     d_out, q, k, v, weights = (np.asarray(array) for array in (d_out, q, k, v, weights))
     _check_dtypes(d_out, q, k, v, weights)
-    sizes = lead, lq, lk, d, dv = _check_shapes(q, k, v)
+    sizes = lead, lq, lk, d, dv, kv_group = _check_shapes(q, k, v)
+    if kv_group != 1:  # training runs models whose k and v have as many heads as q
+        raise ValueError(f"attention_backward needs k and v with as many heads as q (no grouped-query "
+                         f"attention); got q {q.shape}, k {k.shape}, v {v.shape}")
     scores_shape, out_shape = lead + (lq, lk), lead + (lq, dv)
     if weights.shape != scores_shape or d_out.shape != out_shape:
         raise ValueError(f"attention_backward needs weights {scores_shape} and d_out {out_shape}; "

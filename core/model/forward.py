@@ -1,11 +1,22 @@
-"""The GPT-2-style forward pass in NumPy, read top to bottom like picoGPT.
+"""The forward pass of both families in NumPy, read top to bottom like picoGPT.
 
-Parameters are a plain dict keyed by GPT-2's Hugging Face names (core.model.params; a tied
-model's output head is its token embedding). The MLP's activation is the config's
+One pass, two kinds of block (config.family, core.model.config):
+  gpt2   LayerNorm; c_attn split into q, k, v; learned positions (wpe); GELU MLP (c_fc, c_proj).
+  llama  RMSNorm; q/k/v projections (optional biases: Qwen2), per-head q/k RMSNorm (Qwen3),
+         rotary positions on q and k (core.model.rope) at positions start..start+L, so the KV
+         cache works; grouped-query attention (k and v keep n_kv_head heads, query head h reads
+         key/value head h // (H / Hkv)); SwiGLU MLP: down(silu(gate(x)) * up(x)). Used by
+         Hugging Face's llama, qwen2, qwen3 and mistral.
+Each piece is a short function named for what it does: `norm`, `attention` (with
+`gpt2_qkv` / `llama_qkv` making q, k and v), `mlp` (`gelu_mlp` / `swiglu_mlp`), `block`.
+
+Parameters are a plain dict keyed by Hugging Face's names (core.model.params; a tied model's
+output head is its token embedding). The MLP's activation is the config's
 (core.model.ops.ACTIVATIONS). `gpt_forward` is the one forward pass: inference, the trace,
 interventions, training (with dropout) and KV-cache decoding all run it. Shapes: L = sequence
-length, C = n_embd, H = n_head, D = d_head = C / H, M = d_mlp (4C unless n_inner says otherwise),
-V = vocab_size; `..` is an optional batch dim.
+length, C = n_embd, H = n_head, Hkv = n_kv_head (= H for GPT-2), D = d_head (C / H, or the
+config's head_dim), M = d_mlp (4C for GPT-2 unless n_inner says otherwise), V = vocab_size;
+`..` is an optional batch dim.
 
 When `cache` is a dict, `gpt_forward` fills it with every intermediate under
 TransformerLens's hook names, batch dim kept when ids is 2-D:
@@ -32,6 +43,21 @@ TransformerLens's hook names, batch dim kept when ids is 2-D:
     hook_mlp_dropout [.., L, C]     (only when dropout > 0)
     hook_resid_post [.., L, C]
   ln_final.hook_scale [.., L, 1], ln_final.hook_normalized [.., L, C]
+The llama family records the same names, with these differences and additions (no
+hook_pos_embed: positions are rotations, not vectors added to the stream):
+    ln1.*, ln2.*, ln_final.*         the RMSNorms: hook_scale = sqrt(mean(x^2) + eps) [.., L, 1]
+    attn.q_norm.hook_scale [.., H, L, 1], attn.q_norm.hook_normalized [.., H, L, D]   (Qwen3)
+    attn.k_norm.hook_scale [.., Hkv, L, 1], attn.k_norm.hook_normalized [.., Hkv, L, D]   (Qwen3)
+    attn.hook_q [.., H, L, D]        queries before RoPE (after q_norm)
+    attn.hook_k [.., Hkv, L, D]      the new keys before RoPE (after k_norm)
+    attn.hook_cos, attn.hook_sin [L, D]   the rotation tables at positions start..start+L
+    attn.hook_rot_q [.., H, L, D]    queries after RoPE
+    attn.hook_rot_k [.., Hkv, Lk, D] every key attended to, after RoPE (cached then new)
+    attn.hook_v [.., Hkv, Lk, D]     every value attended to (cached then new)
+    attn.hook_attn_scores, attn.hook_pattern [.., H, L, Lk]
+    mlp.hook_pre [.., L, M]          gate(x), before the activation
+    mlp.hook_pre_linear [.., L, M]   up(x)
+    mlp.hook_post [.., L, M]         silu(gate(x)) * up(x) (ReLU in place of silu when an intervention asks)
 """
 from __future__ import annotations
 
@@ -47,16 +73,26 @@ from core.model.ops import (
     ACTIVATIONS,
     layer_norm,
     linear,
+    linear_out_in,
     merge_heads,
     relu,
+    rms_norm,
     split_heads,
 )
-from core.model.params import block_params, output_head
+from core.model.params import block_params, output_head, token_embedding
+from core.model.rope import rotary_tables, rotate
 from core.native.parallel import matmul
+
+
+def grouped(kv, n_head):
+    """[.., Hkv, Lk, D] -> [.., H, Lk, D]: each key/value head repeated for its group of query
+    heads (a copy: for display only; the attention call itself reads the Hkv heads)."""
+    return kv if kv.shape[-3] == n_head else np.repeat(kv, n_head // kv.shape[-3], axis=-3)
 
 
 def masked_scores(q, k, scale, causal):
     """q.k * scale with -inf where the causal mask hides a key: [.., H, L, Lk] (for display)."""
+    k = grouped(k, q.shape[-3])  # [.., H, Lk, D]
     scores = q @ np.swapaxes(k, -1, -2) * scale  # [.., H, L, D] @ [.., H, D, Lk] -> [.., H, L, Lk]
     if causal:
         scores = np.where(causal_mask(q.shape[-2], k.shape[-2]), scores, -np.inf)
@@ -65,7 +101,8 @@ def masked_scores(q, k, scale, causal):
 
 @dataclass
 class KVCache:
-    """The keys and values of every token processed so far, per layer [.., H, T, D].
+    """The keys and values of every token processed so far, per layer [.., Hkv, T, D]
+    (the llama family's keys after RoPE, so cached keys are never rotated again).
 
     Pass one (empty at first) to `gpt_forward(..., kv_cache=...)`: new tokens take the
     positions after the cached ones, attend to cached and new keys, and are appended.
@@ -79,25 +116,64 @@ class KVCache:
         return self.keys[0].shape[-2] if self.keys else 0
 
     def extend(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Append one layer's new k, v [.., H, L, D]; return all of them [.., H, T + L, D]."""
+        """Append one layer's new k, v [.., Hkv, L, D]; return all of them [.., Hkv, T + L, D]."""
         if layer == len(self.keys):
             self.keys.append(k)
             self.values.append(v)
         else:
-            self.keys[layer] = np.concatenate([self.keys[layer], k], axis=-2)  # [.., H, T + L, D]
+            self.keys[layer] = np.concatenate([self.keys[layer], k], axis=-2)  # [.., Hkv, T + L, D]
             self.values[layer] = np.concatenate([self.values[layer], v], axis=-2)
         return self.keys[layer], self.values[layer]
 
 
-def attention(x, p, config, layer, hooks, interventions, kv_cache):
-    """Multi-head causal self-attention: [.., L, C] -> [.., L, C]."""
-    name = f"blocks.{layer}.attn"
+def gpt2_qkv(x, p, config):
+    """GPT-2's q, k, v: one c_attn, split in three and made head-first. [.., L, C] -> 3 x [.., H, L, D]."""
     qkv = linear(x, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # [.., L, C] -> [.., L, 3C]
-    q, k, v = (np.ascontiguousarray(split_heads(part, config.n_head))  # the kernel (and the backward's) reads
-               for part in np.split(qkv, 3, axis=-1))  # them contiguous: copied once, here. 3 x [.., H, L, D]
+    return (np.ascontiguousarray(split_heads(part, config.n_head))  # the kernel (and the backward's) reads
+            for part in np.split(qkv, 3, axis=-1))  # them contiguous: copied once, here. 3 x [.., H, L, D]
+
+
+def head_norm(x, p, which, config, layer, hooks):
+    """Qwen3's per-head RMSNorm on q or k (`which` "q_norm" / "k_norm"), over each head's D dims."""
+    out, hooks[f"blocks.{layer}.attn.{which}.hook_scale"] = rms_norm(
+        x, p[f"self_attn.{which}.weight"], config.layer_norm_epsilon)  # [.., H, L, D], [.., H, L, 1]
+    hooks[f"blocks.{layer}.attn.{which}.hook_normalized"] = out
+    return out
+
+
+def llama_qkv(x, p, config, layer, hooks):
+    """The llama family's q [.., H, L, D], k and v [.., Hkv, L, D]: three projections (biases when
+    the config has them), then Qwen3's per-head q/k norms."""
+    def project(name, heads):  # [.., L, C] @ [C, heads * D] -> [.., L, heads * D] -> [.., heads, L, D]
+        out = linear_out_in(x, p[f"self_attn.{name}.weight"], p.get(f"self_attn.{name}.bias"))
+        return np.ascontiguousarray(split_heads(out, heads))
+    q, k, v = project("q_proj", config.n_head), project("k_proj", config.n_kv_head), project("v_proj", config.n_kv_head)
+    if config.qk_norm:
+        q, k = head_norm(q, p, "q_norm", config, layer, hooks), head_norm(k, p, "k_norm", config, layer, hooks)
+    return q, k, v
+
+
+def rotary(q, k, rope, layer, hooks):
+    """q [.., H, L, D] and k [.., Hkv, L, D] rotated by their positions' angles (rope = cos, sin [L, D])."""
+    name = f"blocks.{layer}.attn"
+    hooks[f"{name}.hook_q"], hooks[f"{name}.hook_k"] = q, k  # before RoPE
+    hooks[f"{name}.hook_cos"], hooks[f"{name}.hook_sin"] = rope
+    return rotate(q, *rope), np.ascontiguousarray(rotate(k, *rope))  # [.., H, L, D], [.., Hkv, L, D]
+
+
+def attention(x, p, config, layer, hooks, interventions, kv_cache, rope):
+    """Multi-head causal self-attention: [.., L, C] -> [.., L, C]. The llama family rotates q and
+    k (`rope`: cos, sin [L, D]) and keeps Hkv key/value heads (grouped-query attention)."""
+    name = f"blocks.{layer}.attn"
+    if config.rope:
+        q, k, v = llama_qkv(x, p, config, layer, hooks)  # [.., H, L, D], 2 x [.., Hkv, L, D]
+        q, k = rotary(q, k, rope, layer, hooks)
+    else:
+        q, k, v = gpt2_qkv(x, p, config)  # 3 x [.., H, L, D]
     if kv_cache is not None:
-        k, v = kv_cache.extend(layer, k, v)  # [.., H, Lk, D] with Lk = past + L
+        k, v = kv_cache.extend(layer, k, v)  # [.., Hkv, Lk, D] with Lk = past + L
     scale = config.attention_scale if interventions.scale_scores else 1.0
+    # q [.., H, L, D] against k, v [.., Hkv, Lk, D]: query head h reads key/value head h // (H / Hkv), no copy
     z, weights = scaled_dot_product_attention(
         q, k, v, causal=interventions.causal, scale=scale, return_weights=True)  # [.., H, L, D], [.., H, L, Lk]
     zeroed, zeroed_by_row = interventions.zeroed_heads(layer, config.n_head)
@@ -106,27 +182,53 @@ def attention(x, p, config, layer, hooks, interventions, kv_cache):
         z[..., zeroed, :, :] = 0.0
         for row, head in zeroed_by_row:
             z[row, head] = 0.0  # [B, H, L, D]: this row's head
-    hooks[f"{name}.hook_q"], hooks[f"{name}.hook_k"], hooks[f"{name}.hook_v"] = q, k, v
+    if config.rope:
+        hooks[f"{name}.hook_rot_q"], hooks[f"{name}.hook_rot_k"], hooks[f"{name}.hook_v"] = q, k, v
+    else:
+        hooks[f"{name}.hook_q"], hooks[f"{name}.hook_k"], hooks[f"{name}.hook_v"] = q, k, v
     hooks[f"{name}.hook_pattern"], hooks[f"{name}.hook_z"] = weights, z
     if hooks.scores:
         hooks[f"{name}.hook_attn_scores"] = masked_scores(q, k, scale, interventions.causal)
+    if config.rope:  # [.., L, H * D] @ [H * D, C] -> [.., L, C]
+        return linear_out_in(merge_heads(z), p["self_attn.o_proj.weight"], p.get("self_attn.o_proj.bias"))
     return linear(merge_heads(z), p["attn.c_proj.weight"], p["attn.c_proj.bias"])  # [.., L, C] @ [C, C] -> [.., L, C]
 
 
-def mlp(x, p, config, layer, hooks, interventions):
-    """The feed-forward net: [.., L, C] -> [.., L, M] -> activation -> [.., L, C]."""
+def gelu_mlp(x, p, activation, layer, hooks):
+    """GPT-2's feed-forward net: [.., L, C] -> [.., L, M] -> activation -> [.., L, C]."""
     pre = linear(x, p["mlp.c_fc.weight"], p["mlp.c_fc.bias"])  # [.., L, C] @ [C, M] -> [.., L, M]
-    activation = relu if interventions.activation == "relu" else ACTIVATIONS[config.activation]
     post = activation(pre)  # [.., L, M]
     hooks[f"blocks.{layer}.mlp.hook_pre"], hooks[f"blocks.{layer}.mlp.hook_post"] = pre, post
     return linear(post, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"])  # [.., L, M] @ [M, C] -> [.., L, C]
 
 
+def swiglu_mlp(x, p, activation, layer, hooks):
+    """The llama family's SwiGLU: down(silu(gate(x)) * up(x)), [.., L, C] -> [.., L, M] -> [.., L, C]."""
+    gate = linear_out_in(x, p["mlp.gate_proj.weight"])  # [.., L, C] @ [C, M] -> [.., L, M]
+    up = linear_out_in(x, p["mlp.up_proj.weight"])  # [.., L, C] @ [C, M] -> [.., L, M]
+    post = activation(gate) * up  # [.., L, M]
+    name = f"blocks.{layer}.mlp"
+    hooks[f"{name}.hook_pre"], hooks[f"{name}.hook_pre_linear"], hooks[f"{name}.hook_post"] = gate, up, post
+    return linear_out_in(post, p["mlp.down_proj.weight"])  # [.., L, M] @ [M, C] -> [.., L, C]
+
+
+def mlp(x, p, config, layer, hooks, interventions):
+    """The feed-forward net of the config's family, with its activation (ReLU when an intervention asks)."""
+    activation = relu if interventions.activation == "relu" else ACTIVATIONS[config.activation]
+    return (swiglu_mlp if config.rope else gelu_mlp)(x, p, activation, layer, hooks)
+
+
+LLAMA_NORMS = {"ln_1": "input_layernorm", "ln_2": "post_attention_layernorm"}
+
+
 def norm(x, p, which, config, layer, hooks, interventions):
-    """The block's LayerNorm `which` ("ln_1" or "ln_2"), or x itself when skipped."""
+    """The block's norm `which` ("ln_1" or "ln_2"; the llama family's input_layernorm and
+    post_attention_layernorm): LayerNorm or RMSNorm, or x itself when skipped."""
     hook = f"blocks.{layer}.{which.replace('_', '')}"  # ln_1 -> blocks.{l}.ln1
     if (layer, which) in interventions.skip_ln:
         out = x
+    elif config.rope:
+        out, hooks[f"{hook}.hook_scale"] = rms_norm(x, p[f"{LLAMA_NORMS[which]}.weight"], config.layer_norm_epsilon)
     else:
         out, hooks[f"{hook}.hook_scale"] = layer_norm(x, p[f"{which}.weight"], p[f"{which}.bias"],
                                                       config.layer_norm_epsilon)
@@ -134,12 +236,13 @@ def norm(x, p, which, config, layer, hooks, interventions):
     return out
 
 
-def block(x, p, config, layer, hooks, interventions, dropout, kv_cache):
-    """One pre-LayerNorm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x))."""
+def block(x, p, config, layer, hooks, interventions, dropout, kv_cache, rope=None):
+    """One pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)). `rope`: the
+    llama family's cos, sin [L, D] tables (None for GPT-2)."""
     name = f"blocks.{layer}"
     hooks[f"{name}.hook_resid_pre"] = x  # [.., L, C]
     h = norm(x, p, "ln_1", config, layer, hooks, interventions)
-    attn_out = hooks[f"{name}.hook_attn_out"] = attention(h, p, config, layer, hooks, interventions, kv_cache)
+    attn_out = hooks[f"{name}.hook_attn_out"] = attention(h, p, config, layer, hooks, interventions, kv_cache, rope)
     attn_out = dropout(attn_out, f"{name}.hook_attn_dropout")
     x = attn_out if (layer, "attn") in interventions.skip_residual else x + attn_out  # [.., L, C]
     hooks[f"{name}.hook_resid_mid"] = x
@@ -215,13 +318,21 @@ def final_features(params, config, ids, *, cache=None, interventions=None, dropo
     hooks = _Hooks(cache, record_scores)
     drop = make_dropout(dropout, rng, hooks)
     hooks["hook_tokens"] = ids  # [.., L]
-    token_embed = hooks["hook_embed"] = params["transformer.wte.weight"][ids]  # [.., L] -> [.., L, C]
-    pos_embed = hooks["hook_pos_embed"] = params["transformer.wpe.weight"][start:start + ids.shape[-1]]  # [L, C]
-    x = drop(token_embed + pos_embed, "hook_embed_dropout")  # [.., L, C]
+    x = hooks["hook_embed"] = token_embedding(params)[ids]  # [.., L] -> [.., L, C]
+    if config.rope:  # positions turn q and k in every block: one cos, sin table [L, D] for all
+        rope = rotary_tables(config, np.arange(start, start + ids.shape[-1]))
+    else:  # GPT-2: a learned vector per position, added to the stream
+        rope, pos_embed = None, params["transformer.wpe.weight"][start:start + ids.shape[-1]]  # [L, C]
+        x = x + pos_embed  # [.., L, C]
+        hooks["hook_pos_embed"] = pos_embed
+    x = drop(x, "hook_embed_dropout")  # [.., L, C]
     for layer in range(config.n_layer):
-        x = block(x, block_params(params, layer), config, layer, hooks, interventions, drop, kv_cache)
-    x, hooks["ln_final.hook_scale"] = layer_norm(x, params["transformer.ln_f.weight"],
-                                                 params["transformer.ln_f.bias"], config.layer_norm_epsilon)
+        x = block(x, block_params(params, layer), config, layer, hooks, interventions, drop, kv_cache, rope)
+    if config.rope:
+        x, hooks["ln_final.hook_scale"] = rms_norm(x, params["model.norm.weight"], config.layer_norm_epsilon)
+    else:
+        x, hooks["ln_final.hook_scale"] = layer_norm(x, params["transformer.ln_f.weight"],
+                                                     params["transformer.ln_f.bias"], config.layer_norm_epsilon)
     hooks["ln_final.hook_normalized"] = x  # [.., L, C]
     return x
 

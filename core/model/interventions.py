@@ -20,7 +20,9 @@ class Interventions:
     skip_residual: {(layer, "attn" | "mlp")} sub-layers whose input is NOT added back
         (x = attn(ln_1(x)) instead of x + attn(ln_1(x))).
     activation: "gelu" runs the model's own activation (config.activation: a GELU in GPT-2's
-        family), "relu" replaces it by ReLU in every MLP.
+        family, SiLU in the llama family's SwiGLU), "relu" replaces it by ReLU in every MLP
+        (the llama family: relu(gate) * up).
+    skip_ln names the llama family's input_layernorm "ln_1" and post_attention_layernorm "ln_2".
     """
 
     zero_heads: frozenset = frozenset()

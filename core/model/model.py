@@ -19,8 +19,7 @@ from core.model.interventions import NO_INTERVENTIONS, Interventions
 from core.model.params import check_params
 from core.model.sampling import Sampler
 from core.model.trace import Trace
-from core.text.bpe import BPETokenizer
-from core.text.words import WordTokenizer
+from core.text.tokenizer import Tokenizer
 
 
 @dataclass(eq=False)
@@ -32,8 +31,9 @@ class GenerationStep:
     probability: float  # of this token under `distribution`
     distribution: np.ndarray  # [V] what the sampler drew from (after temperature, top-k, top-p)
     logits: np.ndarray  # [V] the model's logits for this position
-    queries: list[np.ndarray]  # per layer [H, D]: the newest token's query vectors
-    keys: list[np.ndarray]  # per layer [H, T, D]: every cached key it was compared with
+    queries: list[np.ndarray]  # per layer [H, D]: the newest token's query vectors (llama family: after RoPE)
+    keys: list[np.ndarray]  # per layer [H, T, D]: every cached key it was compared with ([Hkv, T, D] after RoPE
+    # for the llama family: query head h compared with key head h // (H / Hkv))
     weights: list[np.ndarray]  # per layer [H, T]: its attention weights over those keys
 
 
@@ -66,17 +66,23 @@ class Generation:
 
 
 class Model:
-    """A GPT-2-style model with its tokenizer: prompts in, logits, traces and text out."""
+    """A GPT-2-style or Llama-style model with its tokenizer: prompts in, logits, traces and text out.
 
-    def __init__(self, config: GPTConfig, params: dict, tokenizer: WordTokenizer | BPETokenizer):
+    The tokenizer may have fewer tokens than the config's vocab_size: an embedding padded with
+    rows no text encodes to (Qwen's). Those ids show as "<pad ID>" in `vocabulary` and have no text."""
+
+    def __init__(self, config: GPTConfig, params: dict, tokenizer: Tokenizer):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
-        if not isinstance(tokenizer, (WordTokenizer, BPETokenizer)):
-            raise TypeError(f"tokenizer must be a WordTokenizer or a BPETokenizer, got {type(tokenizer).__name__}")
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer must be a core.text tokenizer (WordTokenizer, BPETokenizer, HFTokenizer), "
+                            f"got {type(tokenizer).__name__}")
         check_params(params, config)
-        if tokenizer.vocab_size != config.vocab_size:
+        if tokenizer.vocab_size > config.vocab_size:
             raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, the config {config.vocab_size}")
         self.config, self.params, self.tokenizer = config, params, tokenizer
+        padded = range(tokenizer.vocab_size, config.vocab_size)
+        self.vocabulary = list(tokenizer.tokens) + [f"<pad {index}>" for index in padded]  # [V] display strings
 
     def __repr__(self):
         return f"Model({self.config}, {self.parameter_count} parameters)"
@@ -119,7 +125,7 @@ class Model:
                            f" only the last {self.config.n_positions} are used")
             ids = ids[-self.config.n_positions:]
         ids = check_ids(ids, self.config)
-        return ids, [self.tokenizer.tokens[index] for index in ids], notices
+        return ids, [self.vocabulary[index] for index in ids], notices
 
     def run(self, text_or_ids, interventions: Interventions | None = None) -> Trace:
         """The forward pass over a prompt with every intermediate kept (see core.model.trace)."""
@@ -130,7 +136,7 @@ class Model:
         cache = {}
         logits = gpt_forward(self.params, self.config, ids, cache=cache, interventions=interventions)
         return Trace.from_cache(cache, tokens, ids, logits, self.config, interventions, notices,
-                                self.tokenizer.tokens)
+                                self.vocabulary)
 
     def generate(self, prompt, max_new_tokens: int = 20, sampler: Sampler | None = None) -> Generation:
         """Continue `prompt` token by token with a KV cache: each step runs only the newest
@@ -145,7 +151,7 @@ class Model:
         logits = gpt_forward(self.params, self.config, ids, cache=cache, kv_cache=kv_cache)  # [L, V]
         while True:
             steps.append(self._step(logits[-1], cache, sampler))
-            if steps[-1].token_id == self.tokenizer.eos_id:
+            if self.tokenizer.eos_id is not None and steps[-1].token_id == self.tokenizer.eos_id:
                 stop_reason = "end_of_text"
             elif len(steps) == max_new_tokens:
                 stop_reason = "max_new_tokens"
@@ -157,7 +163,8 @@ class Model:
                                      kv_cache=kv_cache)  # [1, V]: one new query against the cache
                 continue
             generation = Generation(tokens, ids.tolist(), steps, stop_reason, notices)
-            generation.text = self.tokenizer.decode(generation.prompt_ids + generation.new_ids)
+            generation.text = self.tokenizer.decode([index for index in generation.prompt_ids + generation.new_ids
+                                                     if index < self.tokenizer.vocab_size])  # padded rows: no text
             return generation
 
     def _step(self, logits: np.ndarray, cache: dict, sampler: Sampler) -> GenerationStep:
@@ -165,11 +172,12 @@ class Model:
         distribution = sampler.distribution(logits)  # [V]
         token_id = sampler.choose(distribution)
         layers = range(self.config.n_layer)
+        q, k = ("hook_rot_q", "hook_rot_k") if self.config.rope else ("hook_q", "hook_k")
         return GenerationStep(
-            token=self.tokenizer.tokens[token_id], token_id=token_id, probability=float(distribution[token_id]),
+            token=self.vocabulary[token_id], token_id=token_id, probability=float(distribution[token_id]),
             distribution=distribution, logits=logits,
-            queries=[cache[f"blocks.{layer}.attn.hook_q"][:, -1] for layer in layers],  # [H, D]
-            keys=[cache[f"blocks.{layer}.attn.hook_k"] for layer in layers],  # [H, T, D]
+            queries=[cache[f"blocks.{layer}.attn.{q}"][:, -1] for layer in layers],  # [H, D]
+            keys=[cache[f"blocks.{layer}.attn.{k}"] for layer in layers],  # [H, T, D] ([Hkv, T, D])
             weights=[cache[f"blocks.{layer}.attn.hook_pattern"][:, -1] for layer in layers])  # [H, T]
 
     def save(self, path, *, overwrite: bool = False) -> Path:
@@ -178,8 +186,9 @@ class Model:
 
 
 def load_checkpoint(path) -> Model:
-    """The Model in the checkpoint folder `path`: Glassbox's own or Hugging Face's GPT-2 layout
-    (see core.io.checkpoint); ValueError naming the file for anything wrong."""
+    """The Model in the checkpoint folder `path`: Glassbox's own, Hugging Face's GPT-2 layout, or a
+    Hugging Face llama / qwen2 / qwen3 / mistral folder (see core.io.checkpoint); ValueError naming
+    the file for anything wrong."""
     return Model.load(path)
 
 

@@ -1,5 +1,6 @@
-"""The small operations a block is made of, in NumPy: LayerNorm, the linear layer,
-heads split and merged, and the MLP activations GPT-2-family configs name (`activation_function`).
+"""The small operations a block is made of, in NumPy: LayerNorm and RMSNorm, the linear layer
+(GPT-2's Conv1D layout and nn.Linear's), heads split and merged, and the MLP activations configs
+name (`activation_function`, `hidden_act`).
 The C layer kernels (core.native.layers) run the float32 cases; the NumPy bodies stay the reference.
 """
 from __future__ import annotations
@@ -28,6 +29,27 @@ def layer_norm_numpy(x, weight, bias, eps):
     centred = x - x.mean(axis=-1, keepdims=True)  # [.., L, C]
     scale = np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)  # [.., L, 1]
     return centred / scale * weight + bias, scale  # [.., L, C], [.., L, 1]
+
+
+def rms_norm(x, weight, eps):
+    """RMSNorm over the last axis, as Hugging Face's LlamaRMSNorm (in float32, or float64 for
+    float64 input): (x / sqrt(mean(x^2) + eps) * weight, sqrt(mean(x^2) + eps))."""
+    x = x.astype(np.float64 if x.dtype == np.float64 else np.float32, copy=False)
+    scale = np.sqrt((x * x).mean(axis=-1, keepdims=True) + x.dtype.type(eps))  # [.., L, 1]
+    return (x / scale * weight).astype(x.dtype, copy=False), scale  # [.., L, C], [.., L, 1]
+
+
+def linear_out_in(x, weight, bias=None):
+    """x @ weight.T (+ bias), nn.Linear's layout (the llama family's): weight [out, in]."""
+    out = matmul(x, weight.T)  # [.., L, in] @ [in, out] -> [.., L, out], a new array
+    if bias is not None:
+        out += bias
+    return out
+
+
+def swiglu(gate, up):
+    """The SwiGLU MLP's hidden: silu(gate) * up, [.., L, M]."""
+    return silu(gate) * up
 
 
 def linear(x, weight, bias):

@@ -1,8 +1,11 @@
-"""The model's parameters: GPT-2's names and shapes, GPT-2's initialisation, validation.
+"""The model's parameters: names and shapes per family, GPT-2's initialisation, validation.
 
-Parameters are a plain dict keyed by GPT-2's Hugging Face names (`transformer.h.0.attn.c_attn.weight`,
-...), in GPT-2's Conv1D layouts (weights [in, out]). A tied model (`config.tied`, GPT-2's own
-checkpoints) has no `lm_head.weight`: its output head is `transformer.wte.weight` itself.
+Parameters are a plain dict keyed by Hugging Face's names, in Hugging Face's layouts:
+  gpt2   `transformer.h.0.attn.c_attn.weight`, ..., GPT-2's Conv1D layout (weights [in, out]).
+  llama  `model.layers.0.self_attn.q_proj.weight`, ..., nn.Linear's layout (weights [out, in]),
+         exactly as llama / qwen2 / qwen3 / mistral checkpoints store them.
+A tied model (`config.tied`) has no `lm_head.weight`: its output head is the token embedding
+itself (shared, not copied). `init_params` is GPT-2's only (Glassbox trains GPT-2-style models).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from core.model.config import GPTConfig
 
 INIT_STD = 0.02  # GPT-2's initializer_range
 WTE, HEAD = "transformer.wte.weight", "lm_head.weight"
+EMBED = "model.embed_tokens.weight"  # the llama family's token embedding
 
 
 def block_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
@@ -29,9 +33,36 @@ def block_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     }
 
 
+def llama_block_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """One llama-family block's parameters under short names ("self_attn.q_proj.weight", ...);
+    weights [out, in]. Hkv * D wide keys and values (grouped-query attention)."""
+    C, M, H, Hkv, D = config.n_embd, config.d_mlp, config.n_head, config.n_kv_head, config.head_dim
+    shapes = {"input_layernorm.weight": (C,),
+              "self_attn.q_proj.weight": (H * D, C), "self_attn.k_proj.weight": (Hkv * D, C),
+              "self_attn.v_proj.weight": (Hkv * D, C), "self_attn.o_proj.weight": (C, H * D)}
+    if config.attention_bias:
+        shapes.update({"self_attn.q_proj.bias": (H * D,), "self_attn.k_proj.bias": (Hkv * D,),
+                       "self_attn.v_proj.bias": (Hkv * D,)})
+    if config.attention_out_bias:
+        shapes["self_attn.o_proj.bias"] = (C,)
+    if config.qk_norm:
+        shapes.update({"self_attn.q_norm.weight": (D,), "self_attn.k_norm.weight": (D,)})
+    shapes.update({"post_attention_layernorm.weight": (C,), "mlp.gate_proj.weight": (M, C),
+                   "mlp.up_proj.weight": (M, C), "mlp.down_proj.weight": (C, M)})
+    return shapes
+
+
 def param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
-    """Every parameter's GPT-2 name and shape, in a fixed order (no lm_head when tied)."""
+    """Every parameter's Hugging Face name and shape, in a fixed order (no lm_head when tied)."""
     C, V = config.n_embd, config.vocab_size
+    if config.family == "llama":
+        shapes = {EMBED: (V, C)}
+        for layer in range(config.n_layer):
+            shapes.update({f"model.layers.{layer}.{name}": shape for name, shape in llama_block_shapes(config).items()})
+        shapes["model.norm.weight"] = (C,)
+        if not config.tied:
+            shapes[HEAD] = (V, C)
+        return shapes
     shapes = {WTE: (V, C), "transformer.wpe.weight": (config.n_positions, C)}
     for layer in range(config.n_layer):
         shapes.update({f"transformer.h.{layer}.{name}": shape for name, shape in block_shapes(config).items()})
@@ -41,14 +72,21 @@ def param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def token_embedding(params: dict) -> np.ndarray:
+    """The token embedding [V, C]: GPT-2's wte or the llama family's embed_tokens."""
+    return params[WTE] if WTE in params else params[EMBED]
+
+
 def output_head(params: dict) -> np.ndarray:
-    """The output head [V, C]: params[HEAD], or the token embedding params[WTE] itself when tied."""
-    return params[HEAD] if HEAD in params else params[WTE]
+    """The output head [V, C]: params[HEAD], or the token embedding itself when tied."""
+    return params[HEAD] if HEAD in params else token_embedding(params)
 
 
 def init_params(config: GPTConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """GPT-2's initialisation in float32: weights ~ N(0, 0.02), residual projections
-    (c_proj) scaled by 1/sqrt(2 * n_layer), biases 0, LayerNorm weights 1."""
+    (c_proj) scaled by 1/sqrt(2 * n_layer), biases 0, LayerNorm weights 1. GPT-2 family only."""
+    if config.family != "gpt2":
+        raise ValueError(f"init_params initialises GPT-2-family models only; this config is {config.model_type!r}")
     rng = np.random.default_rng(seed)
     params = {}
     for name, shape in param_shapes(config).items():
@@ -91,6 +129,7 @@ def check_params(params, config: GPTConfig) -> None:
 
 
 def block_params(params: dict, layer: int) -> dict[str, np.ndarray]:
-    """One block's parameters under short names ("ln_1.weight", "attn.c_attn.bias", ...)."""
-    prefix = f"transformer.h.{layer}."
+    """One block's parameters under short names ("ln_1.weight", "attn.c_attn.bias", ...;
+    the llama family's "self_attn.q_proj.weight", ...)."""
+    prefix = f"transformer.h.{layer}." if WTE in params else f"model.layers.{layer}."
     return {name[len(prefix):]: value for name, value in params.items() if name.startswith(prefix)}

@@ -7,6 +7,11 @@ Besides its named fields a Trace is a read-only mapping under TransformerLens's 
 without the batch dim (`trace["blocks.0.attn.hook_pattern"]` is [H, L, L]); q/k/v/z are
 head-first [H, L, D], unlike TransformerLens's [L, H, D]. `token_labels` names the positions
 on every axis that shows tokens.
+
+For the llama family (core.model.forward) a LayerTrace's q and k are the rotated ones (after
+RoPE: what the scores were made from), and k and v are shown per query head: each of the Hkv
+key/value heads repeated for its group (a display copy; the hooks keep the Hkv heads). There are
+no position embeddings (None): positions are rotations of q and k.
 """
 from __future__ import annotations
 
@@ -38,9 +43,10 @@ class LayerTrace:
     resid_mid: np.ndarray  # [L, C] residual after the attention sub-layer
     ln_2: np.ndarray  # [L, C]
     mlp_pre: np.ndarray  # [L, M] before the activation
-    mlp_post: np.ndarray  # [L, M] after the activation (the config's, or ReLU)
+    mlp_post: np.ndarray  # [L, M] after the activation (the config's, or ReLU); SwiGLU: silu(gate) * up
     mlp_out: np.ndarray  # [L, C] after the MLP's c_proj
     resid_post: np.ndarray  # [L, C] residual leaving the block
+    mlp_pre_linear: np.ndarray | None = None  # [L, M] SwiGLU's up(x) (llama family; None for GPT-2)
 
 
 @dataclass(eq=False)
@@ -50,7 +56,7 @@ class Trace(Mapping):
     tokens: list[str]  # [L] the tokens the model saw (unknown words as "<unk>")
     ids: np.ndarray  # [L] token ids
     token_embeddings: np.ndarray  # [L, C] wte rows
-    position_embeddings: np.ndarray  # [L, C] wpe rows
+    position_embeddings: np.ndarray | None  # [L, C] wpe rows (None for RoPE models)
     layers: list[LayerTrace]  # [n_layer]
     final_ln: np.ndarray  # [L, C] ln_f output
     logits: np.ndarray  # [L, V] each position's next-token logits
@@ -64,15 +70,15 @@ class Trace(Mapping):
     def from_cache(cls, cache: dict, tokens, ids, logits, config, interventions, notices, vocabulary) -> Trace:
         """Assemble a Trace from `gpt_forward`'s cache of a 1-D (unbatched) run."""
         scale = config.attention_scale if interventions.scale_scores else 1.0
-        layers = [_layer_trace(cache, f"blocks.{layer}.", scale) for layer in range(config.n_layer)]
+        layers = [_layer_trace(cache, f"blocks.{layer}.", scale, config.n_head) for layer in range(config.n_layer)]
         return cls(tokens=list(tokens), ids=np.asarray(ids), token_embeddings=cache["hook_embed"],
-                   position_embeddings=cache["hook_pos_embed"], layers=layers,
+                   position_embeddings=cache.get("hook_pos_embed"), layers=layers,
                    final_ln=cache["ln_final.hook_normalized"], logits=logits, next_token_probs=softmax(logits[-1].astype(np.float64)),
                    interventions=interventions, vocabulary=vocabulary, notices=list(notices), hooks=dict(cache))
 
     @property
     def embeddings(self) -> np.ndarray:
-        """[L, C] token + position embeddings: the residual stream entering block 0."""
+        """[L, C] token (+ position) embeddings: the residual stream entering block 0."""
         return self.layers[0].resid_pre
 
     @property
@@ -118,17 +124,25 @@ def token_labels(tokens) -> list[str]:
     return [f"{position} {token}" for position, token in enumerate(tokens)]
 
 
-def _layer_trace(cache: dict, prefix: str, scale: float) -> LayerTrace:
-    q, k = cache[prefix + "attn.hook_q"], cache[prefix + "attn.hook_k"]
+def _per_query_head(kv: np.ndarray, n_head: int) -> np.ndarray:
+    """[Hkv, L, D] -> [H, L, D]: each key/value head repeated for its group of query heads."""
+    return kv if kv.shape[0] == n_head else np.repeat(kv, n_head // kv.shape[0], axis=0)
+
+
+def _layer_trace(cache: dict, prefix: str, scale: float, n_head: int) -> LayerTrace:
+    rotated = prefix + "attn.hook_rot_q" in cache  # the llama family: the rotated q and k made the scores
+    q = cache[prefix + ("attn.hook_rot_q" if rotated else "attn.hook_q")]
+    k = _per_query_head(cache[prefix + ("attn.hook_rot_k" if rotated else "attn.hook_k")], n_head)
     raw = q @ np.swapaxes(k, -1, -2)  # [H, L, D] @ [H, D, L] -> [H, L, L]
     return LayerTrace(
         resid_pre=cache[prefix + "hook_resid_pre"], ln_1=cache[prefix + "ln1.hook_normalized"], q=q, k=k,
-        v=cache[prefix + "attn.hook_v"], scale=scale, raw_scores=raw, scaled_scores=raw * scale,
+        v=_per_query_head(cache[prefix + "attn.hook_v"], n_head), scale=scale, raw_scores=raw, scaled_scores=raw * scale,
         masked_scores=cache[prefix + "attn.hook_attn_scores"], weights=cache[prefix + "attn.hook_pattern"],
         head_outputs=cache[prefix + "attn.hook_z"], attn_out=cache[prefix + "hook_attn_out"],
         resid_mid=cache[prefix + "hook_resid_mid"], ln_2=cache[prefix + "ln2.hook_normalized"],
         mlp_pre=cache[prefix + "mlp.hook_pre"], mlp_post=cache[prefix + "mlp.hook_post"],
-        mlp_out=cache[prefix + "hook_mlp_out"], resid_post=cache[prefix + "hook_resid_post"])
+        mlp_out=cache[prefix + "hook_mlp_out"], resid_post=cache[prefix + "hook_resid_post"],
+        mlp_pre_linear=cache.get(prefix + "mlp.hook_pre_linear"))
 
 
 def _json_array(array: np.ndarray) -> dict:

@@ -96,9 +96,10 @@ def kernel_info() -> dict:
 
 def c_forward(q, k, v, mask, causal, scale, return_weights, sizes):
     """The C kernel's attention on checked inputs (see core.model.attention): (out, weights or None)."""
-    lead, lq, lk, d, dv = sizes
+    lead, lq, lk, d, dv, kv_group = sizes
     batch = math.prod(lead)
-    # the kernel sees flat aligned C-contiguous buffers: [B, Lq, D], [B, Lk, D], [B, Lk, Dv] (no reshape needed)
+    # the kernel sees flat aligned C-contiguous buffers: [B, Lq, D], [B / kv_group, Lk, D], [B / kv_group, Lk, Dv]
+    # (no reshape needed; grouped heads are the kernel's index b / kv_group, never a repeat of k and v)
     q, k, v = _c_array(q), _c_array(k), _c_array(v)
     out = np.empty(lead + (lq, dv), q.dtype)
     weights = np.empty(lead + (lq, lk), q.dtype) if return_weights else None
@@ -112,7 +113,7 @@ def c_forward(q, k, v, mask, causal, scale, return_weights, sizes):
     status = _FORWARD[q.dtype](
         from_buffer(c_type, out), ffi.NULL if weights is None else from_buffer(c_type, weights),
         from_buffer(c_type, q), from_buffer(c_type, k), from_buffer(c_type, v),
-        mask_ptr, *mask_strides, causal, scale, batch, lq, lk, d, dv,
+        mask_ptr, *mask_strides, causal, scale, batch, kv_group, lq, lk, d, dv,
     )
     _raise_for_status(status)
     return out, weights
@@ -125,7 +126,7 @@ def _raise_for_status(status: int) -> None:
 
 def c_backward(d_out, q, k, v, weights, scale, sizes):
     """The C kernel's attention gradients (d_q, d_k, d_v) on checked inputs."""
-    lead, lq, lk, d, dv = sizes
+    lead, lq, lk, d, dv, _ = sizes  # k and v have q's heads: attention_backward refuses grouped ones
     batch = math.prod(lead)
     inputs = [_c_array(array) for array in (d_out, q, k, v, weights)]
     d_q, d_k, d_v = (np.empty_like(array) for array in inputs[1:4])

@@ -25,9 +25,9 @@ _build_kernels = runpy.run_path(str(ROOT / "build_kernels.py"))
 compile_in, make_builder = _build_kernels["compile_in"], _build_kernels["make_builder"]
 
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
-TESTS = ["tests/kernels/test_attention.py", "tests/kernels/test_attention_backward.py",
-         "tests/kernels/test_layer_kernels.py", "tests/kernels/test_kernel_perf_accuracy.py",
-         "tests/kernels/test_threads.py"]
+TESTS = ["tests/kernels/test_attention.py", "tests/kernels/test_grouped_attention.py",
+         "tests/kernels/test_attention_backward.py", "tests/kernels/test_layer_kernels.py",
+         "tests/kernels/test_kernel_perf_accuracy.py", "tests/kernels/test_threads.py"]
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
     "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",

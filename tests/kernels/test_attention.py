@@ -157,7 +157,10 @@ def test_no_keys_gives_zeros(backend):
         ((4,), (4, 4), (4, 4), "at least 2 dims"),
         ((4, 4), (4,), (4, 4), "at least 2 dims"),
         ((4, 4), (4, 4), (4,), "at least 2 dims"),
-        ((2, 3, 4), (3, 3, 4), (3, 3, 4), "same leading dims"),
+        ((2, 2, 3, 4), (3, 2, 3, 4), (3, 2, 3, 4), "same leading dims"),
+        ((2, 3, 4), (2, 3, 4), (2, 3, 4, 1), "same leading dims"),
+        ((2, 4, 3, 4), (2, 2, 3, 4), (2, 1, 3, 4), "same leading dims"),  # k and v: different head counts
+        ((2, 3, 4), (3, 3, 4), (3, 3, 4), "2 heads are not a multiple of k and v's 3 heads"),
         ((3, 4), (3, 5), (3, 4), "same last dim D"),
         ((3, 4), (5, 4), (6, 4), "same number of keys Lk"),
         ((3, 0), (5, 0), (5, 4), "at least 1"),
@@ -252,11 +255,16 @@ def test_kernel_validates_pointers_and_sizes():
     ffi, lib = native_kernel._kernel.ffi, native_kernel._kernel.lib
     buffer = ffi.new("float[16]")
     null_output = lib.gb_attention_forward_f32(ffi.NULL, ffi.NULL, buffer, buffer, buffer,
-                                               ffi.NULL, 0, 0, 0, 0, 1.0, 1, 2, 2, 2, 2)
+                                               ffi.NULL, 0, 0, 0, 0, 1.0, 1, 1, 2, 2, 2, 2)
     zero_size = lib.gb_attention_forward_f32(buffer, ffi.NULL, buffer, buffer, buffer,
-                                             ffi.NULL, 0, 0, 0, 0, 1.0, 1, 0, 2, 2, 2)
+                                             ffi.NULL, 0, 0, 0, 0, 1.0, 1, 1, 0, 2, 2, 2)
+    # kv_group (after B) must be positive and divide B: k and v hold B / kv_group whole problems
+    zero_group, group_not_dividing = (lib.gb_attention_forward_f32(buffer, ffi.NULL, buffer, buffer, buffer,
+                                                                   ffi.NULL, 0, 0, 0, 0, 1.0, 2, group, 1, 1, 1, 1)
+                                      for group in (0, 3))
     negative_size = lib.gb_attention_backward_f64(*[ffi.new("double[16]")] * 8, 1.0, 1, 2, -2, 2, 2)
     assert (null_output, zero_size, negative_size) == (lib.GB_ERR_NULL, lib.GB_ERR_SIZE, lib.GB_ERR_SIZE)
+    assert (zero_group, group_not_dividing) == (lib.GB_ERR_SIZE, lib.GB_ERR_SIZE)
     with pytest.raises(RuntimeError, match="size was not positive"):
         native_kernel._raise_for_status(lib.GB_ERR_SIZE)
 

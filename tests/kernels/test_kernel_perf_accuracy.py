@@ -286,7 +286,7 @@ def test_exp2_and_forward_validate_their_arguments():
     assert lib.gb_exp2_f32(ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", x), -1) == lib.GB_ERR_SIZE
     buffer = ffi.from_buffer("float[]", x)
     status = lib.gb_attention_forward_f32(buffer, ffi.NULL, buffer, buffer, buffer, ffi.NULL, 0, 0, 0, 0, 1.0,
-                                          0, 2, 2, 1, 1)
+                                          0, 1, 2, 2, 1, 1)
     assert status == lib.GB_ERR_SIZE
     assert (x == 0).all()
 
