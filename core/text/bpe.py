@@ -17,6 +17,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, pre_tokenizers
 from tokenizers.models import BPE
 
+from core import checks
 from core.checks import is_whole
 from core.text.words import END_OF_TEXT, check_token_id
 
@@ -122,12 +123,7 @@ class BPETokenizer:
 
     def encode(self, text: str) -> list[int]:
         """GPT-2's token ids of `text` (`<|endoftext|>` in the text is the end-of-text token)."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a string, got {type(text).__name__}")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("the text holds a lone surrogate, which is not a Unicode character") from None
+        checks.text(text)
         return self._tokenizer.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids) -> str:

@@ -22,30 +22,13 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as RustTokenizer
 
+from core import checks
 from core.checks import is_whole
 from core.text.bpe import BYTE_ALPHABET, display
 from core.text.words import check_token_id
 
 TOKENIZER_FILE, TOKENIZER_CONFIG_FILE = "tokenizer.json", "tokenizer_config.json"
-# Llama 3's tokenizer.json is 9 MB, Qwen 3's 11 MB; a larger file is refused before parsing,
-# since json and `tokenizers` hold all of it in memory (the checkpoint reader's cap too)
-MAX_JSON_BYTES = 20_000_000
 SPACE_MARK = "▁"  # SentencePiece's space (U+2581)
-JSON_ERRORS = (ValueError, TypeError, RecursionError, OverflowError, MemoryError, UnicodeDecodeError)
-
-
-def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES):
-    """The JSON in `path` and its text; ValueError naming the file when missing, too big, or not JSON."""
-    if not path.is_file():
-        raise ValueError(f"{path} is missing")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ValueError(f"{path} is too large ({size} bytes, at most {max_bytes}) to be a tokenizer file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-        return json.loads(text), text
-    except JSON_ERRORS as error:  # bad UTF-8, bad JSON, huge integers, nesting deep enough to recurse
-        raise ValueError(f"{path} is not valid JSON: {type(error).__name__}: {str(error)[:200]}") from None
 
 
 def _has_type(component, name: str) -> bool:
@@ -144,14 +127,14 @@ class HFTokenizer:
                    spec=spec)
 
     @classmethod
-    def from_folder(cls, folder, eos_id: int | None = None, max_bytes: int = MAX_JSON_BYTES) -> HFTokenizer:
+    def from_folder(cls, folder, eos_id: int | None = None, max_bytes: int = checks.MAX_JSON_BYTES) -> HFTokenizer:
         """From `folder`/tokenizer.json and, when present, `folder`/tokenizer_config.json; `eos_id`
         (config.json's `eos_token_id`) serves when tokenizer_config.json names no eos_token.
         ValueError naming the file for anything wrong."""
         folder = Path(folder)
         path, config_path = folder / TOKENIZER_FILE, folder / TOKENIZER_CONFIG_FILE
-        spec, text = read_json(path, max_bytes)
-        config = read_json(config_path, max_bytes)[0] if config_path.is_file() else None
+        spec, text = checks.json_file(path, "a tokenizer file", max_bytes)
+        config = checks.json_file(config_path, "a tokenizer file", max_bytes)[0] if config_path.is_file() else None
         if config is not None and not isinstance(config, dict):
             raise ValueError(f"{config_path} must be a JSON object")
         try:
@@ -207,12 +190,7 @@ class HFTokenizer:
         The begin-of-text token: `add_bos` True puts it first (unless the post-processor does),
         False leaves it out (taking away the one the post-processor puts first), None leaves
         tokenizer.json's post-processor to decide."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a string, got {type(text).__name__}")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("the text holds a lone surrogate, which is not a Unicode character") from None
+        checks.text(text)
         ids = self._tokenizer.encode(text, add_special_tokens=True).ids
         if self.add_bos and not self._processor_adds_bos:
             ids = [self.bos_id, *ids]

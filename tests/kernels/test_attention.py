@@ -276,16 +276,6 @@ def test_kernel_validates_pointers_and_sizes():
 KERNEL_PATHS = {"row": (6, 5, True), "row-long": (6, 40, False), "tile": (40, 40, False), "tile-weights": (40, 37, True)}
 
 
-@pytest.fixture(params=["default", "avx2", "portable"])
-def simd(request, monkeypatch):
-    """The C code paths: the CPU's best (AVX-512 when it has it), AVX2 at most, and plain C."""
-    if request.param == "default":
-        monkeypatch.delenv("GLASSBOX_SIMD", raising=False)
-    else:
-        monkeypatch.setenv("GLASSBOX_SIMD", request.param)
-    return request.param
-
-
 @needs_c
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("return_weights", [False, True])

@@ -53,16 +53,6 @@ def expected_attention(heads, shape, dtype, mask_kind, causal):
     return reference_attention(q, repeated(k, group), repeated(v, group), causal=causal, mask=mask)
 
 
-@pytest.fixture(params=["default", "avx2", "portable"])
-def simd(request, monkeypatch):
-    """The C code paths, as in test_attention: the CPU's best (AVX-512 when it has it), AVX2 at most, plain C."""
-    if request.param == "default":
-        monkeypatch.delenv("GLASSBOX_SIMD", raising=False)
-    else:
-        monkeypatch.setenv("GLASSBOX_SIMD", request.param)
-    return request.param
-
-
 @pytest.mark.parametrize("mask_kind", MASKS)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("heads", HEADS)

@@ -6,6 +6,7 @@ from core.model.ops import gelu, gelu_numpy, layer_norm, layer_norm_numpy
 from core.native import kernel as native_kernel
 from core.native import layers as native_layers
 from core.train import backward
+from helpers.threads import run_in_threads
 
 pytestmark = pytest.mark.skipif(native_kernel._kernel is None, reason="the C kernel is not built")
 
@@ -132,7 +133,6 @@ def test_decoding_products_go_to_the_kernel_and_match_blas(monkeypatch):
 
 def test_few_rows_products_from_several_threads_at_once_are_each_right():
     """Sessions decode at once: one call has the kernel's pool, the others start threads of their own."""
-    import threading
 
     w = _floats((768, 2304), seed=1)
     inputs = [_floats((1, 768), seed=10 + n) for n in range(4)]
@@ -143,10 +143,6 @@ def test_few_rows_products_from_several_threads_at_once_are_each_right():
         for _ in range(20):
             results[index] = native_layers.few_rows_matmul(inputs[index], w)
 
-    threads = [threading.Thread(target=decode, args=(index,)) for index in range(len(inputs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_in_threads(decode, len(inputs))
     for result, expected in zip(results, alone):
         np.testing.assert_array_equal(result, expected)

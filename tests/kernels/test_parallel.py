@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from core.native import parallel
+from helpers.threads import run_in_threads
 
 
 @pytest.mark.parametrize("shape, width", [((130, 768), 3072), ((2, 65, 768), 2304), ((3, 64), 16)])
@@ -53,11 +54,7 @@ def test_sessions_multiplying_at_once_each_get_their_own_product():
     def run(index):
         results[index] = parallel.matmul(inputs[index], w)
 
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(inputs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    run_in_threads(run, len(inputs))
     for x, result in zip(inputs, results):
         np.testing.assert_allclose(result, x @ w, rtol=1e-5, atol=1e-4)
 
