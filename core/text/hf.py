@@ -120,8 +120,11 @@ class HFTokenizer:
             return index
 
         add_bos = config.get("add_bos_token")
-        if add_bos is not None and not isinstance(add_bos, bool):
-            raise ValueError(f"add_bos_token must be true or false, got {add_bos!r}")
+        if add_bos is not None:
+            try:
+                checks.flag(add_bos, "add_bos_token")
+            except TypeError as error:  # a bad file, not a bad argument
+                raise ValueError(str(error)) from None
         eos = token_id("eos_token")
         return cls(tokenizer, eos_id=eos_id if eos is None else eos, bos_id=token_id("bos_token"), add_bos=add_bos,
                    spec=spec)

@@ -7,6 +7,7 @@ cases); a run can be stopped; one benchmark runs per server at a time (dashboard
 Uploaded result files are small (MAX_UPLOAD_BYTES) and parsed once per distinct file.
 """
 import hashlib
+import os
 import tempfile
 import time
 from collections import OrderedDict
@@ -17,7 +18,7 @@ import streamlit as st
 
 from core.bench import attention as bench_attention
 from core.bench import peers
-from dashboard import charts, figures, frame, glossary, models, server
+from dashboard import charts, figures, frame, glossary, models, server, text
 from dashboard.navigation import BENCHMARK
 
 LENGTHS = [16, 32, 64, 128, 256, 512]
@@ -26,7 +27,8 @@ MAX_REPEATS = 7
 MAX_SECONDS = 60  # a run stops after the case that passes this budget
 DEFAULT_GRID = {"lengths": [16, 64, 256], "heads": 4, "d": 64, "dtype": "float32", "causal": True,
                 "return_weights": False, "repeats": 3}
-SAVED_RESULTS = Path(__file__).resolve().parents[2] / ".benchmarks"  # pytest-benchmark's --benchmark-autosave
+SAVED_RESULTS = Path(os.environ.get("GLASSBOX_BENCHMARKS")  # pytest-benchmark's --benchmark-autosave folder
+                     or Path(__file__).resolve().parents[2] / ".benchmarks")
 MAX_UPLOAD_BYTES = 1_000_000  # also server.maxUploadSize (1 MB) in .streamlit/config.toml
 MAX_ROWS = 2000  # benchmarks read from one file
 PARSED_KEY = "bench_parsed"  # session_state: sha256 of an uploaded file -> its rows (a few files kept)
@@ -187,21 +189,37 @@ def saved_results() -> None:
                f"(at most {MAX_UPLOAD_BYTES // 1_000_000} MB).")
     upload = st.file_uploader("pytest-benchmark JSON", type="json", key="bench_upload")
     files = saved_files()
-    choice = st.selectbox("... or a file under .benchmarks/", files, format_func=lambda path: path.name,
+    choice = st.selectbox("... or a file under .benchmarks/", files, format_func=saved_name,
                           key="bench_file") if files else None
     if upload is None and choice is None:
         st.info("No saved results yet: run the suite with `--benchmark-autosave`, or upload a JSON file.")
         return
     try:
-        rows = uploaded_rows(upload) if upload is not None else bench_attention.load_benchmark_json(choice)
+        rows = uploaded_rows(upload) if upload is not None else saved_rows(choice)
     except (ValueError, OSError, UnicodeDecodeError) as error:
-        st.error(f"Could not read that file: {error}")
+        st.error(f"Could not read that file: {text.shown(error)}")
         return
     rows = [row for row in rows if "backend" in row and "lk" in row]
     if not rows:
         st.warning("That file holds no Glassbox attention benchmarks (no backend and size in extra_info).")
         return
     filters(rows)
+
+
+def saved_name(path: Path) -> str:
+    """A saved file's name as visitors see it: relative to .benchmarks/, never the server's path."""
+    try:
+        return path.relative_to(SAVED_RESULTS).as_posix()
+    except ValueError:
+        return path.name
+
+
+def saved_rows(path: Path) -> list[dict]:
+    """The rows of a file under .benchmarks/ (core.bench's reader); errors name it relative to .benchmarks/."""
+    try:
+        return bench_attention.load_benchmark_json(path)
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        raise ValueError(text.public(str(error).replace(str(path), saved_name(path)))) from None
 
 
 def uploaded_rows(upload) -> list[dict]:

@@ -1,4 +1,4 @@
-"""pytest-benchmark suite for the attention backends (issue 6): the C kernel and the
+"""pytest-benchmark suite for the attention backends: the C kernel and the
 NumPy fallback, plus PyTorch's CPU scaled_dot_product_attention as a peer when
 PyTorch is installed (skipped otherwise; its fused call on 4-D input, on the C kernel's
 thread count: core.bench.attention._peer_call). One group per problem size, so each table

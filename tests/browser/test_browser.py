@@ -333,7 +333,7 @@ def test_every_tab_is_clean_and_the_first_redraws(server, browser, redraw_times,
 @pytest.mark.parametrize("path", list(PAGES), ids=PAGE_IDS)
 def test_every_tab_on_a_gpt2_shaped_checkpoint(gpt2_server, browser, redraw_times, path):
     """The same on GPT-2 small's shapes (picked in the sidebar), and the first tab's redraw after a
-    prompt change measured with a prompt no page has traced yet (issue 13's target: under 1 s; recorded, not asserted).
+    prompt change measured with a prompt no page has traced yet (the target is under 1 s; recorded, not asserted).
     The training page says why it does not train this model."""
     title, charts = PAGES[path]
     name = f"gpt2-{path or 'overview'}"

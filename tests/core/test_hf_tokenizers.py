@@ -206,7 +206,7 @@ def test_not_a_tokenizer_names_the_file(llama_folder):
 def test_a_config_naming_an_unknown_token(tmp_path):
     with pytest.raises(ValueError, match=r"tokenizer\.json \(with tokenizer_config\.json\): eos_token '<nope>'"):
         with_config(tmp_path, "qwen3", eos_token="<nope>")
-    with pytest.raises(ValueError, match="add_bos_token must be true or false"):
+    with pytest.raises(ValueError, match="add_bos_token must be True or False"):
         with_config(tmp_path / "b", "sentencepiece", add_bos_token="yes")
 
 

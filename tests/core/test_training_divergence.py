@@ -1,4 +1,4 @@
-"""Training that notices divergence (issue 12, point 6) and which models the dashboard may train."""
+"""Training that notices divergence and which models the dashboard may train."""
 from __future__ import annotations
 
 import warnings

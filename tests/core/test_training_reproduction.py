@@ -1,4 +1,4 @@
-"""What holds on every CPU when the bundled model's recipe is re-run (issue 15, part 4).
+"""What holds on every CPU when the bundled model's recipe is re-run.
 
 `python -m core train --mode full --steps 1000 --out DIR` gives the bundled checkpoint byte for
 byte only where NumPy and OpenBLAS pick the same kernels as the machine that made it (see

@@ -184,7 +184,7 @@ def test_a_long_prompt_pools_the_overview_and_labels_the_enlarged_head(app, gpt2
         set(labels[32:])  # the last 8 positions: only what is shown is computed
 
 
-# --- every figure fits the page at 1280 px (issue 14) ---------------------------------------------------
+# --- every figure fits the page at 1280 px ---------------------------------------------------
 
 @pytest.mark.parametrize("prompt", [PROMPT, FULL_CONTEXT])
 def test_every_explorer_figure_fits_the_page_at_1280_px(app, prompt):

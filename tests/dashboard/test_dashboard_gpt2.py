@@ -1,4 +1,4 @@
-"""The model picker and the pages H5 owns (overview, attention step by step) on a GPT-2-small-shaped
+"""The model picker, the overview and attention step by step on a GPT-2-small-shaped
 checkpoint (12 layers x 12 heads, n_embd 768, context 1,024, GPT-2's 50,257-token BPE, random
 weights in Hugging Face's layout) in a temporary models folder, through Streamlit's AppTest."""
 from __future__ import annotations

@@ -126,7 +126,7 @@ def test_gpt2_shaped_sampling_page_shows_one_layer_of_heads_at_a_time(app, gpt2)
     assert app.slider(key="lab_samples_20").value == 5  # bounded work per request on a large model
 
 
-# --- every figure fits the page at 1280 px (issue 14) -----------------------------------------------
+# --- every figure fits the page at 1280 px -----------------------------------------------
 
 @pytest.mark.parametrize("prompt", ["the sky is", FULL_CONTEXT])
 def test_every_sampling_figure_fits_the_page_at_1280_px(app, prompt):

@@ -269,7 +269,7 @@ def test_kernel_validates_pointers_and_sizes():
         native_kernel._raise_for_status(lib.GB_ERR_SIZE)
 
 
-# ---- non-finite inputs, zero-width values, unaligned views, scale (issue 12) ----
+# ---- non-finite inputs, zero-width values, unaligned views, scale ----
 
 # kernels/attention.c: fewer than 16 query rows take the row path; with return_weights the tile path
 # writes its scores into the weight rows. Keys: 5 (the row path's scalar tail), 40 (vector loops, key blocks).

@@ -1,4 +1,4 @@
-"""The fast C forward kernel's accuracy (issue 6): the tiled FlashAttention path and
+"""The fast C forward kernel's accuracy: the tiled FlashAttention path and
 the row path against a float64 reference, on every code path this CPU runs (AVX-512,
 AVX2+FMA, portable C), any thread count; the vectorised exp2's error in ULP; the thread and code-path
 settings; memory at L=16384 without weights. No timing assertions here: speed is
