@@ -109,5 +109,26 @@ def json_file(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[o
     try:
         content = path.read_bytes().decode("utf-8")
         return json.loads(content), content
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to be read as {what}") from None
     except PARSE_ERRORS as error:
         raise ValueError(f"{path} is not valid JSON: {type(error).__name__}: {str(error)[:200]}") from None
+
+
+def text_file(path: Path, what: str, max_bytes: int) -> str:
+    """The UTF-8 text of the regular file `path`; ValueError naming the file when it is missing, not
+    a regular file (a device such as /dev/zero, a pipe, a folder), over `max_bytes`, or not UTF-8.
+    At most `max_bytes` + 1 bytes are read, so a file that grows meanwhile is refused, not swallowed."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path} is missing: not {what}?")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file, so it cannot be {what}")
+    with open(path, "rb") as file:
+        content = file.read(max_bytes + 1)
+    if len(content) > max_bytes:
+        raise ValueError(f"{path} is too large (more than {max_bytes} bytes) to be {what}")
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}), so it cannot be {what}") from None

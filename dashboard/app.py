@@ -13,11 +13,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import frame, jobs, navigation
+from dashboard import frame, jobs, navigation, widgets
 
 HERE = Path(__file__).parent  # navigation's scripts are relative to this file
 
 st.set_page_config(page_title="Glassbox", page_icon=":material/visibility:", layout="wide")
+widgets.drop_unknown_widget_states()  # before any widget: a forged widget id must not break the run
 chosen = st.navigation({
     section: [st.Page(HERE / page.script, title=page.title, icon=page.icon, url_path=page.url_path,
                       default=page is navigation.DEFAULT) for page in pages]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from dashboard import figures, models, navigation, prompt
+from dashboard.text import code, escaped, safe_message
 from dashboard.wording import count
 
 MAX_TOKENS_LISTED = 300  # tokens the vocabulary search lists at once
@@ -26,7 +27,7 @@ def sidebar() -> None:
                                f"dashboard follows the last {prompt.MAX_PROMPT_TOKENS} tokens. Try 'the dog can'.")
     example_prompts(model)
     known_tokens(model)
-    st.sidebar.caption(f"Model: {models.model_label(models.model_choice())} · attention backend: "
+    st.sidebar.caption(f"Model: {escaped(models.model_label(models.model_choice()))} · attention backend: "
                        f"{models.backend_name()}")
 
 
@@ -67,7 +68,7 @@ def known_tokens(model) -> None:
         shown = found[:MAX_TOKENS_LISTED]
         st.caption(f"{count(len(found), 'match', 'matches')}" + (f", the first {MAX_TOKENS_LISTED} shown" if len(found) > len(shown)
                                                          else "") + (":" if shown else "."))
-        st.markdown(" ".join(f"`{token}`" for token in shown))
+        st.markdown(" ".join(code(token) for token in shown))
 
 
 def render_page(page: navigation.Page, body: Callable[[], None], intro: str = "") -> None:
@@ -79,7 +80,7 @@ def render_page(page: navigation.Page, body: Callable[[], None], intro: str = ""
     try:
         body()
     except (ValueError, TypeError, OSError, RuntimeError) as error:
-        st.error(f"{error}")
+        st.error(safe_message(error))
     except Exception as error:  # noqa: BLE001 - never a traceback in front of a learner
-        st.error(f"Something went wrong on this page ({type(error).__name__}: {error}). "
+        st.error(f"Something went wrong on this page ({type(error).__name__}: {safe_message(error)}). "
                  "Try another prompt or setting; the other pages still work.")

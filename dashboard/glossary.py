@@ -6,12 +6,13 @@
 import re
 
 from dashboard.navigation import GLOSSARY
+from dashboard.text import escaped
 
 TERMS = {
     "token": "A piece of the prompt the model reads as one unit: a word in the toy model, a word or part of a word "
              "for GPT-2. Each token is looked up by its id.",
     "<unk>": "The token a word-level model uses for a word it has never seen. Every unknown word becomes the same "
-             "<unk>, so the model cannot tell them apart.",
+             "`<unk>`, so the model cannot tell them apart.",
     "embedding": "The row of numbers a token is looked up as (plus a row for its position). It is the token's first "
                  "self-description, before any other token has been looked at.",
     "d_model": "The width of the residual stream: how many numbers describe each token between the blocks (C, "
@@ -78,4 +79,4 @@ def link(term: str, text: str | None = None) -> str:
     """A markdown link to `term`'s entry (KeyError for a word the glossary does not have)."""
     if term not in TERMS:
         raise KeyError(f"the glossary has no entry {term!r}")
-    return f"[{text or term}]({GLOSSARY.url_path}#{anchor(term)})"
+    return f"[{escaped(text or term)}]({GLOSSARY.url_path}#{anchor(term)})"

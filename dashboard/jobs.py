@@ -26,6 +26,7 @@ from core.train.loop import train
 from core.train.settings import TrainSettings, trainability
 from dashboard import models, server
 from dashboard.runs import NEWEST_KEY, NOTICE_KEY, TrainingRun, heldout_table, runs
+from dashboard.text import safe_message
 
 MAX_SECONDS = 180  # wall-clock limit of one training (the step and batch caps keep it well below)
 MAX_TRAINABLE_PARAMETERS = 5_000_000  # a larger model learns nothing useful within the step and time caps
@@ -241,7 +242,7 @@ def collect(job: TrainingJob, keep_snapshots: int = 3) -> None:
         st.session_state[NOTICE_KEY] = f"{run.name} was taken out of the queue before it started."
         return
     if job.status == "failed":
-        st.session_state[NOTICE_KEY] = f"Training did not run: {job.error}"
+        st.session_state[NOTICE_KEY] = f"Training did not run: {safe_message(job.error)}"
         return
     runs().append(run)
     for old in runs()[:-keep_snapshots]:

@@ -9,14 +9,12 @@ widget "model_picker" (dashboard.frame) mirrors it.
 """
 from __future__ import annotations
 
-import json
-
 import streamlit as st
 
 import core
 from core.io import models_dir
-from core.model.config import LLAMA_TYPES
 from core.native.kernel import default_backend
+from dashboard.text import escaped
 
 BUNDLED = ""  # picker value of the bundled model (no checkpoint can be named "": models_dir.check_name)
 TRAINED = "<trained>"  # picker value of this session's trained model ("<" is not allowed in names either)
@@ -74,28 +72,12 @@ def reset_model() -> None:
     st.session_state["model_choice"] = BUNDLED
 
 
-def is_llama_family(name: str) -> bool:
-    """Whether the models folder's checkpoint `name` is a llama-family one (its config.json's
-    model_type: llama, qwen2, qwen3, mistral), which the pages do not show yet."""
-    try:
-        config = json.loads((models_dir.models_root() / name / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False  # unreadable: listed, and loading it says what is wrong
-    return isinstance(config, dict) and config.get("model_type") in LLAMA_TYPES
-
-
 def model_options() -> list[str]:
-    """The picker's values: the bundled model, the models folder's GPT-2-family checkpoints, the
-    trained model. Llama-family checkpoints are left out, with a caption saying how many: the pages
-    assume GPT-2 (they open from the Python API and the CLI)."""
+    """The picker's values: the bundled model, the models folder's checkpoints (GPT-2 family and
+    llama family: llama, qwen2, qwen3, mistral; every page draws from the architecture), the
+    trained model."""
     trained = [TRAINED] if "trained_model" in st.session_state else []
-    names = models_dir.checkpoint_names()
-    llama = [name for name in names if is_llama_family(name)]
-    if llama:
-        st.sidebar.caption(f"{len(llama)} Llama-family checkpoint{'s' if len(llama) > 1 else ''} (llama, qwen2, "
-                           "qwen3, mistral) found in the models folder: the pages show them in a later version; "
-                           "they open from the Python API and the CLI now.")
-    return [BUNDLED, *[name for name in names if name not in llama], *trained]
+    return [BUNDLED, *models_dir.checkpoint_names(), *trained]
 
 
 def picker_label(choice: str) -> str:
@@ -114,7 +96,9 @@ def model_label(choice: str) -> str:
 def pick_model() -> None:
     """The picker's callback: load the picked base model now, so that a checkpoint that cannot be
     read leaves the previous model in use and a short message naming only the model."""
-    choice = st.session_state["model_picker"]
+    choice = st.session_state.get("model_picker", BUNDLED)
+    if choice not in model_options():  # whatever the browser sent: only the picker's names
+        choice = BUNDLED
     if choice not in (BUNDLED, TRAINED):
         try:
             base_model(choice)
@@ -126,7 +110,7 @@ def pick_model() -> None:
 
 def load_error(name: str, consequence: str) -> str:
     """The message for a checkpoint that cannot be loaded: it names the model, never a path."""
-    return f"The model {name!r} could not be loaded (it is damaged or not a GPT-2-family checkpoint); {consequence}."
+    return f"The model '{escaped(name)}' could not be loaded (it is damaged or not a GPT-2-family checkpoint); {consequence}."
 
 
 def backend_name() -> str:

@@ -24,6 +24,7 @@ class AttentionStepsTabs(NamedTuple):
     influence: str = "6. Who influenced whom"
     vector_map: str = "7. Map of the vectors"
     one_weight: str = "8. One weight"
+    rope: str = "9. RoPE"
 
 
 class BlockStepsTabs(NamedTuple):

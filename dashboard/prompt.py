@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from dashboard import models
+from dashboard.text import code, escaped, safe_message
 from dashboard.wording import count
 
 DEFAULT_PROMPT = "the sky is"
@@ -43,7 +44,7 @@ def prepare_prompt(model, text: str) -> Prompt:
         notices.append(f"the prompt is cut to its first {MAX_PROMPT_CHARS:,} characters")
     ids, tokens, model_notices = model.encode_prompt(text)
     unknown = model.tokenizer.unknown_words(text)
-    notices += [notice for notice in model_notices if not (unknown and notice.startswith("unknown words"))]
+    notices += [escaped(notice) for notice in model_notices if not (unknown and notice.startswith("unknown words"))]
     if unknown:
         notices.append(unknown_words_notice(unknown))
     if len(ids) > MAX_PROMPT_TOKENS:
@@ -58,7 +59,7 @@ def unknown_words_notice(words: list[str]) -> str:
     length, at most MAX_UNKNOWN_SHOWN of them."""
     shown = [word if len(word) <= MAX_WORD_SHOWN else word[:MAX_WORD_SHOWN] + "…" for word in words[:MAX_UNKNOWN_SHOWN]]
     more = f" and {count(len(words) - MAX_UNKNOWN_SHOWN, 'more word')}" if len(words) > MAX_UNKNOWN_SHOWN else ""
-    return f"not in the model's vocabulary, shown as `<unk>`: {', '.join(f'`{word}`' for word in shown)}{more}"
+    return f"not in the model's vocabulary, shown as `<unk>`: {', '.join(code(word) for word in shown)}{more}"
 
 
 def current_prompt() -> Prompt | None:
@@ -67,7 +68,7 @@ def current_prompt() -> Prompt | None:
     try:
         prompt = prepare_prompt(models.current_model(), st.session_state.get("prompt", DEFAULT_PROMPT))
     except ValueError as error:
-        message = str(error)
+        message = safe_message(error)
         st.warning(f"{message[:1].upper()}{message[1:]}. The parts of this page that need a prompt wait "
                    "until it is fixed.")
         return None

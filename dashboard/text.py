@@ -11,15 +11,9 @@ from __future__ import annotations
 
 import re
 
-MARKDOWN_SPECIALS = "\\`*_{}[]()#+-.!|<>~$:="  # backslash first: the others' escapes are not escaped again
-_SPECIAL = re.compile("([" + re.escape(MARKDOWN_SPECIALS) + "])")
+from core.explain.markdown import code, escaped  # noqa: F401 - the one implementation, also core's
+
 _PATH = re.compile(r"(?<![\w.~/\\])(?:[A-Za-z]:)?(?:[\\/][^\\/\s'\"`,;:()]+)+[\\/]?")  # an absolute POSIX or Windows path
-
-
-def escaped(text) -> str:
-    """`text` as Markdown that shows exactly its characters on one line: every Markdown, HTML and
-    Streamlit special character backslash-escaped, line breaks as spaces."""
-    return _SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
 
 
 def public(message) -> str:
@@ -29,6 +23,7 @@ def public(message) -> str:
                      str(message))
 
 
-def shown(message) -> str:
+def safe_message(message) -> str:
     """An exception's message as a visitor reads it: no server path, and escaped for Markdown."""
     return escaped(public(message))
+

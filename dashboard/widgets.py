@@ -17,6 +17,24 @@ from dashboard import navigation
 KEPT = "kept:"  # prefix of the session's copies of widget values
 
 
+def drop_unknown_widget_states() -> None:
+    """Forget the values the browser sent for widgets this server never drew. A websocket message
+    may name any widget id; Streamlit (1.67) then fails every keyed widget of the run with a
+    KeyError while it gathers the session's state, so such values are dropped before the first
+    widget is drawn. Streamlit's own ids ("$$ID-...") stay: it handles those itself. Reaches into
+    Streamlit's session state; if that changes shape, nothing is dropped."""
+    from streamlit.runtime.state import get_session_state
+    from streamlit.runtime.state.common import is_element_id
+
+    try:
+        widgets = get_session_state()._state._new_widget_state
+        for widget_id in list(widgets.states):
+            if not is_element_id(widget_id) and widget_id not in widgets.widget_metadata:
+                del widgets.states[widget_id]
+    except (AttributeError, TypeError):  # another Streamlit version: leave its state alone
+        pass
+
+
 def keep(key: str, default, allowed=None):
     """The value of widget `key`, kept for the session; a kept value not in `allowed` (the widget's
     options) falls back to `default` (a list keeps its allowed items). Call before drawing the

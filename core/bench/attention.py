@@ -24,7 +24,7 @@ half of the full square.
 """
 from __future__ import annotations
 
-import json
+import math
 import os
 import platform
 from dataclasses import asdict, dataclass
@@ -34,8 +34,11 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from core import checks
 from core.bench.peers import torch_available, version
 from core.bench.timing import kernel_threads, time_call, time_calls
+from core.checks import is_number, is_whole
+from core.io.checkpoint import memory_available
 from core.model.attention import causal_mask, default_scale, scaled_dot_product_attention
 from core.native.kernel import available_backends, kernel_info
 from core.native.parallel import cores
@@ -124,8 +127,22 @@ def default_cases(quick: bool = False) -> list[BenchCase]:
     return cases
 
 
+MAX_CASE_BYTES = 4_000_000_000  # a custom case's arrays, at most (and at most half the memory available)
+
+
+def case_bytes(case: BenchCase) -> int:
+    """Bytes a case's arrays take at once, about: q, k, v and out of its dtype, the float64 copies
+    and reference of the accuracy check, and the [heads, lq, lk] scores and weights, twice."""
+    vectors = case.heads * (2 * case.lq + 2 * case.lk) * case.d
+    scores = case.heads * case.lq * case.lk
+    return vectors * (np.dtype(case.dtype).itemsize + 8) + 2 * scores * 8
+
+
 def parse_size(text: str) -> BenchCase:
-    """'HEADSxLQxLKxD' (e.g. 12x1024x1024x64), optional ':f64', ':causal', ':weights' flags."""
+    """'HEADSxLQxLKxD' (e.g. 12x1024x1024x64), optional ':f64', ':causal', ':weights' flags.
+    A case whose arrays would exceed MAX_CASE_BYTES, or half the memory available, is refused."""
+    if not isinstance(text, str) or len(text) > 200:
+        raise ValueError(f"size {str(text)[:40]!r} is not HEADSxLQxLKxD (e.g. 12x1024x1024x64[:causal][:weights][:f64])")
     sizes, *flags = text.strip().split(":")
     try:
         heads, lq, lk, d = (int(part) for part in sizes.lower().split("x"))
@@ -135,7 +152,12 @@ def parse_size(text: str) -> BenchCase:
     if unknown:
         raise ValueError(f"unknown flag(s) {sorted(unknown)} in size {text!r}; use causal, weights, f32 or f64")
     dtype = "float64" if "f64" in flags else "float32"
-    return BenchCase("custom", heads, lq, lk, d, dtype, "causal" in flags, "weights" in flags)
+    case = BenchCase("custom", heads, lq, lk, d, dtype, "causal" in flags, "weights" in flags)
+    cap = min(MAX_CASE_BYTES, memory_available() // 2)
+    if case_bytes(case) > cap:
+        raise ValueError(f"size {text!r} needs about {case_bytes(case) / 1e9:,.1f} GB of arrays; a benchmark case "
+                         f"may use at most {cap / 1e9:.1f} GB here")
+    return case
 
 
 def bench_backends() -> tuple[str, ...]:
@@ -424,28 +446,63 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+MAX_BENCHMARK_JSON_BYTES = 50_000_000
+CASE_FIELDS = {"group": str, "backend": str, "dtype": str, "causal": bool, "return_weights": bool,
+               "heads": int, "lq": int, "lk": int, "d": int}  # what tests/benchmarks stores in extra_info
+
+
+def _benchmark_entry(path, number: int, bench) -> dict:
+    """One benchmark of pytest-benchmark's JSON as a row, its structure checked; ValueError naming
+    the file, the benchmark's place and what is wrong."""
+    where = f"{path}: benchmarks[{number}]"
+    if not isinstance(bench, dict):
+        raise ValueError(f"{where} is not a JSON object")
+    stats, extra = bench.get("stats", {}), bench.get("extra_info", {})
+    if not isinstance(stats, dict) or not isinstance(extra, dict):
+        raise ValueError(f"{where}: 'stats' and 'extra_info' must be JSON objects")
+    for key in ("group", "name"):
+        if not isinstance(bench.get(key), (str, type(None))):
+            raise ValueError(f"{where}: {key!r} must be a string")
+    for key in ("median", "min", "mean", "max"):
+        value = stats.get(key)
+        if value is not None and not (is_number(value) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{where}: stats.{key} must be a non-negative number, got {str(value)[:40]}")
+    if stats.get("rounds") is not None and not (is_whole(stats["rounds"]) and stats["rounds"] >= 0):
+        raise ValueError(f"{where}: stats.rounds must be a whole number")
+    for key, kind in CASE_FIELDS.items():
+        value = extra.get(key)
+        wrong = not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0))
+        if key in extra and wrong:
+            raise ValueError(f"{where}: extra_info.{key} must be {kind.__name__}, got {str(value)[:40]}")
+    for key in ("flops", "bytes_moved"):
+        value = extra.get(key)
+        if value is not None and not (is_number(value) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{where}: extra_info.{key} must be a non-negative number, got {str(value)[:40]}")
+    row = {**extra, "name": bench.get("group"), "test": bench.get("name"),
+           "seconds": stats.get("median"), "seconds_min": stats.get("min"),
+           "seconds_mean": stats.get("mean"), "seconds_max": stats.get("max"), "rounds": stats.get("rounds")}
+    if row.get("flops") and row["seconds"]:
+        row["gflops"] = row["flops"] / row["seconds"] / 1e9
+    if row.get("bytes_moved") and row["seconds"]:
+        row["gbytes_per_s"] = row["bytes_moved"] / row["seconds"] / 1e9
+    return row
+
+
 def load_benchmark_json(path) -> list[dict]:
     """pytest-benchmark's saved JSON (`--benchmark-json PATH`) as plain dicts, one per
     benchmark, shaped like run_case's rows: the case fields and `backend` that
     tests/benchmarks stores in extra_info, `name` (the case's name, which is the
     benchmark group), `test` (the pytest id), `seconds` (median), `seconds_min`,
     `seconds_mean`, `rounds`, `gflops` and `gbytes_per_s` (when the counts were stored) and
-    the speed-ups of add_speedups."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    the speed-ups of add_speedups. The file is read under a size cap (core.checks.json_file)
+    and its structure checked: anything else is one ValueError naming the file and the problem."""
+    path = Path(path)
+    data = checks.json_file(path, "a pytest-benchmark JSON file", MAX_BENCHMARK_JSON_BYTES)[0]
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise ValueError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list)")
-    rows = []
-    for bench in data["benchmarks"]:
-        stats, extra = bench.get("stats", {}), bench.get("extra_info", {})
-        row = {**extra, "name": bench.get("group"), "test": bench.get("name"),
-               "seconds": stats.get("median"), "seconds_min": stats.get("min"),
-               "seconds_mean": stats.get("mean"), "seconds_max": stats.get("max"), "rounds": stats.get("rounds")}
-        if row.get("flops") and row["seconds"]:
-            row["gflops"] = row["flops"] / row["seconds"] / 1e9
-        if row.get("bytes_moved") and row["seconds"]:
-            row["gbytes_per_s"] = row["bytes_moved"] / row["seconds"] / 1e9
-        rows.append(row)
-    return add_speedups(rows) if all("backend" in row for row in rows) else rows
+    rows = [_benchmark_entry(path, number, bench) for number, bench in enumerate(data["benchmarks"])]
+    if all("backend" in row for row in rows):
+        if any(row["seconds"] is None for row in rows):
+            raise ValueError(f"{path}: a benchmark has no stats.median")
+        return add_speedups(rows)
+    return rows

@@ -78,14 +78,36 @@ def write_random_model(folder: Path, shapes: dict, seed: int = 0) -> Path:
 
 
 def top_functions(call, count: int = PROFILE_TOP) -> list[dict]:
-    """The `count` functions `call()` spent the most time in (their own time, cProfile)."""
+    """The `count` functions `call()` spent the most time in: own time (cProfile), where the time
+    the calling thread spends waiting on other threads (a lock's acquire, and threading's and
+    concurrent.futures' functions around it) is charged to the function that waited, e.g.
+    core.native.parallel.matmul waiting for its blocks of a product on the matmul pool."""
     profile = cProfile.Profile()
     profile.runcall(call)
     stats = pstats.Stats(profile).stats  # {(file, line, name): (calls, primitive, own, cumulative, callers)}
-    rows = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:count]
-    total = sum(value[2] for value in stats.values())
-    return [{"function": f"{Path(file).name}:{line}({name})", "calls": value[0], "own_s": value[2],
-             "share": value[2] / total if total else 0.0} for (file, line, name), value in rows]
+    own = {key: value[2] for key, value in stats.items()}
+    for _ in range(20):  # charge waiting to callers, up the chain acquire -> wait -> result -> caller
+        waiting = [key for key in own if _waits(key) and own[key] > 0]
+        if not waiting:
+            break
+        for key in waiting:
+            callers = stats[key][4]  # {caller: (calls, primitive, own, cumulative)}
+            total = sum(edge[3] for edge in callers.values())
+            if not total:
+                continue
+            for caller, edge in callers.items():
+                own[caller] = own.get(caller, 0.0) + own[key] * edge[3] / total
+            own[key] = 0.0
+    total = sum(own.values())
+    rows = sorted(own.items(), key=lambda item: item[1], reverse=True)[:count]
+    return [{"function": f"{Path(file).name}:{line}({name})", "calls": stats[(file, line, name)][0], "own_s": seconds,
+             "share": seconds / total if total else 0.0} for (file, line, name), seconds in rows]
+
+
+def _waits(key) -> bool:
+    """Whether a profiled function only waits for other threads (its time belongs to its caller)."""
+    file, _, name = key
+    return ("acquire" in name and "lock" in name) or file.endswith(("threading.py", f"futures{'/'}_base.py"))
 
 
 def benchmark_model(folder: Path, repeats: int, new_tokens: int, seed: int = 0,
@@ -106,9 +128,9 @@ def benchmark_model(folder: Path, repeats: int, new_tokens: int, seed: int = 0,
     trace = {length: compare_traces(ours, theirs, torch, ids, repeats) for length, ids in prompts.items()}
     del theirs
     gc.collect()
-    longest = max(prompts)
-    if trace[longest]["transformers_s"] / trace[longest]["glassbox_s"] < TARGETS["trace"]:
-        profile[f"trace, {longest} tokens"] = top_functions(lambda: ours.run(prompts[longest]))
+    for length, ids in prompts.items():
+        if trace[length]["transformers_s"] / trace[length]["glassbox_s"] < TARGETS["trace"]:
+            profile[f"trace, {length} tokens"] = top_functions(lambda: ours.run(ids))
     theirs = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa", dtype=torch.float32).eval()
     prompt = rng.integers(0, vocab, 16)
     generate = compare_generation(ours, theirs, torch, prompt, new_tokens, repeats)

@@ -121,8 +121,9 @@ def run(args) -> int:
             print(format_fallback(bench_attention.fallback_overhead(case, args.repeats)))
         return 0
     if args.load:
+        rows = bench_attention.load_benchmark_json(args.load)  # a bad file is one line of error, no table
         print_header()
-        for row in bench_attention.load_benchmark_json(args.load):
+        for row in rows:
             print(format_row(row))
         return 0
     cases = chosen_cases(args, bench_attention.default_cases(quick=args.quick))

@@ -12,14 +12,17 @@ Training that diverges (core.train.loop.divergence) saves nothing, says why and 
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
+from pathlib import Path
 
 import core
-from core.io.checkpoint import check_target
+from core import checks
+from core.io.checkpoint import check_target, memory_available
 from core.model.config import GPTConfig
 from core.model.model import Model
-from core.model.params import init_params
+from core.model.params import init_params, param_shapes
 from core.text.corpus import load_corpus
 from core.text.words import WordTokenizer
 from core.train.history import save_trained
@@ -27,6 +30,9 @@ from core.train.loop import train
 from core.train.settings import DEFAULT_LR, MODES, TrainSettings
 
 BAR_WIDTH = 24
+MAX_CORPUS_BYTES = 100_000_000  # --corpus: one sentence a line; the bundled corpus is about 0.6 MB
+# training holds the weights, their gradients and Adam's two moments: four float32 copies
+TRAINING_COPIES, FLOAT32_BYTES = 4, 4
 
 
 def add_arguments(parser) -> None:
@@ -76,6 +82,28 @@ def metric(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
+def read_corpus(path) -> list[str]:
+    """The sentences of the --corpus file: a regular UTF-8 text file of at most MAX_CORPUS_BYTES,
+    one sentence a line (blank lines skipped), at least one of them."""
+    text = checks.text_file(Path(path), "a corpus (one sentence a line)", MAX_CORPUS_BYTES)
+    sentences = [line.strip() for line in text.splitlines() if line.strip()]
+    if not sentences:
+        raise ValueError(f"{path} holds no sentences: a corpus is one sentence a line")
+    return sentences
+
+
+def check_trainable(config: GPTConfig) -> None:
+    """ValueError, before anything is allocated, when training a model of `config` needs more memory
+    than this machine has available (weights, gradients and Adam's two moments, in float32)."""
+    parameters = sum(math.prod(shape) for shape in param_shapes(config).values())
+    needed = parameters * FLOAT32_BYTES * TRAINING_COPIES
+    available = memory_available()
+    if needed > available:
+        raise ValueError(f"a model of {parameters:,} parameters needs about {needed / 1e9:,.1f} GB to train "
+                         f"(weights, gradients and Adam's state in float32), more than the {available / 1e9:.1f} GB "
+                         "of memory available: choose smaller --n-layer, --n-embd or --n-positions")
+
+
 def starting_model(args, sentences: list[str]) -> Model:
     """The bundled model, a checkpoint, or a fresh random model whose vocabulary is the corpus's."""
     if args.init == "default":
@@ -85,6 +113,7 @@ def starting_model(args, sentences: list[str]) -> Model:
     tokenizer = WordTokenizer.from_texts(sentences)
     config = GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=args.n_positions, n_embd=args.n_embd,
                        n_layer=args.n_layer, n_head=args.n_head)
+    check_trainable(config)
     return Model(config, init_params(config, args.seed), tokenizer)
 
 
@@ -140,8 +169,9 @@ def summary(history, seconds: float) -> list[str]:
 def run(args) -> int:
     settings = settings_from(args)
     check_target(args.out, overwrite=args.force)  # before any step: a bad --out fails at once
-    sentences = load_corpus() if args.corpus is None else load_corpus(args.corpus)
+    sentences = load_corpus() if args.corpus is None else read_corpus(args.corpus)
     model = starting_model(args, sentences)
+    check_trainable(model.config)
     progress = None if args.quiet else ProgressBar(settings.steps, settings.mode)
     began = time.perf_counter()
     try:

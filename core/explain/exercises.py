@@ -7,8 +7,9 @@ import math
 from dataclasses import dataclass
 
 from core.checks import index
-from core.explain.block import f64, layer_norm_steps, norm_input
+from core.explain.block import f64, layer_norm_steps, norm_input, rms_norm_steps
 from core.explain.heads import softmax_stages
+from core.explain.markdown import escaped
 from core.model.trace import token_labels
 
 
@@ -57,7 +58,7 @@ def score_exercise(trace, layer: int, head: int, query: int, key: int, tag: str 
     query = index(query, len(trace.tokens), "query")
     key = index(key, query + 1, "key (a token at or before the query)")
     q, k = f64(layer_trace.q[head, query]), f64(layer_trace.k[head, key])  # [D] each
-    labels = token_labels(trace.tokens)
+    labels = [escaped(label) for label in token_labels(trace.tokens)]  # the task is Markdown
     products = q * k  # [D]
     answer = float(layer_trace.scaled_scores[head, query, key])
     return Exercise(
@@ -77,7 +78,7 @@ def softmax_exercise(trace, layer: int, head: int, query: int, key: int, tag: st
     query = index(query, len(trace.tokens), "query")
     key = index(key, query + 1, "key (a token at or before the query)")
     stages = softmax_stages(f64(layer_trace.masked_scores[head, query, :query + 1]))  # [query + 1] visible keys
-    labels = token_labels(trace.tokens)
+    labels = [escaped(label) for label in token_labels(trace.tokens)]  # the task is Markdown
     row_max, exps, total = stages["max"][0], stages["exp"], stages["sum"][0]
     answer = float(layer_trace.weights[head, query, key])
     return Exercise(
@@ -96,11 +97,13 @@ def layer_norm_exercise(params, config, trace, layer: int, position: int, dim: i
     x, weight, bias = norm_input(params, trace, "ln_1", layer)
     position = index(position, x.shape[0], "position")
     dim = index(dim, x.shape[1], "dim")
+    if config.family == "llama":
+        return rms_norm_exercise(trace, layer, position, dim, x, weight, config.layer_norm_epsilon, tag)
     steps = layer_norm_steps(x[position], weight, bias, config.layer_norm_epsilon)
     answer = float(trace.layers[layer].ln_1[position, dim])
     return Exercise(
         key=f"ln-{tag}-{layer}-{position}-{dim}",
-        task=f"ln_1 of layer {layer}, token **{token_labels(trace.tokens)[position]}**, dimension {dim}: "
+        task=f"ln_1 of layer {layer}, token **{escaped(token_labels(trace.tokens)[position])}**, dimension {dim}: "
              f"(x[{dim}] − mean) / √(variance + ε) × weight[{dim}] + bias[{dim}]",
         given=f"x = {_numbers(x[position])}  \nweight[{dim}] = {weight[dim]:.4f}, bias[{dim}] = {bias[dim]:.4f}, "
               f"ε = {steps['eps']:g}",
@@ -110,4 +113,22 @@ def layer_norm_exercise(params, config, trace, layer: int, position: int, dim: i
                f"Normalised: ({x[position, dim]:.4f} − {steps['mean']:.4f}) / {steps['std']:.4f} = "
                f"{steps['normalised'][dim]:.4f}",
                f"× {weight[dim]:.4f} + {bias[dim]:.4f} = {steps['out'][dim]:.4f}"),
+        answer=answer, tolerance=_tolerance(answer))
+
+
+def rms_norm_exercise(trace, layer: int, position: int, dim: int, x, weight, eps: float, tag: str = "") -> Exercise:
+    """One output of the llama family's input_layernorm (RMSNorm: no mean, no bias): token
+    `position`, dimension `dim`, x[dim] / sqrt(mean(x²) + eps) * weight[dim]."""
+    steps = rms_norm_steps(x[position], weight, eps)
+    answer = float(trace.layers[layer].ln_1[position, dim])
+    return Exercise(
+        key=f"rms-{tag}-{layer}-{position}-{dim}",
+        task=f"The RMSNorm before attention (input_layernorm) of layer {layer}, token "
+             f"**{escaped(token_labels(trace.tokens)[position])}**, dimension {dim}: "
+             f"x[{dim}] / √(mean(x²) + ε) × weight[{dim}] (no mean subtracted, no bias)",
+        given=f"x = {_numbers(x[position])}  \nweight[{dim}] = {weight[dim]:.4f}, ε = {steps['eps']:g}",
+        hints=(f"The mean of x²: {steps['mean_square']:.4f}",
+               f"√(mean(x²) + ε) = {steps['rms']:.4f}",
+               f"Normalised: {x[position, dim]:.4f} / {steps['rms']:.4f} = {steps['normalised'][dim]:.4f}",
+               f"× {weight[dim]:.4f} = {steps['out'][dim]:.4f}"),
         answer=answer, tolerance=_tolerance(answer))

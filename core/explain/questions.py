@@ -1,5 +1,6 @@
 """Predict, then reveal: `Question`s made from the live tensors of a prompt, each with exactly one
 right answer given the numbers (ties are never asked about), and the guided path's questions.
+Their texts and options are Markdown: every token string in them goes through markdown.escaped.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from core.checks import index
 from core.explain.block import f64
+from core.explain.markdown import escaped
 from core.explain.sampling_lab import entropy_bits
 from core.model.forward import gpt_forward
 from core.model.interventions import Interventions
@@ -55,7 +57,7 @@ def attention_question(trace, layer: int, head: int, tag: str = "") -> Question 
     """Which key will a query attend to most? The last query row (of this layer and head) that
     sees at least two keys and has no tie for the largest weight; None when every row ties."""
     weights = f64(trace.layers[index(layer, len(trace.layers), "layer")].weights[head])  # [L, L]
-    labels = token_labels(trace.tokens)
+    labels = [escaped(label) for label in token_labels(trace.tokens)]
     for query in range(len(labels) - 1, 0, -1):
         row = weights[query, :query + 1]  # the keys this query can see
         if _no_tie(row):
@@ -81,10 +83,10 @@ def next_token_question(trace, vocabulary, count: int = 4, tag: str = "") -> Que
     if len(order) > 1 and probs[order[0]] - probs[order[1]] <= TIE:
         return None
     options = sorted(int(i) for i in order)
-    shares = ", ".join(f"{vocabulary[i]} {_percent(probs[i])}" for i in order)
+    shares = ", ".join(f"{escaped(vocabulary[i])} {_percent(probs[i])}" for i in order)
     return Question(
-        key=f"next-{tag}", text=f"Which token does the model find most likely after **{' '.join(trace.tokens)}**?",
-        given="", options=tuple(vocabulary[i] for i in options), answer=options.index(int(order[0])),
+        key=f"next-{tag}", text=f"Which token does the model find most likely after **{escaped(' '.join(trace.tokens))}**?",
+        given="", options=tuple(escaped(vocabulary[i]) for i in options), answer=options.index(int(order[0])),
         reveal=f"The model's probabilities: {shares}.")
 
 
@@ -100,7 +102,7 @@ def top_p_question(trace, vocabulary, top_p: float = 0.9, shown: int = 6, tag: s
         return None
     first = max(1, kept - 1)
     options = [str(n) for n in range(first, first + 4)]
-    listing = ", ".join(f"{vocabulary[i]} {probs[i]:.3f}" for i in order)
+    listing = ", ".join(f"{escaped(vocabulary[i])} {probs[i]:.3f}" for i in order)
     totals = ", ".join(f"{total:.3f}" for total in running[:kept + 1])
     return Question(
         key=f"top-p-{tag}-{top_p}",
@@ -131,7 +133,7 @@ def scale_question(trace, layer: int, head: int, tag: str = "") -> Question | No
         answer = 0 if without < with_scale else 1
     return Question(
         key=f"scale-{tag}-{layer}-{head}",
-        text=f"Layer {layer}, head {head}, the row of **{token_labels(trace.tokens)[query]}**: without the "
+        text=f"Layer {layer}, head {head}, the row of **{escaped(token_labels(trace.tokens)[query])}**: without the "
              f"1/√d_head factor (here ×{layer_trace.scale:.4f}), is the attention row sharper or flatter?",
         given="Sharper means more of the weight on fewer tokens; entropy measures the spread.",
         options=SCALE_OPTIONS, answer=answer,
@@ -170,25 +172,32 @@ def head_question(effects, layer: int, token: str, tag: str = "") -> Question | 
     best = int(size.argmax())
     changes = ", ".join(f"head {h} {change:+.5f}" for h, change in enumerate(f64(effects)))
     return Question(
-        key=f"head-{tag}-{layer}", text=f"Which head of layer {layer} matters most for predicting **{token}**?",
+        key=f"head-{tag}-{layer}", text=f"Which head of layer {layer} matters most for predicting **{escaped(token)}**?",
         given="'Matters' means: zeroing the head's output changes the token's probability the most.",
         options=tuple(f"head {h}" for h in range(size.size)), answer=best,
-        reveal=f"Change in the probability of {token} when each head is zeroed: {changes}.")
+        reveal=f"Change in the probability of {escaped(token)} when each head is zeroed: {changes}.")
 
 
 def path_questions(config, tokens) -> list[Question]:
     """One question per stop of the guided path (tokens, embeddings, Q/K/V, scores, softmax,
     weighted sum, MLP, residual and LayerNorm, logits, sampling); the sizes are this model's
-    and this prompt's."""
+    and this prompt's, the words its family's (llama: RMSNorm, SwiGLU, no position embedding)."""
     L, C, M, V = len(tokens), config.n_embd, config.d_mlp, config.vocab_size
     counts = sorted({max(1, L - 1), L, L + 1, L + 2})[:4]
     shapes = (f"[{L}, {C}]", f"[{C}, {L}]", f"[{V}, {C}]", f"[{L}]")
     widths = sorted({C, 3 * C, M, config.d_head})
+    llama = config.family == "llama"
+    embedded = (" Only the token embedding: there is no position embedding, RoPE turns each query and key by "
+                "its position inside attention." if llama else " The token embedding plus the position embedding.")
+    mlp = (f"The SwiGLU MLP has d_mlp = {M} units ({M / C:g} x d_model): silu(gate_proj x) times up_proj x, "
+           "then down_proj back to d_model." if llama else f"{M / C:g} x d_model = {M}.")
+    norm = ("Before each sub-layer an RMSNorm (no mean subtracted, no bias) rescales a copy of the stream."
+            if llama else "Before each sub-layer a LayerNorm rescales a copy of the stream.")
     return [
-        Question("path-tokens", f"Your prompt is **{' '.join(tokens)}**. How many tokens does the model see?",
-                 "", tuple(str(n) for n in counts), counts.index(L), f"{L} tokens: {', '.join(tokens)}."),
+        Question("path-tokens", f"Your prompt is **{escaped(' '.join(tokens))}**. How many tokens does the model see?",
+                 "", tuple(str(n) for n in counts), counts.index(L), f"{L} tokens: {', '.join(map(escaped, tokens))}."),
         Question("path-embeddings", "What shape is the matrix of your prompt's embeddings?", "",
-                 shapes, 0, f"One row of d_model = {C} numbers per token: [{L}, {C}]."),
+                 shapes, 0, f"One row of d_model = {C} numbers per token: [{L}, {C}].{embedded}"),
         Question("path-qkv", "Which of the three vectors plays the part of the name tag a token wears?", "",
                  ("the query", "the key", "the value"), 1,
                  "The key: queries are compared with keys; the values are what gets shared."),
@@ -202,10 +211,11 @@ def path_questions(config, tokens) -> list[Question]:
                  ("the queries", "the keys", "the values", "the logits"), 2,
                  "The values: each token takes home a weighted mix of what the others share."),
         Question("path-mlp", "How many hidden units does the MLP of one block have per token?", "",
-                 tuple(str(width) for width in widths), widths.index(M), f"{M / C:g} x d_model = {M}."),
+                 tuple(str(width) for width in widths), widths.index(M), mlp),
         Question("path-residual", "What happens to the output of each attention and MLP sub-layer?", "",
                  ("it replaces the residual stream", "it is added to the residual stream", "it is thrown away"), 1,
-                 "It is added: the residual stream is the running sum of the embedding and every sub-layer's output."),
+                 "It is added: the residual stream is the running sum of the embedding and every sub-layer's output. "
+                 + norm),
         Question("path-logits", "How many logits does the model produce for the next token?", "",
                  tuple(str(n) for n in (L, C, V)), 2, f"One per word of the vocabulary: {V}."),
         Question("path-sampling", "With temperature 0, which token is chosen?", "",

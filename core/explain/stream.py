@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.checks import as_float_array, as_float_matrix, index
-from core.model.ops import layer_norm
+from core.model.ops import layer_norm, rms_norm
 from core.model.params import output_head
 from core.model.sampling import ranking, softmax
 
@@ -47,8 +47,7 @@ def lens_table(params, config, stream, positions, count: int = 3) -> tuple[np.nd
     head = np.asarray(output_head(params))  # [V, C] (the embedding when tied), in its own dtype: no float64 copy
     count = min(count, head.shape[0])
     picked = stream[:, positions, :].reshape(-1, stream.shape[2])  # [P * N, C]
-    normalized, _ = layer_norm(picked, params["transformer.ln_f.weight"], params["transformer.ln_f.bias"],
-                               config.layer_norm_epsilon)
+    normalized = final_norm(params, config, picked)  # [P * N, C]
     chunk = max(1, LENS_CHUNK // head.shape[0])
     ids = np.zeros((len(picked), count), dtype=np.int64)  # [P * N, count]
     probs = np.zeros((len(picked), count))
@@ -58,6 +57,15 @@ def lens_table(params, config, stream, positions, count: int = 3) -> tuple[np.nd
         ids[start:start + chunk], probs[start:start + chunk] = top_probabilities(logits, count)
     shape = (stream.shape[0], len(positions), count)
     return ids.reshape(shape), probs.reshape(shape)
+
+
+def final_norm(params, config, x) -> np.ndarray:
+    """The model's final norm of rows x [.., C]: GPT-2's ln_f (LayerNorm) or the llama family's
+    model.norm (RMSNorm: x / sqrt(mean(x²) + eps) * w, no centring, no bias)."""
+    if config.family == "llama":
+        return rms_norm(np.asarray(x), params["model.norm.weight"], config.layer_norm_epsilon)[0]
+    return layer_norm(x, params["transformer.ln_f.weight"], params["transformer.ln_f.bias"],
+                      config.layer_norm_epsilon)[0]
 
 
 def top_probabilities(logits, count: int) -> tuple[np.ndarray, np.ndarray]:

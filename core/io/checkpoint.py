@@ -30,12 +30,15 @@ and calls `save_checkpoint`), so the two do not import each other.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import json
 import math
 import os
 import re
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +58,8 @@ VOCAB_FILE, MERGES_FILE, TOKENIZER_FILE = "vocab.json", "merges.txt", "tokenizer
 HISTORY_FILE, PICKLE_FILE = "history.json", "pytorch_model.bin"
 # what a Glassbox-written checkpoint folder may hold (anything else is someone's data: never replaced)
 CHECKPOINT_FILES = {CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, MERGES_FILE, TOKENIZER_FILE, HISTORY_FILE}
+# every file the reader may open (shards: any *.safetensors)
+READ_FILES = CHECKPOINT_FILES | {INDEX_FILE, "tokenizer_config.json", "special_tokens_map.json", PICKLE_FILE}
 MAX_HEADER_BYTES = 20_000_000  # a safetensors header (GPT-2 small's: about 20 kB)
 DTYPES = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "BF16": np.uint16}  # BF16: read as bits
 BUFFER = re.compile(r"transformer\.h\.(\d+)\.attn\.(bias|masked_bias)")
@@ -331,18 +336,44 @@ def _read_params(folder: Path, config: GPTConfig) -> dict[str, np.ndarray]:
     for path, plan in plans:
         with open(path, "rb") as file:
             params.update({name: _read_tensor(file, dtype, shape, offset) for name, dtype, shape, offset in plan})
+    where = files[0] if len(files) == 1 else folder / INDEX_FILE
+    for name, value in params.items():
+        if not np.isfinite(value).all():
+            raise ValueError(f"{where}: {name} holds numbers that are not finite (inf or NaN): a model with them "
+                             "computes nothing meaningful")
     try:
         check_params(params, config)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{files[0] if len(files) == 1 else folder / INDEX_FILE}: {error}") from None
+        raise ValueError(f"{where}: {error}") from None
     return {name: params[name] for name in expected}  # GPT-2's order
+
+
+def _check_links(folder: Path) -> None:
+    """ValueError (naming the file, never what it holds) when a file the reader may open is a
+    symbolic link resolving outside `folder`: a checkpoint is its folder, and an error quoting a
+    linked file would show a file of the server. Hugging Face's cache is allowed: a snapshot
+    folder's links into the same repository's blobs/ folder (models--x/snapshots/REV -> ../../blobs)."""
+    inside = folder.resolve()
+    blobs = inside.parent.parent / "blobs" if inside.parent.name == "snapshots" else None
+    try:
+        entries = list(folder.iterdir())
+    except OSError as error:
+        raise ValueError(f"cannot read the checkpoint folder {folder}: {error.strerror}") from None
+    for entry in entries:
+        if not entry.is_symlink() or not (entry.name in READ_FILES or entry.name.endswith(".safetensors")):
+            continue
+        target = entry.resolve()
+        if not (target.is_relative_to(inside) or (blobs is not None and target.parent == blobs)):
+            raise ValueError(f"{entry} is a symbolic link to a file outside the checkpoint folder: not read")
 
 
 def read_checkpoint(path) -> tuple[GPTConfig, dict[str, np.ndarray], WordTokenizer | BPETokenizer | HFTokenizer]:
     """(config, params, tokenizer) from the checkpoint folder `path`; ValueError for anything wrong."""
     folder = Path(path)
+    recover(folder)
     if not folder.is_dir():
         raise ValueError(f"no checkpoint directory at {folder}")
+    _check_links(folder)
     if not (folder / CONFIG_FILE).exists() and (folder / PICKLE_FILE).exists():
         _weight_files(folder)  # the pickle-only message
     config, raw_config = _read_config(folder / CONFIG_FILE)
@@ -411,8 +442,18 @@ def check_target(path, overwrite: bool = False) -> bool:
     return True
 
 
+def _fsync(path: Path) -> None:
+    """Flush the file or folder `path` to the disk (a folder's fsync makes its entries durable)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _write_files(folder: Path, model, history) -> None:
-    """Every checkpoint file of `model` into the (new, empty) `folder`."""
+    """Every checkpoint file of `model` into the (new, empty) `folder`, each flushed to the disk,
+    then the folder itself."""
     tensors = {name: np.ascontiguousarray(value) for name, value in model.params.items()}
     save_file(tensors, folder / WEIGHTS_FILE, metadata={"format": "np"})
     (folder / CONFIG_FILE).write_text(_json_text(model.config.to_hf_dict(eos_token_id=model.tokenizer.eos_id)),
@@ -423,37 +464,201 @@ def _write_files(folder: Path, model, history) -> None:
         (folder / VOCAB_FILE).write_text(_json_text(model.tokenizer.to_vocab_dict()), encoding="utf-8")
     if history is not None:
         (folder / HISTORY_FILE).write_text(history_text(history), encoding="utf-8")
+    for file in folder.iterdir():
+        _fsync(file)
+    _fsync(folder)
+
+
+# --- swapping a checkpoint in atomically, and recovering from a save that was killed -------------
+#
+# The invariant: at every instant the name `path` resolves to a complete checkpoint (the old one
+# or the new one), whatever moment a save is killed at (kill -9, power cut after the fsyncs).
+#
+# A save writes the new checkpoint into a staging folder beside `path`, `.{name}.{token}.partial`,
+# fsyncs every file and the folder, and only then makes it visible:
+#   - a new name: renameat2(RENAME_NOREPLACE) (os.rename elsewhere) of the complete folder onto
+#     the name; a name taken meanwhile by another save fails cleanly (EEXIST / ENOTEMPTY);
+#   - an overwrite on Linux: renameat2(RENAME_EXCHANGE) swaps the two folders in one atomic step,
+#     so the name goes from the complete old checkpoint to the complete new one, and the staging
+#     name then holds the old one, which is deleted;
+#   - an overwrite where the exchange is not supported: the old folder is renamed aside to
+#     `.{name}.{token}.old`, then the staging folder onto the name. Between the two renames the
+#     name is missing, but a complete `.old` copy exists, and recovery puts it back.
+# The saving process holds an exclusive flock on the staging folder (and on `.old`) while it works;
+# the kernel drops it when the process dies, however it dies. `recover(path)` (run by every save,
+# every load and the models folder's listing) takes each leftover whose lock is free: a `.old`
+# whose name is missing is renamed back onto the name; every other leftover is deleted.
+
+RENAME_NOREPLACE, RENAME_EXCHANGE, AT_FDCWD = 1, 2, -100
+LEFTOVER = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.(?P<kind>partial|old)")
+
+
+def _renameat2(source: Path, target: Path, flags: int) -> bool:
+    """renameat2(source, target, flags) through libc: True when done, False when this system or
+    file system does not support it; OSError for any other failure (EEXIST, ENOENT, ...)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if function(AT_FDCWD, os.fsencode(source), AT_FDCWD, os.fsencode(target), flags) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(target))
+
+
+def _lock(folder: Path) -> int | None:
+    """An open descriptor of `folder` holding its exclusive flock, or None when another process holds
+    it (or the folder is gone)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def _staging(parent: Path, name: str, kind: str) -> tuple[Path, int]:
+    """A new empty folder `.{name}.{token}.{kind}` in `parent`, and the descriptor holding its lock."""
+    while True:
+        folder = parent / f".{name}.{secrets.token_hex(4)}.{kind}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        descriptor = _lock(folder)
+        if descriptor is not None:
+            return folder, descriptor
+
+
+def recover(path) -> None:
+    """Tidy what saves of the checkpoint `path` killed midway left beside it: a `.old` copy whose
+    name is missing is put back; every other staging folder no process holds is deleted. Folders a
+    live save holds are left alone; a read-only folder is left as it is."""
+    path = Path(path)
+    try:
+        entries = [entry for entry in path.parent.iterdir() if entry.name.startswith(f".{path.name}.")]
+    except OSError:
+        return
+    for entry in sorted(entries, key=lambda entry: not entry.name.endswith(".old")):  # .old first
+        match = LEFTOVER.fullmatch(entry.name)
+        if match is None or match.group("name") != path.name or entry.is_symlink() or not entry.is_dir():
+            continue
+        descriptor = _lock(entry)
+        if descriptor is None:
+            continue
+        try:
+            if match.group("kind") == "old" and not path.exists() and not path.is_symlink() and is_checkpoint(entry):
+                try:
+                    if not _renameat2(entry, path, RENAME_NOREPLACE):
+                        os.rename(entry, path)
+                    continue
+                except OSError:
+                    pass
+            shutil.rmtree(entry, ignore_errors=True)
+        finally:
+            os.close(descriptor)
+
+
+def recover_folder(root) -> None:
+    """recover() for every checkpoint name with leftovers in the folder `root`."""
+    try:
+        names = {match.group("name") for entry in Path(root).iterdir()
+                 if (match := LEFTOVER.fullmatch(entry.name)) is not None}
+    except OSError:
+        return
+    for name in names:
+        recover(Path(root) / name)
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(error)
+    return "No space left" in text or "StorageFull" in text or "code: 28" in text or "QuotaExceeded" in text
+
+
+def _save_error(error: BaseException, path: Path) -> ValueError:
+    """The one sentence a failed write becomes (naming the checkpoint, not the server's folders)."""
+    if _is_disk_full(error):
+        return ValueError(f"could not save {path.name}: the disk is full (free some space and save again; "
+                          "nothing was changed)")
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)[:200]
+    return ValueError(f"could not save {path.name}: {reason}")
+
+
+def _swap_in(staging: Path, path: Path, replace: bool) -> None:
+    """Make the complete folder `staging` the checkpoint `path` (see the invariant above)."""
+    taken = ValueError(f"a checkpoint named {path.name} was saved by someone else at the same time; "
+                       "nothing was written (choose another name, or save again to replace it)")
+    if not replace or not (path.exists() or path.is_symlink()):
+        try:
+            if not _renameat2(staging, path, RENAME_NOREPLACE):
+                if path.exists() or path.is_symlink():
+                    raise taken
+                os.rename(staging, path)
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                raise taken from None
+            raise
+        return
+    try:
+        if _renameat2(staging, path, RENAME_EXCHANGE):  # staging now holds the old checkpoint
+            return
+    except OSError as error:
+        if error.errno == errno.ENOENT:  # the old one went meanwhile: the name is free
+            return _swap_in(staging, path, replace=False)
+        raise
+    old, descriptor = _staging(path.parent, path.name, "old")
+    try:
+        os.replace(path, old)  # onto the empty locked folder: the old checkpoint stays whole
+        try:
+            os.rename(staging, path)
+        except BaseException:
+            os.replace(old, path)
+            raise
+    finally:
+        os.close(descriptor)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint(model, path, *, overwrite: bool = False, history: list[dict] | None = None) -> Path:
     """Write `model` (a core.model.model.Model) as a checkpoint folder at `path`; returns the path.
 
     Everything (config, weights, vocabulary, history.json when `history` is a list of records)
-    is written into a fresh temporary folder beside `path`, which is then renamed into place:
-    a failed save leaves `path` as it was. A `path` that is a symbolic link, a file, or a folder
-    that is not a Glassbox checkpoint is refused; an existing checkpoint is replaced only with
-    overwrite=True (its old files, an old history.json included, go with it)."""
+    is written and flushed into a fresh staging folder beside `path`, which then replaces `path`
+    in one atomic step (see the invariant above `recover`): whenever the save stops, even by
+    kill -9, `path` is a complete checkpoint, the old one or the new one, and what the save
+    left beside it is tidied by the next save, load or listing. A `path` that is a symbolic link,
+    a file, or a folder that is not a Glassbox checkpoint is refused; an existing checkpoint is
+    replaced only with overwrite=True (its old files, an old history.json included, go with it).
+    A full disk, or another save taking the name first, is one ValueError naming the checkpoint."""
     path = Path(path)
     if history is not None and (not isinstance(history, list) or not all(isinstance(r, dict) for r in history)):
         raise TypeError("history must be a list of record dicts or None")
     check_params(model.params, model.config)
+    recover(path)
     replace = check_target(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
-        _write_files(staging, model, history)
-        if replace:
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old)  # onto the empty folder just made; the old checkpoint stays whole
-            try:
-                os.replace(staging, path)
-            except BaseException:
-                os.replace(old, path)
-                raise
-            shutil.rmtree(old)
-        else:
-            os.rename(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _save_error(error, path) from None
+    staging, descriptor = _staging(path.parent, path.name, "partial")
+    try:
+        try:
+            _write_files(staging, model, history)
+            _swap_in(staging, path, replace)
+            _fsync(path.parent)
+        except (OSError, SafetensorError) as error:
+            raise _save_error(error, path) from None
+    finally:
+        os.close(descriptor)
+        shutil.rmtree(staging, ignore_errors=True)  # the unfinished new one, or the old one swapped out
     return path

@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from core.io.checkpoint import is_checkpoint, save_checkpoint
+from core.io.checkpoint import is_checkpoint, recover, recover_folder, save_checkpoint
 from core.model.model import Model, load_checkpoint
 
 ROOT_VARIABLE = "GLASSBOX_MODELS"
@@ -40,6 +40,7 @@ def checkpoint_names() -> list[str]:
     root = models_root()
     if not root.is_dir():
         return []
+    recover_folder(root)  # what a save killed midway left: a name put back, staging folders removed
     return sorted(entry.name for entry in root.iterdir()
                   if NAME_PATTERN.fullmatch(entry.name) and is_checkpoint(entry))
 
@@ -47,6 +48,7 @@ def checkpoint_names() -> list[str]:
 def load_named(name: str) -> Model:
     """The model saved under `name`; ValueError naming the model (not the server path) otherwise."""
     path = models_root() / check_name(name)
+    recover(path)
     if not is_checkpoint(path):
         raise ValueError(f"there is no saved model named {name!r}")
     try:
@@ -73,6 +75,7 @@ def save_named(model: Model, name: str, history: list[dict] | None = None) -> st
     root = models_root()
     root.mkdir(parents=True, exist_ok=True)
     path = root / name
+    recover(path)
     if path.exists() or path.is_symlink():
         raise ValueError(f"a model named {name!r} already exists; choose another name, e.g. {free_name(name)!r}")
     try:

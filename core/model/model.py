@@ -22,6 +22,32 @@ from core.model.trace import Trace
 from core.text.tokenizer import Tokenizer
 
 
+WATCHED = ("hook_embed", "hook_pos_embed", "hook_scale", "hook_resid_post")  # small hooks, in computing order
+
+
+def check_finite(logits: np.ndarray, cache: dict | None, params: dict) -> np.ndarray:
+    """`logits` when the pass stayed inside float32; otherwise ValueError naming where it overflowed.
+    Weights near float32's largest value (3.4e38) are finite, so they load, but the sums they make
+    overflow: a norm's sqrt(variance) becomes inf and every normalised value 0 (the logits stay finite,
+    and every later number is meaningless). So the norms' scales, the residual stream (from `cache`,
+    cheap: [L, 1] and [L, C] per layer) and the logits are checked, and the first place named."""
+    broken = next((key for key, value in (cache or {}).items() if key.endswith(WATCHED)
+                   and not np.isfinite(value).all()), None)
+    if broken is None and np.isfinite(logits).all():
+        return logits
+    if broken is None:
+        where = "the logits"
+    elif broken.startswith("blocks."):
+        where = f"layer {broken.split('.')[1]} ({broken})"
+    elif broken.startswith("ln_final"):
+        where = "the final norm (ln_final)"
+    else:
+        where = f"the embeddings ({broken})"
+    largest = max(float(np.abs(value).max()) for value in params.values() if value.size)
+    raise ValueError(f"the model's numbers overflowed float32 in {where}: some became inf or NaN (its largest "
+                     f"weight is {largest:.3g}; float32 holds at most 3.4e38), so nothing it computes is meaningful")
+
+
 @dataclass(eq=False)
 class GenerationStep:
     """One decoding step: the new token, how likely it was, and what the new query saw."""
@@ -101,7 +127,7 @@ class Model:
         """Logits [L, V] for token ids [L] (at most n_positions of them)."""
         if np.ndim(ids) != 1:
             raise ValueError(f"forward takes a 1-D sequence of token ids, got shape {np.shape(ids)}")
-        return gpt_forward(self.params, self.config, ids)
+        return check_finite(gpt_forward(self.params, self.config, ids), None, self.params)
 
     def encode_prompt(self, text_or_ids) -> tuple[np.ndarray, list[str], list[str]]:
         """(ids [L], tokens, notices) for a prompt given as text or token ids; a prompt longer
@@ -135,6 +161,7 @@ class Model:
         ids, tokens, notices = self.encode_prompt(text_or_ids)
         cache = {}
         logits = gpt_forward(self.params, self.config, ids, cache=cache, interventions=interventions)
+        check_finite(logits, cache, self.params)
         return Trace.from_cache(cache, tokens, ids, logits, self.config, interventions, notices,
                                 self.vocabulary)
 
@@ -150,6 +177,7 @@ class Model:
         cache = {}
         logits = gpt_forward(self.params, self.config, ids, cache=cache, kv_cache=kv_cache)  # [L, V]
         while True:
+            check_finite(logits, cache, self.params)
             steps.append(self._step(logits[-1], cache, sampler))
             if self.tokenizer.eos_id is not None and steps[-1].token_id == self.tokenizer.eos_id:
                 stop_reason = "end_of_text"

@@ -13,10 +13,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.explain import block as explain_block
 from core.explain import heads as explain_heads
+from core.explain import rope as explain_rope
 from core.model.attention import scaled_dot_product_attention
 from core.native.kernel import available_backends
 from dashboard import charts, figures, frame, glossary, models, traces, widgets
+from dashboard.text import escaped
 from dashboard.navigation import ATTENTION_STEPS
 from dashboard.prompt import current_prompt
 from dashboard.wording import count
@@ -60,6 +63,18 @@ def numbers(matrices: dict[str, np.ndarray], tokens, key: str) -> None:
 
 
 def embeddings(trace, tokens, layer: int) -> None:
+    if trace.position_embeddings is None:  # the llama family: positions are RoPE's rotations of q and k
+        matrices = {"Token embeddings": trace.token_embeddings,
+                    f"Input to layer {layer}'s attention (after RMSNorm)": trace.layers[layer].ln_1}
+        step("1. Embeddings", "Each guest arrives with a short self-description: a row of "
+             f"{glossary.link('d_model')} numbers for the word (its {glossary.link('embedding')}). This model "
+             "adds no row for the seat: there is no position embedding. Positions enter inside attention, where "
+             "RoPE turns each query and key by an angle that grows with its position (tab 9). Before attention, "
+             "RMSNorm rescales each row (dividing by its root mean square; no mean subtracted, no bias) so no "
+             "guest shouts louder than the others.",
+             *(wide(values, tokens, f"{name} [L, d_model]") for name, values in matrices.items()), columns=1)
+        numbers(matrices, tokens, "steps_embed")
+        return
     matrices = {"Token embeddings": trace.token_embeddings, "Position embeddings": trace.position_embeddings,
                 f"Input to layer {layer}'s attention (after ln_1)": trace.layers[layer].ln_1}
     step("1. Embeddings", "Each guest arrives with a short self-description: a row of "
@@ -123,6 +138,7 @@ def weighted_sum(head_out, tokens) -> None:
 def influence(weights, labels) -> None:
     st.markdown("#### 6. Who influenced whom")
     ranking = explain_heads.influenced_by(weights)
+    labels = [escaped(label) for label in labels]  # Markdown below
     lines = [f"**{labels[query]}** ← " + ", ".join(f"{labels[key]} ({weight:.1%})" for key, weight in ranked[:TOP_KEYS])
              + (f", and {count(len(ranked) - TOP_KEYS, 'other')}" if len(ranked) > TOP_KEYS else "")
              for query, ranked in enumerate(ranking)]
@@ -156,7 +172,7 @@ def worked_weight(q, k, v, labels) -> None:
         products = products[:MAX_TERMS] + [f"… ({len(products) - MAX_TERMS} more terms)"]
     st.markdown(f"q · k = {' + '.join(products)} = **{worked['dot']:.6f}**")
     if not worked["visible"]:
-        st.warning(f"{labels[key]} comes after {labels[query]}: the mask hides it, so its weight is 0.")
+        st.warning(f"{escaped(labels[key])} comes after {escaped(labels[query])}: the mask hides it, so its weight is 0.")
     else:
         st.markdown(
             f"scaled = {worked['dot']:.6f} × {worked['scale']:.6f} = **{worked['scaled']:.6f}**  \n"
@@ -180,6 +196,56 @@ def kernel_comparison(q, k, v, query: int, key: int) -> None:
     st.caption(f"Both backends in {q.dtype} (the model's dtype); the explanation above works in float64.")
 
 
+def rope_tab(model, trace, layer: int, head: int, labels) -> None:
+    st.markdown("#### 9. RoPE: positions as rotations")
+    config = model.config
+    if not config.rope:
+        widgets.note("This model has no RoPE: it learns a position embedding (wpe) and adds it to each token's "
+                     "embedding before the first block (tab 1). Llama-family models (Llama, Qwen, Mistral) instead "
+                     "turn every query and key by an angle that grows with its position.")
+        return
+    D = config.d_head
+    kv = explain_block.kv_head_of(config, head)
+    widgets.note(f"RoPE splits each head's {D} dims into {D // 2} pairs: dim i with dim i + {D // 2} (Hugging Face's "
+                 "rotate_half). At position p, pair i is turned by the angle p × frequency i, fast for the first "
+                 "pairs and slow for the last. q and k are both turned, by their own positions; their dot product then "
+                 "depends on the positions only through the distance between them. The values are not turned. "
+                 f"(Query head {head} reads key/value head {kv}.)")
+    left, right = st.columns(2)
+    query = widgets.choose_token(labels, "steps_rope_query", place=left, label="Query token (asking)")
+    key = widgets.choose_token(labels, "steps_rope_key", place=right, label="Key token (attended to)", default=0)
+    q = trace[f"blocks.{layer}.attn.hook_q"][head, query]  # [D] before RoPE
+    k = trace[f"blocks.{layer}.attn.hook_k"][kv, key]
+    steps = explain_rope.rope_steps(config, q, k, query, key)
+    pairs = pd.DataFrame({
+        "frequency": steps["frequencies"], "q angle (rad)": steps["q_angles"], "k angle (rad)": steps["k_angles"],
+        "q before": [f"({a:.3f}, {b:.3f})" for a, b in steps["q_pairs"]],
+        "q after": [f"({a:.3f}, {b:.3f})" for a, b in steps["q_rotated_pairs"]],
+        "k before": [f"({a:.3f}, {b:.3f})" for a, b in steps["k_pairs"]],
+        "k after": [f"({a:.3f}, {b:.3f})" for a, b in steps["k_rotated_pairs"]],
+        "q·k of the pair": steps["pair_products"]}, index=[f"pair {i} (d{i}, d{i + D // 2})" for i in range(D // 2)])
+    st.dataframe(pairs, column_config={column: st.column_config.NumberColumn(format="%.4f")
+                                       for column in ("frequency", "q angle (rad)", "k angle (rad)", "q·k of the pair")})
+    model_score = float(trace.layers[layer].scaled_scores[head, query, key])
+    st.markdown(f"Distance {steps['distance']}: the sum of the pairs' q·k = {steps['raw']:.6f}, × "
+                f"{config.attention_scale:.4f} = **{steps['score']:.6f}** (the model's score: {model_score:.6f}; "
+                f"without RoPE it would be {steps['score_unrotated']:.6f})")
+    if steps["distance"] < 0:
+        st.caption("This key comes after the query: the causal mask hides it (its weight is 0), though RoPE still "
+                   "turns both. Pick a key at or before the query to see the distance at work.")
+        return
+    distance = steps["distance"]
+    starts = [distance + shift for shift in (0, 1, 5, 20, 100)]
+    shifted = explain_rope.shifted_scores(config, q, k, distance, starts)
+    st.markdown(f"**Only the distance counts.** The same q and k placed at positions (p, p − {distance}):")
+    st.dataframe(pd.DataFrame({"query position p": starts, "key position p − d": [p - distance for p in starts],
+                               "score": shifted}), column_config={"score": st.column_config.NumberColumn(format="%.8f")})
+    distances = list(range(0, 33))
+    figures.show_chart(charts.lines(distances, {"score": explain_rope.scores_by_distance(config, q, k, distances)},
+                                    title="The same q and k, further and further apart", x_title="distance d",
+                                    y_title="scaled score", marker=steps["distance"] if steps["distance"] >= 0 else None))
+
+
 def main() -> None:
     prompt = current_prompt()
     if prompt is None:
@@ -199,6 +265,7 @@ def main() -> None:
         TABS.influence: lambda: influence(layer_trace.weights[head], labels),
         TABS.vector_map: lambda: pca_pictures(trace, labels, q, k),
         TABS.one_weight: lambda: worked_weight(q, k, v, labels),
+        TABS.rope: lambda: rope_tab(models.current_model(), trace, layer, head, labels),
     })
 
 

@@ -197,7 +197,7 @@ def saved_results() -> None:
     try:
         rows = uploaded_rows(upload) if upload is not None else saved_rows(choice)
     except (ValueError, OSError, UnicodeDecodeError) as error:
-        st.error(f"Could not read that file: {text.shown(error)}")
+        st.error(f"Could not read that file: {text.safe_message(error)}")
         return
     rows = [row for row in rows if "backend" in row and "lk" in row]
     if not rows:

@@ -12,6 +12,7 @@ from core.explain import experiments, learning_step, questions
 from dashboard import ablation, charts, figures, frame, glossary, models, runs, traces, widgets
 from dashboard.navigation import EXPERIMENTS
 from dashboard.prompt import current_prompt, prepare_prompt
+from dashboard.text import escaped, safe_message
 from dashboard.widgets import note
 
 LEARNING_RATES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -42,7 +43,7 @@ def stable_softmax(model, trace) -> None:
         st.markdown("The largest score is 0 here, so exp never overflows.")
     else:
         limit = experiments.FLOAT32_EXP_LIMIT if breaking > 0 else experiments.FLOAT32_EXP_FLOOR
-        st.markdown(f"The largest score of **{labels[query]}**'s row is {row.max():.4f}: the naive softmax breaks "
+        st.markdown(f"The largest score of **{escaped(labels[query])}**'s row is {row.max():.4f}: the naive softmax breaks "
                     f"past a factor of **{breaking:.2f}** ({row.max():.4f} × {breaking:.2f} = {limit:.2f}).")
     naive_nan = int(np.isnan(two_ways["naive"]).sum())
     cols = st.columns(3)
@@ -68,7 +69,7 @@ def pair_prompt(model, label: str, key: str, default: str):
     try:
         return prepare_prompt(model, text)
     except ValueError as error:
-        st.warning(f"{label}: {error}.")
+        st.warning(f"{label}: {safe_message(error)}.")
         return None
 
 
@@ -111,7 +112,7 @@ def attention_against_effect(model, trace) -> None:
     config = model.config
     token_id = explain_block.predicted_token(trace)
     token = trace.vocabulary[token_id]
-    note(f"Zero one head at a time and see how the probability of **{token}** changes. Next to it: how hard the "
+    note(f"Zero one head at a time and see how the probability of **{escaped(token)}** changes. Next to it: how hard the "
          "last token looks at any one token through that head. A head can look hard at a token and matter little, "
          f"and a diffuse head can matter a lot: attention shows where information may flow, "
          f"{glossary.link('ablation')} shows whether it counted.")
@@ -151,7 +152,7 @@ def step_gradients(model):
 def watch_learning(model, prompt) -> None:
     reason = learning_step.step_refusal(model)
     if reason is not None:
-        st.warning(f"{reason} So this tab cannot take a training step with it; pick the bundled model or one "
+        st.warning(f"{safe_message(reason)} So this tab cannot take a training step with it; pick the bundled model or one "
                    "you trained in the sidebar.")
         return
     note("Training nudges every parameter against its gradient: the direction that raises the loss on a batch "
@@ -208,9 +209,10 @@ def snapshot_moves(model, prompt) -> None:
         moves = traces.remembered("snapshot_moves", (run.name, len(run.snapshots), prompt.text),
                                   lambda: learning_step.snapshot_moves(run.config, run.tokenizer, run.snapshots, ids))
     except ValueError as error:
-        st.warning(f"{run.name}'s model cannot read this prompt: {error}.")
+        st.warning(f"{escaped(run.name)}'s model cannot read this prompt: {safe_message(error)}.")
         return
-    st.caption(f"{run.name} ({run.description}): how far the next-token distribution of \"{prompt.text}\" moved "
+    st.caption(f"{escaped(run.name)} ({escaped(run.description)}): how far the next-token distribution of "
+               f"\"{escaped(prompt.text)}\" moved "
                "from each snapshot to the next: where the big moves are is where the model changed its mind.")
     table = pd.DataFrame(moves)
     steps = [f"{move['from_step']}→{move['to_step']}" for move in moves]

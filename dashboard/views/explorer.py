@@ -7,6 +7,7 @@ from math import isqrt
 import numpy as np
 import streamlit as st
 
+from core.explain import block as explain_block
 from core.explain import heads as explain_heads
 from core.explain import stream as explain_stream
 from core.model.interventions import NO_INTERVENTIONS, Interventions
@@ -28,7 +29,7 @@ SUMMARY_ROOM = 100  # the same for a summary map (labels "0" to "11")
 WHAT_IF_MARK = " · what if"
 TABS = EXPLORER.tabs
 TOGGLES = {"whatif_mask": "no causal mask", "whatif_scale": "no 1/√d_head scaling",
-           "whatif_relu": "ReLU instead of GELU"}
+           "whatif_relu": "ReLU for the activation"}
 
 
 def stream_labels(n_layer: int) -> list[str]:
@@ -92,13 +93,14 @@ def what_if_controls(config) -> None:
     left, right = st.columns(2)
     left.multiselect("Switch off heads", options["whatif_heads"], format_func=lambda p: f"layer {p[0]} head {p[1]}",
                      **widgets.kept_widget("whatif_heads"))
-    left.multiselect("Skip LayerNorms", options["whatif_ln"], format_func=lambda p: f"layer {p[0]} {p[1]}",
+    left.multiselect(f"Skip {explain_block.norm_name(config)}s", options["whatif_ln"], format_func=lambda p: f"layer {p[0]} {p[1]}",
                      **widgets.kept_widget("whatif_ln"))
     left.multiselect("Drop the residual around", options["whatif_residual"],
                      format_func=lambda p: f"layer {p[0]} {p[1]}", **widgets.kept_widget("whatif_residual"))
     right.toggle("No causal mask (tokens see the future)", **widgets.kept_widget("whatif_mask"))
     right.toggle("No 1/√d_head scaling", **widgets.kept_widget("whatif_scale"))
-    right.toggle("ReLU instead of GELU", **widgets.kept_widget("whatif_relu"))
+    right.toggle("ReLU for the activation (instead of SwiGLU's SiLU gate)" if config.family == "llama" else
+                 "ReLU instead of GELU", **widgets.kept_widget("whatif_relu"))
 
 
 def what_if(prompt, model, switches: Interventions) -> None:
@@ -206,7 +208,7 @@ def logit_lens(trace, tokens, positions, model, mark: str) -> None:
                                         col_title="position (the guess is for the token after it)",
                                         col_width=min(80, (charts.PAGE_WIDTH - LENS_ROOM) // len(positions)),
                                         legend_below=True))
-    st.caption(f"The final LayerNorm and output head applied early, as if the model stopped after that layer. Each "
+    st.caption(f"The final {explain_block.norm_name(model.config)} and output head applied early, as if the model stopped after that layer. Each "
                f"cell: the most likely next token and its probability (colour); the tooltip has the top {LENS_TOP}. "
                "Only the positions shown are computed.")
 
@@ -219,6 +221,13 @@ def stream_and_lens(trace, tokens, model, mark: str) -> None:
 
 # --- MLP ---------------------------------------------------------------------------------------------
 
+def activation_name(config, trace) -> str:
+    """What the shown MLP units come out of: ReLU (what if), SwiGLU's SiLU(gate) × up, or GELU."""
+    if trace.interventions.activation == "relu":
+        return "ReLU(gate) × up" if config.family == "llama" else "ReLU"
+    return "SiLU(gate) × up" if config.family == "llama" else "GELU"
+
+
 def mlp_activations(trace, tokens, config, mark: str) -> None:
     layer = widgets.choose_layer(config, "explorer_mlp_layer", label="MLP of layer")
     post = trace.layers[layer].mlp_post  # [L, d_mlp]
@@ -226,15 +235,22 @@ def mlp_activations(trace, tokens, config, mark: str) -> None:
     cell = 20 if len(tokens) <= 32 else 11
     figures.show_chart(charts.heatmap(post[:, units], charts.token_labels(tokens), [f"unit {u}" for u in units],
                                       title=f"The {len(units)} of {post.shape[1]:,} hidden units that fire most "
-                                            f"(after {'ReLU' if trace.interventions.activation == 'relu' else 'GELU'})"
+                                            f"(after {activation_name(config, trace)})"
                                             f"{mark}",
                                       value_title="activation", row_title="token", col_title="hidden unit",
                                       diverging=True, symmetric=True, text=False, cell=cell, every_label=True,
                                       legend_below=True))
-    st.caption("The MLP works on each token alone: it expands the row to 4 × d_model numbers, lets the positive "
-               "ones through (GELU), and projects back. A unit that lights up for one word is a feature detector. "
-               "The colours are proportional on both sides of zero (the scale runs from -m to m, m the largest "
-               "size), so GELU's small negative outputs stay pale.")
+    if config.family == "llama":
+        st.caption(f"This model's MLP is SwiGLU. It works on each token alone: two projections to d_mlp = "
+                   f"{config.d_mlp:,} numbers, a gate passed through SiLU and a value, multiplied unit by unit (the "
+                   "units shown), then projected back. A unit's output can be negative as well as positive (the value "
+                   "has either sign). A unit that lights up for one word is a feature detector. The colours are "
+                   "proportional on both sides of zero (the scale runs from -m to m, m the largest size).")
+    else:
+        st.caption("The MLP works on each token alone: it expands the row to 4 × d_model numbers, lets the positive "
+                   "ones through (GELU), and projects back. A unit that lights up for one word is a feature detector. "
+                   "The colours are proportional on both sides of zero (the scale runs from -m to m, m the largest "
+                   "size), so GELU's small negative outputs stay pale.")
 
 
 def main() -> None:

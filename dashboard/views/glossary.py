@@ -4,12 +4,13 @@ import streamlit as st
 
 from dashboard import frame, glossary
 from dashboard.navigation import GLOSSARY
+from dashboard.text import escaped
 
 
 def main() -> None:
-    st.markdown(" · ".join(f"[{term}](#{glossary.anchor(term)})" for term in glossary.TERMS))
+    st.markdown(" · ".join(f"[{escaped(term)}](#{glossary.anchor(term)})" for term in glossary.TERMS))
     for term, meaning in glossary.TERMS.items():
-        st.subheader(term, anchor=glossary.anchor(term))
+        st.subheader(escaped(term), anchor=glossary.anchor(term))
         st.markdown(meaning)
 
 

@@ -7,6 +7,7 @@ from core.explain import pipeline as explain_pipeline
 from dashboard import charts, figures, frame, glossary, models, traces
 from dashboard.navigation import ATTENTION_STEPS, BLOCK_STEPS, EXPLORER, OVERVIEW, SAMPLING, tab_query
 from dashboard.prompt import current_prompt
+from dashboard.text import code
 from dashboard.wording import count
 
 TOP = 10
@@ -31,6 +32,8 @@ EXPLAINED_IN = {  # pipeline step: (page, its tab or None, where the link goes, 
 
 def pipeline(prompt) -> None:
     st.subheader("From prompt to next token")
+    config = models.current_model().config
+    llama = config.family == "llama"
     st.caption("Every box is one step; the shapes are this prompt's (L = number of tokens). "
                "The tokens are people at a party: in every block each one asks a question "
                f"({glossary.link('query, key, value', 'query')}), "
@@ -38,10 +41,14 @@ def pipeline(prompt) -> None:
                f"The red arrows are the {glossary.link('residual stream')}: each block's attention and "
                f"{glossary.link('MLP')} add their result to it rather than replacing it. The widths are "
                f"{glossary.link('d_model')} between the blocks and {glossary.link('d_head')} inside each "
-               f"{glossary.link('head')}; ln_1 and ln_f are {glossary.link('LayerNorm')}s, the MLP's activation is "
-               f"{glossary.link('GELU')}, and {glossary.link('softmax')} turns the {glossary.link('logit', 'logits')} "
+               f"{glossary.link('head')}; "
+               + ("ln_1, ln_2 and ln_f are RMSNorms (no mean, no bias), positions are RoPE rotations of q and k "
+                  f"(no position embedding), the MLP is SwiGLU (a SiLU gate times a value), {config.n_kv_head} "
+                  f"key/value heads serve {config.n_head} query heads, and "
+                  if llama else f"ln_1 and ln_f are {glossary.link('LayerNorm')}s, the MLP's activation is "
+                  f"{glossary.link('GELU')}, and ")
+               + f"{glossary.link('softmax')} turns the {glossary.link('logit', 'logits')} "
                "into the next token's probabilities.")
-    config = models.current_model().config
     steps = explain_pipeline.pipeline_shapes(config, len(prompt.ids))
     st.graphviz_chart(charts.pipeline_dot(steps, config.n_layer, adds_after=ADDS))
     st.markdown("**Where each box is explained** (step by step = attention step by step; block = the block "
@@ -50,6 +57,18 @@ def pipeline(prompt) -> None:
     for index, step in enumerate([name for name, *_ in steps] + ["+ (residual)"]):
         page, tab, where = EXPLAINED_IN[step]
         columns[index % 3].page_link(page.script, label=f"{step} → {where}", query_params=tab_query(tab), help=tab)
+
+
+def architecture_rows(config) -> dict:
+    """The model card's rows that differ between the families (GPT-2: LayerNorm, learned
+    positions, GELU MLP; llama: RMSNorm, RoPE, SwiGLU, grouped key/value heads)."""
+    if config.family != "llama":
+        return {"family": "gpt2", "norm": "LayerNorm", "positions": "learned (wpe)",
+                "MLP": f"{config.activation} MLP"}
+    return {"family": "llama", "model type": config.model_type, "key/value heads": config.n_kv_head,
+            "norm": "RMSNorm" + (" (+ q/k RMSNorm per head)" if config.qk_norm else ""),
+            "positions": f"RoPE, theta {config.rope_theta:g}" + (" (llama3 scaling)" if config.rope_scaling else ""),
+            "MLP": "SwiGLU (SiLU gate x up)", "tied output head": "yes" if config.tied else "no"}
 
 
 def model_card() -> None:
@@ -61,6 +80,7 @@ def model_card() -> None:
         "context (positions)": f"{config.n_positions:,}", "width d_model": config.n_embd, "layers": config.n_layer,
         "heads per layer": config.n_head, "d_head": config.d_head, "MLP width": f"{config.d_mlp:,}",
         "parameters": f"{model.parameter_count:,}", "attention backend": models.backend_name(),
+        **architecture_rows(config),
     }
     st.table({"": list(rows), "value": [str(value) for value in rows.values()]})
 
@@ -69,7 +89,7 @@ def prediction(prompt) -> None:
     st.subheader("Next token")
     top = traces.trace(prompt.ids).top_predictions(TOP)  # [(display string, probability)], most likely first
     words, probs = [word for word, _ in top], [prob for _, prob in top]
-    st.markdown(f"{count(len(prompt.tokens), 'token')}: {' · '.join(f'`{token}`' for token in prompt.tokens)}")
+    st.markdown(f"{count(len(prompt.tokens), 'token')}: {' · '.join(code(token) for token in prompt.tokens)}")
     st.metric("Most likely next token", words[0], f"{probs[0]:.1%}", delta_color="off", delta_arrow="off")
     figures.show_chart(charts.bars(words, probs, title=f"The {TOP} most likely next tokens", highlight=words[0],
                                    every_label=True))

@@ -10,6 +10,7 @@ from core.explain import questions as explain_questions
 from dashboard import ablation, charts, frame, glossary, models, traces, widgets
 from dashboard.navigation import PRACTICE
 from dashboard.prompt import current_prompt
+from dashboard.text import escaped
 
 SCORE = "practice_score"  # session_state: {question key: whether the first answer was right}
 HINTS = "practice_hints"  # session_state: {exercise key: hints shown}
@@ -83,7 +84,7 @@ def exercise(item) -> None:
         return
     value = exercises.parse_number(typed)
     if value is None:
-        st.warning(f"'{typed[:40]}' is not a number: type digits such as 0.25 or -1.5.")
+        st.warning(f"'{escaped(typed[:40])}' is not a number: type digits such as 0.25 or -1.5.")
     elif item.accepts(value):
         st.success(f"Right: the model's own value is {item.answer:.6f}; yours is within {item.tolerance:.3g} of it.",
                    icon=":material/check:")
@@ -107,7 +108,7 @@ def compute(model, trace, layer: int, head: int, tag: str) -> None:
     exercise(exercises.score_exercise(trace, layer, head, query, key, tag))
     st.markdown("#### One softmax entry")
     exercise(exercises.softmax_exercise(trace, layer, head, query, key, tag))
-    st.markdown("#### One LayerNorm output")
+    st.markdown(f"#### One {block.norm_name(model.config)} output")
     exercise(exercises.layer_norm_exercise(model.params, model.config, trace, layer, query, 0, tag))
 
 

@@ -2,7 +2,9 @@
 top-p) side by side, step-by-step generation with the new query against the growing KV
 cache, and a lab comparing several settings over N seeded samples each. The settings are kept
 for the session (across tabs and pages)."""
+import math
 from collections import Counter
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,7 @@ from core.model.sampling import Sampler, distribution_stages, ranking
 from dashboard import charts, figures, frame, glossary, models, traces, widgets
 from dashboard.navigation import SAMPLING
 from dashboard.prompt import current_prompt
+from dashboard.text import code, escaped, safe_message
 from dashboard.wording import count
 
 TOP = 12
@@ -24,7 +27,9 @@ KV_LABEL_ROOM = 160  # pixels beside a KV-cache heatmap's cells: "layer 11 head 
 MAX_KV_ROWS = 48  # heads the KV-cache view shows at once (all layers' when they fit, else one layer's)
 CERTAIN = 0.999  # a top token this likely makes every sampling stage one token
 UNSURE_EXAMPLE = "the dog"  # a prompt where the bundled model is unsure
-MAX_LAB_SETTINGS = 8
+MAX_LAB_SETTINGS = 8  # rows of the comparison lab's table run at once; the browser's extra rows are dropped
+MAX_SETTING_NAME = 40  # characters of a lab setting's name shown
+LAB_RANGES = {"temperature": (0.0, 3.0), "top_k": (0, 100_000), "top_p": (0.001, 1.0)}  # as the sliders allow
 SETTING_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0}
 LAB_DEFAULTS = pd.DataFrame({
     "name": ["greedy", "T=0.7", "T=1.5", "top-k 5", "top-p 0.9"],
@@ -93,7 +98,7 @@ def certainty_note(model, raw) -> None:
     if raw[best] < CERTAIN:
         return
     example = f" such as '{UNSURE_EXAMPLE}'" if not model.tokenizer.unknown_words(UNSURE_EXAMPLE) else ""
-    st.info(f"The model is sure of '{model.tokenizer.token(best)}' ({raw[best]:.1%}), so every stage is in effect "
+    st.info(f"The model is sure of '{escaped(model.tokenizer.token(best))}' ({raw[best]:.1%}), so every stage is in effect "
             "that one token (entropy about 0 bits) and temperature, top-k and top-p cannot change the pick. Try a prompt where the model is unsure"
             f"{example} (the sidebar has examples): then the stages differ.")
 
@@ -108,7 +113,7 @@ def generation(model, prompt, setting: dict) -> None:
     new_tokens = st.slider("New tokens", 1, 12, **widgets.kept_widget("new_tokens"))
     result = model.generate(list(prompt.ids), new_tokens, sampler(setting))
     decode = model.tokenizer.decode
-    st.markdown(f"**{decode(list(prompt.ids))}** {decode(result.new_ids)}  \n"
+    st.markdown(f"**{escaped(decode(list(prompt.ids)))}** {escaped(decode(result.new_ids))}  \n"
                 f"_stopped: {result.stop_reason.replace('_', ' ')}_")
     table = {"step": list(range(1, len(result.steps) + 1)), "token": [step.token for step in result.steps],
              "probability": [step.probability for step in result.steps]}
@@ -153,7 +158,7 @@ def kv_cache_view(model, prompt, result, index: int) -> None:
     ], columns=None if in_a_row else 1))
     st.caption("While generating, only the newest token asks a question: its query is one vector per head, "
                "compared with the keys of every token so far, which are kept (cached) instead of recomputed. "
-               f"It chose '{step.token}' with probability {step.probability:.3f}.")
+               f"It chose '{escaped(step.token)}' with probability {step.probability:.3f}.")
 
 
 def run_setting(model, prompt, setting: dict, samples: int, new_tokens: int, seed: int) -> dict:
@@ -174,14 +179,58 @@ def run_setting(model, prompt, setting: dict, samples: int, new_tokens: int, see
     }
 
 
+def drop_extra_rows(key: str, rows: int) -> int:
+    """Cut the rows the browser added to the data editor `key` (which starts with `rows` rows) to
+    MAX_LAB_SETTINGS in all, before Streamlit builds the table from them: the editor's state comes
+    from the client, and each added row costs the server work. Returns how many were dropped."""
+    state = st.session_state.get(key)
+    added = state.get("added_rows") if isinstance(state, Mapping) else None
+    deleted = state.get("deleted_rows") if isinstance(state, Mapping) else None
+    deleted = {row for row in deleted if isinstance(row, int) and 0 <= row < rows} if isinstance(deleted, list) else set()
+    room = max(0, MAX_LAB_SETTINGS - (rows - len(deleted)))
+    if not isinstance(added, list) or len(added) <= room:
+        return 0
+    dropped = len(added) - room
+    del added[room:]
+    return dropped
+
+
+def lab_settings(table: pd.DataFrame) -> list[tuple[str, dict]]:
+    """The table's rows as (name, setting), each checked against LAB_RANGES before any sampling: a
+    row with a missing, non-numeric or out-of-range value is skipped with a notice."""
+    settings_list = []
+    for number, row in enumerate(table.to_dict("records")):
+        name = row.get("name")
+        name = str(name)[:MAX_SETTING_NAME] if isinstance(name, str) and name.strip() else f"setting {number + 1}"
+        try:
+            setting = {"temperature": float(row["temperature"]), "top_k": float(row["top_k"]),
+                       "top_p": float(row["top_p"]), "seed": 0}
+        except (KeyError, TypeError, ValueError, OverflowError):
+            st.warning(f"Setting '{escaped(name)}' skipped: temperature, top-k and top-p must all be numbers.")
+            continue
+        bad = [f"{field} must be between {low:g} and {high:g}" for field, (low, high) in LAB_RANGES.items()
+               if not (math.isfinite(setting[field]) and low <= setting[field] <= high)]
+        if not setting["top_k"].is_integer():
+            bad.append("top_k must be a whole number")
+        if bad:
+            st.warning(f"Setting '{escaped(name)}' skipped: {'; '.join(bad)}.")
+            continue
+        setting["top_k"] = int(setting["top_k"])
+        settings_list.append((name, setting))
+    return settings_list
+
+
 @st.fragment
 def lab(model, prompt) -> None:
     """Several settings side by side (a fragment: editing the lab does not recompute the page)."""
+    dropped = drop_extra_rows("lab_settings", len(LAB_DEFAULTS))
     table = st.data_editor(LAB_DEFAULTS, num_rows="dynamic", hide_index=True, key="lab_settings")
-    if len(table) > MAX_LAB_SETTINGS:
+    dropped += max(0, len(table) - MAX_LAB_SETTINGS)
+    table = table.head(MAX_LAB_SETTINGS)
+    if dropped:
         st.warning(f"The lab compares at most {MAX_LAB_SETTINGS} settings at once: the first {MAX_LAB_SETTINGS} "
-                   "are used.")
-        table = table.head(MAX_LAB_SETTINGS)
+                   f"rows are used and {count(dropped, 'more row')} dropped.")
+    settings_list = lab_settings(table)
     most, default = (20, 5) if model.parameter_count > models.LARGE_MODEL else (100, 10)  # bounded time per request
     cols = st.columns(3)
     samples = cols[0].slider("Samples per setting (N)", 5, most, default, key=f"lab_samples_{most}")
@@ -189,17 +238,14 @@ def lab(model, prompt) -> None:
     seed = cols[2].number_input("First seed", 0, 2**31 - 1, 0, key="lab_seed")
     results = {}
     progress = st.progress(0.0, text="Sampling ...")
-    for number, row in enumerate(table.to_dict("records")):
-        name = str(row.get("name") or f"setting {number + 1}")
+    for number, (name, setting) in enumerate(settings_list):
         try:
-            setting = {"temperature": float(row["temperature"]), "top_k": int(row["top_k"]),
-                       "top_p": float(row["top_p"]), "seed": 0}
             key = (prompt.ids, tuple(setting.values()), samples, new_tokens, int(seed))
             results[name] = traces.remembered("lab", key, lambda: run_setting(model, prompt, setting, samples,
                                                                               new_tokens, int(seed)))
         except (TypeError, ValueError) as error:
-            st.warning(f"Setting '{name}' skipped: {error}")
-        progress.progress((number + 1) / max(len(table), 1), text=f"Sampled '{name}'")
+            st.warning(f"Setting '{escaped(name)}' skipped: {safe_message(error)}")
+        progress.progress((number + 1) / max(len(settings_list), 1), text=f"Sampled '{escaped(name)}'")
     progress.empty()
     if results:
         lab_results(model, results)
@@ -218,8 +264,8 @@ def lab_results(model, results: dict) -> None:
                                            columns=LAB_COLUMNS))
     columns = st.columns(LAB_COLUMNS)
     for index, (name, result) in enumerate(results.items()):
-        common = "\n".join(f"- `{text}` × {times}" for text, times in result["continuations"].most_common(5))
-        columns[index % LAB_COLUMNS].markdown(f"**{name}**\n{common}")
+        common = "\n".join(f"- {code(text)} × {times}" for text, times in result["continuations"].most_common(5))
+        columns[index % LAB_COLUMNS].markdown(f"**{escaped(name)}**\n{common}")
 
 
 def frequency_chart(model, name: str, result: dict):

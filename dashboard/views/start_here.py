@@ -37,6 +37,25 @@ STOPS = [
      "sliders and watch the bars.", SAMPLING, None, "top-k and top-p"),
 ]
 
+LLAMA_LOOKS = {  # the llama family's words at the stops where its architecture differs: title -> (title, look)
+    "Embeddings": ("Embeddings", "Each token id picks one row of the embedding table. There is no position "
+                   "embedding: RoPE turns each query and key by its position inside attention (tab 9 of attention "
+                   "step by step). Look at the heatmap: one row per token."),
+    "MLP": ("MLP", "Each token alone goes through SwiGLU: a gate through SiLU times a value, a wide layer of "
+            "detectors. Look at where this token's gate pre-activations fall on the SiLU curve."),
+    "Residual stream and LayerNorm": ("Residual stream and RMSNorm", "Every sub-layer adds its output to a running "
+                                      "sum; RMSNorm rescales each token's row before it is read (no mean subtracted, "
+                                      "no bias). Look at the root mean square of one token."),
+}
+
+
+def stops_for(config) -> list:
+    """STOPS in the words of the model's family."""
+    if config.family != "llama":
+        return STOPS
+    return [(*LLAMA_LOOKS[title], page, tab, "MLP" if term == "GELU" else term) if title in LLAMA_LOOKS
+            else (title, look, page, tab, term) for title, look, page, tab, term in STOPS]
+
 
 def stop(number: int, question, title: str, look: str, page: Page, tab: str | None, term: str) -> None:
     done = st.session_state.setdefault(DONE, set())
@@ -61,11 +80,12 @@ def main() -> None:
     prompt = current_prompt()
     if prompt is None:
         return
-    questions = explain_questions.path_questions(models.current_model().config, prompt.tokens)
+    config = models.current_model().config
+    questions = explain_questions.path_questions(config, prompt.tokens)
     progress = st.empty()
     st.markdown("Ten stops, in the order the model works. At each: what to look at, a link to the page, and one "
                 f"question. The words are explained in the [glossary]({GLOSSARY.url_path}).")
-    for number, (question, details) in enumerate(zip(questions, STOPS), 1):
+    for number, (question, details) in enumerate(zip(questions, stops_for(config)), 1):
         stop(number, question, *details)
     done = st.session_state.get(DONE, set()) & {question.key for question in questions}
     progress.progress(len(done) / len(questions), text=f"{len(done)} of {len(questions)} stops done")

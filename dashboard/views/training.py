@@ -17,6 +17,7 @@ from dashboard import charts, figures, frame, glossary, jobs, models, runs, trac
 from dashboard.navigation import TRAINING
 from dashboard.prompt import current_prompt
 from dashboard.runs import TrainingRun
+from dashboard.text import escaped, safe_message
 
 MAX_STEPS = 1000  # with MAX_BATCH: the slowest run (whole model) takes about 2 minutes on a 2-core machine
 MAX_BATCH = 64
@@ -55,7 +56,7 @@ def settings_controls(busy: bool) -> tuple[TrainSettings | None, bool]:
                                  seed=int(seed), from_scratch=bool(from_scratch),
                                  eval_every=max(10, int(steps) // 5))
     except (TypeError, ValueError) as error:
-        bar.warning(f"These settings cannot train: {error}")
+        bar.warning(f"These settings cannot train: {safe_message(error)}")
     return settings, start
 
 
@@ -101,9 +102,9 @@ def save_named(model, name: str, history) -> None:
     try:
         saved = models_dir.save_named(model, name, history=history)
     except (OSError, ValueError) as error:
-        st.warning(f"Not saved: {error}")
+        st.warning(f"Not saved: {safe_message(error)}")
         return
-    st.success(f"Saved as '{saved}' in this server's models folder.")
+    st.success(f"Saved as '{escaped(saved)}' in this server's models folder.")
 
 
 # --- while training -----------------------------------------------------------------------------
@@ -231,14 +232,14 @@ def main() -> None:
     job = jobs.current_job()
     busy = job is not None and job.progress().active
     if refusal is not None:
-        st.info(f"Training is not offered for this model: {refusal}")
+        st.info(f"Training is not offered for this model: {safe_message(refusal)}")
     else:
         settings, start = settings_controls(busy)
         if start and settings is not None and not busy:
             try:
                 jobs.start_training(model, settings)
             except ValueError as error:
-                st.warning(f"Training did not start: {error}")
+                st.warning(f"Training did not start: {safe_message(error)}")
             else:
                 st.rerun()  # the sidebar shows the progress and the Stop button; Start is disabled
     if st.sidebar.button("Reset to the default model", key="train_reset"):

@@ -252,11 +252,11 @@ def test_a_failed_save_leaves_the_old_checkpoint_whole(model, saved, monkeypatch
         raise OSError("disk full")
 
     monkeypatch.setattr("core.io.checkpoint.save_file", broken_writer)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ValueError, match="could not save checkpoint: disk full"):  # one sentence, no server path
         random_model(seed=5).save(saved, overwrite=True)
     assert {name: (saved / name).read_bytes() for name in os.listdir(saved)} == before
     assert sorted(os.listdir(saved.parent)) == ["checkpoint"]  # no .partial folder or file left
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ValueError, match="could not save new: disk full"):
         model.save(saved.parent / "new")
     assert not (saved.parent / "new").exists() and sorted(os.listdir(saved.parent)) == ["checkpoint"]
 

@@ -256,7 +256,7 @@ def test_training_a_few_steps_changes_the_model(app):
     assert sorted({row["x"] for row in losses if row["series"] == "train"}) == [1, 2, 3]
     labels = [metric.label for metric in app.metric]
     assert "Held-out accuracy after" in labels
-    assert any("your trained model (run 1" in element.value for element in app.caption)
+    assert any(r"your trained model \(run 1" in element.value for element in app.caption)  # Markdown-escaped
     frames = app.select_slider[0]
     assert list(frames.options) == ["0", "1", "2", "3"]
     frames.set_value(0).run()

@@ -147,10 +147,12 @@ def test_every_step_opens_on_gpt2_with_real_numbers(app, gpt2):
     assert len(q["rows"]) == 3 * 64
     values = {(row["row"], row["col"]): row["value"] for row in q["rows"]}
     assert values[("2 ␣is", "d63")] == pytest.approx(float(trace.layers[11].q[7][2, 63]), rel=1e-6)
-    for tab in STEP_TABS[2:]:
+    for tab in STEP_TABS[2:STEP_TABS.index(ATTENTION_STEPS.tabs.rope)]:
         open_tab(app, tab)
         assert app.get("vega_lite_chart") or tab in (ATTENTION_STEPS.tabs.influence, ATTENTION_STEPS.tabs.one_weight), tab
     assert "more terms" in "\n".join(element.value for element in app.markdown)  # 64 products, the first shown
+    open_tab(app, ATTENTION_STEPS.tabs.rope)  # GPT-2 learns its positions (wpe): the tab says so, and draws no rotation
+    assert any("no RoPE" in element.value for element in app.info) and not app.get("vega_lite_chart")
 
 
 def test_a_picked_checkpoint_that_stops_loading_falls_back_to_the_bundled_model(tmp_path, monkeypatch):
