@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from core.explain.markdown import code, escaped
 from dashboard import figures, models, navigation, prompt
-from dashboard.text import code, escaped, safe_message
+from dashboard.text import safe_message
 from dashboard.wording import count
 
 MAX_TOKENS_LISTED = 300  # tokens the vocabulary search lists at once

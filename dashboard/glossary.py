@@ -5,8 +5,8 @@
 """
 import re
 
+from core.explain.markdown import escaped
 from dashboard.navigation import GLOSSARY
-from dashboard.text import escaped
 
 TERMS = {
     "token": "A piece of the prompt the model reads as one unit: a word in the toy model, a word or part of a word "

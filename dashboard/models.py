@@ -12,9 +12,9 @@ from __future__ import annotations
 import streamlit as st
 
 import core
+from core.explain.markdown import escaped
 from core.io import models_dir
 from core.native.kernel import default_backend
-from dashboard.text import escaped
 
 BUNDLED = ""  # picker value of the bundled model (no checkpoint can be named "": models_dir.check_name)
 TRAINED = "<trained>"  # picker value of this session's trained model ("<" is not allowed in names either)
@@ -110,7 +110,7 @@ def pick_model() -> None:
 
 def load_error(name: str, consequence: str) -> str:
     """The message for a checkpoint that cannot be loaded: it names the model, never a path."""
-    return f"The model '{escaped(name)}' could not be loaded (it is damaged or not a GPT-2-family checkpoint); {consequence}."
+    return f"The model '{escaped(name)}' could not be loaded (it is damaged or not a GPT-2- or Llama-family checkpoint); {consequence}."
 
 
 def backend_name() -> str:

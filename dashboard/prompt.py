@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from core.explain.markdown import code, escaped
 from dashboard import models
-from dashboard.text import code, escaped, safe_message
+from dashboard.text import safe_message
 from dashboard.wording import count
 
 DEFAULT_PROMPT = "the sky is"

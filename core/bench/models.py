@@ -107,7 +107,7 @@ def top_functions(call, count: int = PROFILE_TOP) -> list[dict]:
 def _waits(key) -> bool:
     """Whether a profiled function only waits for other threads (its time belongs to its caller)."""
     file, _, name = key
-    return ("acquire" in name and "lock" in name) or file.endswith(("threading.py", f"futures{'/'}_base.py"))
+    return ("acquire" in name and "lock" in name) or file.endswith(("threading.py", "futures/_base.py"))
 
 
 def benchmark_model(folder: Path, repeats: int, new_tokens: int, seed: int = 0,

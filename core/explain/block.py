@@ -149,12 +149,6 @@ def norm_name(config) -> str:
     """The family's norm, as the pages name it: "RMSNorm" (llama) or "LayerNorm" (GPT-2)."""
     return "RMSNorm" if config.family == "llama" else "LayerNorm"
 
-
-def mlp_name(config) -> str:
-    """The family's MLP, as the pages name it: "SwiGLU MLP" (llama) or "GELU MLP" (GPT-2)."""
-    return "SwiGLU MLP" if config.family == "llama" else "GELU MLP"
-
-
 def layer_norm_steps(x, weight, bias, eps: float) -> dict:
     """LayerNorm of one token's vector x [C], every stage: `mean`, `centred` [C], `variance`,
     `std` = sqrt(variance + eps), `normalised` [C] (mean 0, variance about 1), `weight`, `bias`

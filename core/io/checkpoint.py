@@ -483,7 +483,8 @@ def _write_files(folder: Path, model, history) -> None:
 #     name then holds the old one, which is deleted;
 #   - an overwrite where the exchange is not supported: the old folder is renamed aside to
 #     `.{name}.{token}.old`, then the staging folder onto the name. Between the two renames the
-#     name is missing, but a complete `.old` copy exists, and recovery puts it back.
+#     name is missing, but a complete `.old` copy exists, and recovery puts it back (this
+#     fallback keeps the checkpoint, not the "never missing" half of the invariant).
 # The saving process holds an exclusive flock on the staging folder (and on `.old`) while it works;
 # the kernel drops it when the process dies, however it dies. `recover(path)` (run by every save,
 # every load and the models folder's listing) takes each leftover whose lock is free: a `.old`
@@ -616,16 +617,18 @@ def _swap_in(staging: Path, path: Path, replace: bool) -> None:
         if error.errno == errno.ENOENT:  # the old one went meanwhile: the name is free
             return _swap_in(staging, path, replace=False)
         raise
-    old, descriptor = _staging(path.parent, path.name, "old")
+    descriptor = _lock(path)  # the old checkpoint's own folder: the lock goes with it to `.old`
+    old = path.parent / f".{path.name}.{secrets.token_hex(4)}.old"
     try:
-        os.replace(path, old)  # onto the empty locked folder: the old checkpoint stays whole
+        os.rename(path, old)  # the old checkpoint stays whole, under a name recovery puts back
         try:
             os.rename(staging, path)
         except BaseException:
-            os.replace(old, path)
+            os.rename(old, path)
             raise
     finally:
-        os.close(descriptor)
+        if descriptor is not None:
+            os.close(descriptor)
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -81,8 +81,9 @@ def save_named(model: Model, name: str, history: list[dict] | None = None) -> st
     try:
         save_checkpoint(model, path, overwrite=False, history=history)
     except (OSError, ValueError) as error:
+        reason = str(error).removeprefix(f"could not save {name}: ")  # save_checkpoint's own sentence
         raise ValueError(f"could not save the model as {name!r}: "
-                         f"{str(error).replace(str(path), name).replace(str(root), 'the models folder')}") from None
+                         f"{reason.replace(str(path), name).replace(str(root), 'the models folder')}") from None
     return name
 
 

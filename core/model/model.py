@@ -21,7 +21,6 @@ from core.model.sampling import Sampler
 from core.model.trace import Trace
 from core.text.tokenizer import Tokenizer
 
-
 WATCHED = ("hook_embed", "hook_pos_embed", "hook_scale", "hook_resid_post")  # small hooks, in computing order
 
 

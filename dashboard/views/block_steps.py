@@ -8,8 +8,8 @@ comes from core.explain.block, checked against the model's own intermediates on 
 import numpy as np
 import streamlit as st
 
-from dashboard.text import escaped
 from core.explain import block as explain_block
+from core.explain.markdown import escaped
 from dashboard import charts, figures, frame, glossary, models, traces, widgets
 from dashboard.navigation import BLOCK_STEPS
 from dashboard.prompt import current_prompt

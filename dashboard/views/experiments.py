@@ -9,10 +9,11 @@ import streamlit as st
 
 from core.explain import block as explain_block
 from core.explain import experiments, learning_step, questions
+from core.explain.markdown import escaped
 from dashboard import ablation, charts, figures, frame, glossary, models, runs, traces, widgets
 from dashboard.navigation import EXPERIMENTS
 from dashboard.prompt import current_prompt, prepare_prompt
-from dashboard.text import escaped, safe_message
+from dashboard.text import safe_message
 from dashboard.widgets import note
 
 LEARNING_RATES = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -89,8 +90,8 @@ def minimal_pairs(model) -> None:
     result = experiments.minimal_pair(trace_a, trace_b)
     change = result["next_token"]
     cols = st.columns(4)
-    cols[0].metric("first: next token", trace_a.top_predictions(1)[0][0])
-    cols[1].metric("second: next token", trace_b.top_predictions(1)[0][0])
+    cols[0].metric("first: next token", escaped(trace_a.top_predictions(1)[0][0]))  # a metric is Markdown
+    cols[1].metric("second: next token", escaped(trace_b.top_predictions(1)[0][0]))
     cols[2].metric("total variation", f"{change['total_variation']:.4f}")
     cols[3].metric("KL(first || second), bits", "∞" if np.isinf(change["kl"]) else f"{change['kl']:.4f}")
     points = ["embedding"] + [f"after block {layer}" for layer in range(model.config.n_layer)]

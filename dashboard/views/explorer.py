@@ -10,6 +10,7 @@ import streamlit as st
 from core.explain import block as explain_block
 from core.explain import heads as explain_heads
 from core.explain import stream as explain_stream
+from core.explain.markdown import escaped
 from core.model.interventions import NO_INTERVENTIONS, Interventions
 from dashboard import charts, figures, frame, glossary, models, traces, widgets
 from dashboard.navigation import EXPLORER
@@ -110,8 +111,8 @@ def what_if(prompt, model, switches: Interventions) -> None:
     change = explain_stream.distribution_change(before, after)
     words = [model.tokenizer.token(int(i)) for i in change["ids"]]
     cols = st.columns(4)
-    cols[0].metric("Top token before", model.tokenizer.token(int(before.argmax())))
-    cols[1].metric("Top token after", model.tokenizer.token(int(after.argmax())))
+    cols[0].metric("Top token before", escaped(model.tokenizer.token(int(before.argmax()))))  # a metric is Markdown
+    cols[1].metric("Top token after", escaped(model.tokenizer.token(int(after.argmax()))))
     cols[2].metric("Total variation", f"{change['total_variation']:.3g}")
     cols[3].metric("KL(before ‖ after)", f"{change['kl']:.3g} bits")
     if switches != NO_INTERVENTIONS and change["total_variation"] == 0:

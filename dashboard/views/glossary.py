@@ -2,9 +2,9 @@
 (glossary#entropy) that other pages link to through `dashboard.glossary.link`."""
 import streamlit as st
 
+from core.explain.markdown import escaped
 from dashboard import frame, glossary
 from dashboard.navigation import GLOSSARY
-from dashboard.text import escaped
 
 
 def main() -> None:

@@ -4,10 +4,10 @@ the model's prediction for the next token."""
 import streamlit as st
 
 from core.explain import pipeline as explain_pipeline
+from core.explain.markdown import code, escaped
 from dashboard import charts, figures, frame, glossary, models, traces
 from dashboard.navigation import ATTENTION_STEPS, BLOCK_STEPS, EXPLORER, OVERVIEW, SAMPLING, tab_query
 from dashboard.prompt import current_prompt
-from dashboard.text import code
 from dashboard.wording import count
 
 TOP = 10
@@ -90,7 +90,8 @@ def prediction(prompt) -> None:
     top = traces.trace(prompt.ids).top_predictions(TOP)  # [(display string, probability)], most likely first
     words, probs = [word for word, _ in top], [prob for _, prob in top]
     st.markdown(f"{count(len(prompt.tokens), 'token')}: {' · '.join(code(token) for token in prompt.tokens)}")
-    st.metric("Most likely next token", words[0], f"{probs[0]:.1%}", delta_color="off", delta_arrow="off")
+    st.metric("Most likely next token", escaped(words[0]),  # a metric is Markdown
+              f"{probs[0]:.1%}", delta_color="off", delta_arrow="off")
     figures.show_chart(charts.bars(words, probs, title=f"The {TOP} most likely next tokens", highlight=words[0],
                                    every_label=True))
 

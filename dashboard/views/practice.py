@@ -7,10 +7,10 @@ import streamlit as st
 
 from core.explain import block, exercises
 from core.explain import questions as explain_questions
+from core.explain.markdown import escaped
 from dashboard import ablation, charts, frame, glossary, models, traces, widgets
 from dashboard.navigation import PRACTICE
 from dashboard.prompt import current_prompt
-from dashboard.text import escaped
 
 SCORE = "practice_score"  # session_state: {question key: whether the first answer was right}
 HINTS = "practice_hints"  # session_state: {exercise key: hints shown}

@@ -11,11 +11,12 @@ import pandas as pd
 import streamlit as st
 
 from core.explain import sampling_lab
+from core.explain.markdown import code, escaped
 from core.model.sampling import Sampler, distribution_stages, ranking
 from dashboard import charts, figures, frame, glossary, models, traces, widgets
 from dashboard.navigation import SAMPLING
 from dashboard.prompt import current_prompt
-from dashboard.text import code, escaped, safe_message
+from dashboard.text import safe_message
 from dashboard.wording import count
 
 TOP = 12

@@ -10,6 +10,7 @@ saved under a name in the server's models folder or downloaded as a zip.
 import numpy as np
 import streamlit as st
 
+from core.explain.markdown import escaped
 from core.io import models_dir
 from core.train import settings as train_settings
 from core.train.settings import TrainSettings
@@ -17,7 +18,7 @@ from dashboard import charts, figures, frame, glossary, jobs, models, runs, trac
 from dashboard.navigation import TRAINING
 from dashboard.prompt import current_prompt
 from dashboard.runs import TrainingRun
-from dashboard.text import escaped, safe_message
+from dashboard.text import safe_message
 
 MAX_STEPS = 1000  # with MAX_BATCH: the slowest run (whole model) takes about 2 minutes on a 2-core machine
 MAX_BATCH = 64

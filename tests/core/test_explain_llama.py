@@ -142,6 +142,7 @@ def test_pipeline_and_path_questions_speak_of_the_family(llama, qwen3):
     assert steps["q, k, v"][1] == "[5, 32] -> q [4, 5, 8], k, v [2, 5, 8]"
     assert steps["MLP"][1] == "[5, 32] -> 2 x [5, 48] -> [5, 48] -> [5, 32]"
     assert "q_norm" in {s: w for s, w, _, _ in pipeline.pipeline_shapes(qwen3.config, 5)}["q, k, v"]
+    assert block.norm_name(llama.config) == "RMSNorm" and block.norm_name(core.GPTConfig(vocab_size=8)) == "LayerNorm"
     path = questions.path_questions(llama.config, ["a", "b"])
     text = " ".join(question.reveal for question in path)
     assert "RMSNorm" in text and "SwiGLU" in text and "no position embedding" in text

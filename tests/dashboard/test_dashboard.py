@@ -25,6 +25,7 @@ from helpers.dashboard import (
 )
 from streamlit.testing.v1 import AppTest
 
+from core.explain.markdown import escaped
 from dashboard.navigation import ATTENTION_STEPS, EXPLORER, OVERVIEW, SAMPLING
 
 
@@ -256,7 +257,7 @@ def test_training_a_few_steps_changes_the_model(app):
     assert sorted({row["x"] for row in losses if row["series"] == "train"}) == [1, 2, 3]
     labels = [metric.label for metric in app.metric]
     assert "Held-out accuracy after" in labels
-    assert any(r"your trained model \(run 1" in element.value for element in app.caption)  # Markdown-escaped
+    assert any(escaped("your trained model (run 1") in element.value for element in app.caption)  # Markdown
     frames = app.select_slider[0]
     assert list(frames.options) == ["0", "1", "2", "3"]
     frames.set_value(0).run()

@@ -9,13 +9,14 @@ import re
 
 import pytest
 import streamlit as st
-from helpers.dashboard import TIMEOUT, assert_clean, new_session, open_page, open_tab, set_prompt
+from helpers.dashboard import TIMEOUT, assert_clean, open_page, open_tab, set_prompt
 from helpers.gpt2 import write_gpt2_checkpoint
 from markdown_it import MarkdownIt
 
+from core.explain.markdown import code, escaped
 from dashboard import models, navigation
 from dashboard.navigation import SAMPLING
-from dashboard.text import code, escaped, public
+from dashboard.text import public
 
 HOSTILE = ("the sky is **very** `hot` [x](http://127.0.0.1:9/x.png) ![i](http://127.0.0.1:9/i.png) "
            "<img src=x> $x$")
@@ -55,6 +56,7 @@ def bodies(at) -> list[str]:
     for kind in MARKDOWN_KINDS:
         found += [str(element.value) for element in at.get(kind)]
     found += [str(element.label) for element in at.get("expander")]
+    found += [str(part) for element in at.get("metric") for part in (element.label, element.value)]  # Markdown too
     return found
 
 

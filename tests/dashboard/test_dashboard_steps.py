@@ -8,6 +8,7 @@ from helpers.dashboard import assert_clean, infos, open_page
 from helpers.dashboard import open_tab as open_lazy_tab
 from streamlit.testing.v1 import AppTest
 
+from core.explain.markdown import escaped
 from dashboard import charts, models
 from dashboard.navigation import ATTENTION_STEPS, TAB_PARAMETER
 from dashboard.prompt import MAX_PROMPT_CHARS, MAX_WORD_SHOWN, WORD_EXAMPLES, prepare_prompt
@@ -200,7 +201,7 @@ def test_a_trained_model_stays_in_the_picker_while_another_model_is_in_use(app):
     assert_clean(app)
     expected = trained.run("the sky is").top_predictions(1)[0][0]
     assert app.metric[0].value == expected != "blue"
-    assert any("Model: your trained model (run 1)" in element.value for element in app.caption)
+    assert any("Model: " + escaped("your trained model (run 1)") in element.value for element in app.caption)
     picker = app.selectbox(key="model_picker")
     assert list(picker.options) == [models.picker_label(models.BUNDLED), models.picker_label(models.TRAINED)]
     picker.set_value(models.BUNDLED).run()

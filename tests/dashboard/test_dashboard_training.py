@@ -8,6 +8,7 @@ from helpers.dashboard import APP, TIMEOUT, assert_clean, open_page, rows, title
 from streamlit.testing.v1 import AppTest
 
 from core import load_default
+from core.explain.markdown import escaped
 from core.io import models_dir
 from core.train.settings import TrainSettings
 from dashboard import jobs, runs
@@ -148,7 +149,7 @@ def test_saving_takes_a_name_never_a_path_and_never_overwrites(app, models_folde
     assert all(str(models_folder) not in element.value for element in app.success)
     app.text_input(key="train_save_name").set_value("mine")
     app.button[[button.label for button in app.button].index("Save on this server")].click().run()
-    assert any("already exists" in element.value and "mine-2" in element.value for element in app.warning)
+    assert any("already exists" in element.value and escaped("mine-2") in element.value for element in app.warning)
     app.text_input(key="train_save_name").set_value("../../etc")
     app.button[[button.label for button in app.button].index("Save on this server")].click().run()
     assert any("not allowed" in element.value for element in app.warning)
