@@ -136,7 +136,7 @@ def benchmark_model(folder: Path, repeats: int, new_tokens: int, seed: int = 0,
     generate = compare_generation(ours, theirs, torch, prompt, new_tokens, repeats)
     if generate["transformers_s"] / generate["glassbox_s"] < TARGETS["generate"]:
         profile["greedy generation"] = top_functions(lambda: ours.generate(prompt, max_new_tokens=new_tokens))
-    del theirs, ours
+    del theirs  # `ours` goes with this call's frame, before the next model is written
     gc.collect()
     return {"trace": trace, "generate": generate, "load": load, "profile": profile,
             "new_tokens": new_tokens, "parameters": load["weights_mb"] * 2**20 / 4}
