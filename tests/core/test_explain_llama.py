@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.llama import write_tiny
 
 import core
 from core.explain import block, exercises, pipeline, questions, rope, stream
@@ -14,27 +15,8 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 PROMPT = "the cat sat on the mat and the dog sat on the log"
-BASE = dict(vocab_size=456, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2,
-            tie_word_embeddings=False)
-
-
 def write(folder, config_class, model_class, **options):
-    from helpers.tokenizers import write_tokenizer
-    config = getattr(transformers, config_class)(**{**BASE, **options})
-    torch.manual_seed(0)
-    model = getattr(transformers, model_class)(config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if parameter.ndim == 2:
-                parameter.normal_(0, 0.3)
-            elif name.endswith("bias"):
-                parameter.normal_(0, 0.2)
-            else:
-                parameter.uniform_(0.5, 1.5)  # the norms' weights: not all 1
-    model.save_pretrained(folder)
-    write_tokenizer(folder, "sentencepiece")
-    return core.load_checkpoint(folder)
+    return core.load_checkpoint(write_tiny(folder, config_class, model_class, **options))
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers.dashboard import (
-    FULL_CONTEXT,
-    LONG_WORDS,
-    assert_clean,
-    assert_every_tab_fits,
-    infos,
-    open_page,
-    open_tab,
-    rows,
-    set_prompt,
-    titled,
-    use_gpt2,
-)
+from helpers.dashboard import FULL_CONTEXT, LONG_WORDS, assert_clean, assert_every_tab_fits, infos, open_page
+from helpers.dashboard import open_tab, rows, set_prompt, titled, use_gpt2
 
 import core
 from core.explain import heads as explain_heads

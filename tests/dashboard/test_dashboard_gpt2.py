@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import streamlit as st
-from helpers.dashboard import assert_clean, new_session, open_page
+from helpers.dashboard import assert_clean, new_session, open_page, pick_model
 from helpers.dashboard import open_tab as open_lazy_tab
 from helpers.gpt2 import GPT2_NAME as GPT2
 from streamlit.testing.v1 import AppTest
@@ -30,12 +30,6 @@ def models_folder(gpt2_models_dir, monkeypatch):
 @pytest.fixture
 def app_timeout():
     return TIMEOUT
-
-
-def pick(at: AppTest, name: str) -> AppTest:
-    at.selectbox(key="model_picker").set_value(name).run()
-    assert_clean(at)
-    return at
 
 
 def open_tab(at: AppTest, label: str) -> AppTest:
@@ -72,7 +66,7 @@ def test_the_picker_offers_the_bundled_model_and_the_folder_s_checkpoints(app):
 
 def test_switching_to_gpt2_keeps_the_prompt_and_shows_its_card_and_prediction(app, gpt2):
     app.text_input(key="prompt").set_value("The capital of France is").run()
-    pick(app, GPT2)
+    pick_model(app, GPT2)
     assert app.text_input(key="prompt").value == "The capital of France is"
     card = app.table[0].value.set_index("")["value"]
     assert (card["vocabulary"], card["layers"], card["heads per layer"], card["width d_model"], card["d_head"]) == \
@@ -91,11 +85,11 @@ def test_switching_to_gpt2_keeps_the_prompt_and_shows_its_card_and_prediction(ap
 
 
 def test_base_models_are_shared_but_each_session_picks_its_own(app):
-    pick(app, GPT2)
+    pick_model(app, GPT2)
     other = new_session(TIMEOUT)
     assert other.selectbox(key="model_picker").value == models.BUNDLED
     assert other.table[0].value.set_index("")["value"]["layers"] == "2"
-    pick(other, GPT2)
+    pick_model(other, GPT2)
     assert models.base_model(GPT2) is models.base_model(GPT2)  # one copy per server
 
 
@@ -118,7 +112,7 @@ def test_a_checkpoint_that_cannot_be_loaded_gives_a_short_message_naming_only_th
 # --- prompt limits --------------------------------------------------------------------------------
 
 def test_a_long_prompt_is_cut_to_the_dashboard_s_token_limit_with_a_notice(app):
-    pick(app, GPT2)
+    pick_model(app, GPT2)
     app.text_input(key="prompt").set_value("the sky is blue and " * 40).run()  # 200 GPT-2 tokens, 800 characters
     assert_clean(app)
     assert any(f"only the last {prompt.MAX_PROMPT_TOKENS} are used" in element.value for element in app.info)
@@ -130,7 +124,7 @@ def test_a_long_prompt_is_cut_to_the_dashboard_s_token_limit_with_a_notice(app):
 def test_every_step_opens_on_gpt2_with_real_numbers(app, gpt2):
     from dashboard.views import attention_steps as steps_page
 
-    pick(app, GPT2)
+    pick_model(app, GPT2)
     open_page(app, "attention_steps")
     app.selectbox(key="steps_layer").set_value(11)
     app.selectbox(key="steps_head").set_value(7).run()
@@ -165,7 +159,7 @@ def test_a_picked_checkpoint_that_stops_loading_falls_back_to_the_bundled_model(
     monkeypatch.setenv("GLASSBOX_MODELS", str(tmp_path / "models"))
     st.cache_resource.clear()
     at = new_session(TIMEOUT)
-    pick(at, "tiny")
+    pick_model(at, "tiny")
     (folder / "config.json").write_text("{not json", encoding="utf-8")
     st.cache_resource.clear()
     at.run()

@@ -5,7 +5,8 @@ navigation.PAGES opened and each of its tabs selected, through Streamlit's AppTe
 from __future__ import annotations
 
 import pytest
-from helpers.dashboard import assert_clean, open_tab
+from helpers.dashboard import assert_clean, open_tab, pick_model
+from helpers.llama import write_tiny
 from streamlit.testing.v1 import AppTest
 
 from dashboard import navigation
@@ -15,9 +16,6 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 TIMEOUT = 300
-BASE = dict(vocab_size=456, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2,
-            tie_word_embeddings=False)
 VARIANTS = {
     "tiny-llama": ("LlamaConfig", "LlamaForCausalLM", {}),
     "tiny-qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(head_dim=16)),
@@ -26,20 +24,10 @@ VARIANTS = {
 
 @pytest.fixture(scope="module")
 def llama_models_dir(tmp_path_factory):
-    """A models folder with the two random-weight checkpoints (SentencePiece-style tokenizer, 456 tokens)."""
-    from helpers.tokenizers import SENTENCEPIECE_VOCAB_SIZE, write_tokenizer
-    assert SENTENCEPIECE_VOCAB_SIZE == BASE["vocab_size"]
+    """A models folder with the two random-weight checkpoints (SentencePiece-style tokenizer)."""
     root = tmp_path_factory.mktemp("llama-models")
     for name, (config_class, model_class, options) in VARIANTS.items():
-        config = getattr(transformers, config_class)(**{**BASE, **options})
-        torch.manual_seed(0)
-        model = getattr(transformers, model_class)(config)
-        with torch.no_grad():
-            for parameter_name, parameter in model.named_parameters():
-                if parameter.ndim == 2:
-                    parameter.normal_(0, 0.3)
-        model.save_pretrained(root / name)
-        write_tokenizer(root / name, "sentencepiece")
+        write_tiny(root / name, config_class, model_class, **options)
     return root
 
 
@@ -54,12 +42,6 @@ def app_timeout():
     return TIMEOUT
 
 
-def pick(at: AppTest, name: str) -> AppTest:
-    at.selectbox(key="model_picker").set_value(name).run()
-    assert_clean(at)
-    return at
-
-
 def test_llama_family_checkpoints_are_listed_in_the_picker(app):
     options = app.selectbox(key="model_picker").options
     assert "tiny-llama" in options and "tiny-qwen3" in options
@@ -67,7 +49,7 @@ def test_llama_family_checkpoints_are_listed_in_the_picker(app):
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_every_page_and_tab_runs_clean_on_a_llama_family_model(app, name):
-    pick(app, name)
+    pick_model(app, name)
     card = app.table[0].value.set_index("")["value"]
     assert card["family"] == "llama" and card["key/value heads"] == "2" and card["norm"].startswith("RMSNorm")
     assert card["MLP"].startswith("SwiGLU") and card["positions"].startswith("RoPE")

@@ -127,3 +127,10 @@ def benchmark_json(rows: list[tuple[str, int, float]]) -> bytes:
          "stats": {"median": seconds, "min": seconds, "mean": seconds, "rounds": 5},
          "extra_info": {**case, "lq": length, "lk": length, "backend": backend, "flops": 4.0 * 12 * length**2 * 64}}
         for backend, length, seconds in rows]}).encode()
+
+
+def pick_model(at: AppTest, name: str) -> AppTest:
+    """Picks the model `name` in the sidebar and runs the page; asserts it ran clean."""
+    at.selectbox(key="model_picker").set_value(name).run()
+    assert_clean(at)
+    return at
