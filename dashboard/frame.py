@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from core.explain.markdown import code, escaped
+from core.text.markdown import code, escaped
 from dashboard import figures, models, navigation, prompt
 from dashboard.text import safe_message
 from dashboard.wording import count

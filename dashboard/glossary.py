@@ -5,7 +5,7 @@
 """
 import re
 
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from dashboard.navigation import GLOSSARY
 
 TERMS = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 import core
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from core.io import models_dir
 from core.native.kernel import default_backend
 

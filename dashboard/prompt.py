@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core.explain.markdown import code, escaped
+from core.text.markdown import code, escaped
 from dashboard import models
 from dashboard.text import safe_message
 from dashboard.wording import count

@@ -1,5 +1,5 @@
 """Strings a visitor or a model file supplies (prompts, token strings, file names, model names, the
-names of the lab's settings) made safe to show on a page: `escaped` (core.explain.markdown) before anything reaches
+names of the lab's settings) made safe to show on a page: `escaped` (core.text.markdown) before anything reaches
 Markdown, `public` before a message built from an exception reaches a visitor.
 
 Every st.markdown, st.caption, st.info, st.warning, st.error and st.success renders Markdown (and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 
 _PATH = re.compile(r"(?<![\w.~/\\])(?:[A-Za-z]:)?(?:[\\/][^\\/\s'\"`,;:()]+)+[\\/]?")  # an absolute POSIX or Windows path
 

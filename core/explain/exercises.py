@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from core.checks import index
 from core.explain.block import f64, layer_norm_steps, norm_input, rms_norm_steps
 from core.explain.heads import softmax_stages
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from core.model.trace import token_labels
 
 

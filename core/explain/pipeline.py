@@ -16,17 +16,13 @@ def pipeline_shapes(config, length: int) -> list[tuple[str, str, str, bool]]:
         ("ln_1", "LayerNorm before attention", f"[{L}, {C}]", True),
         ("q, k, v", "three projections, split into heads", f"[{L}, {C}] -> [{L}, {3 * C}] -> 3 x [{H}, {L}, {D}]",
          True),
-        ("scores", "q . k / sqrt(d_head), future keys masked", f"[{H}, {L}, {D}] x [{H}, {D}, {L}] -> [{H}, {L}, {L}]",
-         True),
-        ("weights", "softmax over each row", f"[{H}, {L}, {L}]", True),
+        *attention_rows(L, H, D),
         ("head outputs", "weights x values, heads joined again",
          f"[{H}, {L}, {L}] x [{H}, {L}, {D}] -> [{H}, {L}, {D}] -> [{L}, {C}]", True),
         ("attention out", "c_proj, added to the residual stream", f"[{L}, {C}]", True),
         ("MLP", "LayerNorm, expand, GELU, project back, add", f"[{L}, {C}] -> [{L}, {M}] -> [{L}, {C}]", True),
         ("ln_f", "final LayerNorm", f"[{L}, {C}]", False),
-        ("logits", "lm_head: a score for every word, at every position", f"[{L}, {C}] x [{C}, {V}] -> [{L}, {V}]",
-         False),
-        ("next token", "softmax of the last position's logits", f"[{V}]", False),
+        *output_rows(L, C, V),
     ]
 
 
@@ -45,15 +41,29 @@ def llama_shapes(config, length: int) -> list[tuple[str, str, str, bool]]:
         ("q, k, v", f"q_proj into {H} query heads, k_proj and v_proj into {Hkv} key/value heads "
                     f"(each shared by {H // Hkv} query heads){qk_norm}; RoPE turns q and k by position",
          f"[{L}, {C}] -> q [{H}, {L}, {D}], k, v [{Hkv}, {L}, {D}]", True),
-        ("scores", "q . k / sqrt(d_head), future keys masked", f"[{H}, {L}, {D}] x [{H}, {D}, {L}] -> [{H}, {L}, {L}]",
-         True),
-        ("weights", "softmax over each row", f"[{H}, {L}, {L}]", True),
+        *attention_rows(L, H, D),
         ("head outputs", "weights x values, heads joined again",
          f"[{H}, {L}, {L}] x [{H}, {L}, {D}] -> [{H}, {L}, {D}] -> [{L}, {H * D}]", True),
         ("attention out", "o_proj, added to the residual stream", f"[{L}, {H * D}] -> [{L}, {C}]", True),
         ("MLP", "RMSNorm, SwiGLU: silu(gate_proj) x up_proj, down_proj back, add",
          f"[{L}, {C}] -> 2 x [{L}, {M}] -> [{L}, {M}] -> [{L}, {C}]", True),
         ("ln_f", "final RMSNorm (model.norm)", f"[{L}, {C}]", False),
+        *output_rows(L, C, V),
+    ]
+
+
+def attention_rows(L: int, H: int, D: int) -> list[tuple[str, str, str, bool]]:
+    """The scores and their softmax, the same in both families (one row per query head)."""
+    return [
+        ("scores", "q . k / sqrt(d_head), future keys masked", f"[{H}, {L}, {D}] x [{H}, {D}, {L}] -> [{H}, {L}, {L}]",
+         True),
+        ("weights", "softmax over each row", f"[{H}, {L}, {L}]", True),
+    ]
+
+
+def output_rows(L: int, C: int, V: int) -> list[tuple[str, str, str, bool]]:
+    """The output head and the next token's distribution, the same in both families."""
+    return [
         ("logits", "lm_head: a score for every word, at every position", f"[{L}, {C}] x [{C}, {V}] -> [{L}, {V}]",
          False),
         ("next token", "softmax of the last position's logits", f"[{V}]", False),

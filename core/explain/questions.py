@@ -10,7 +10,7 @@ import numpy as np
 
 from core.checks import index
 from core.explain.block import f64
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from core.explain.sampling_lab import entropy_bits
 from core.model.forward import gpt_forward
 from core.model.interventions import Interventions

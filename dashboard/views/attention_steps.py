@@ -16,7 +16,7 @@ import streamlit as st
 from core.explain import block as explain_block
 from core.explain import heads as explain_heads
 from core.explain import rope as explain_rope
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from core.model.attention import scaled_dot_product_attention
 from core.native.kernel import available_backends
 from dashboard import charts, figures, frame, glossary, models, traces, widgets

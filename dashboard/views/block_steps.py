@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from core.explain import block as explain_block
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from dashboard import charts, figures, frame, glossary, models, traces, widgets
 from dashboard.navigation import BLOCK_STEPS
 from dashboard.prompt import current_prompt

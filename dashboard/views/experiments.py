@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.explain import block as explain_block
 from core.explain import experiments, learning_step, questions
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from dashboard import ablation, charts, figures, frame, glossary, models, runs, traces, widgets
 from dashboard.navigation import EXPERIMENTS
 from dashboard.prompt import current_prompt, prepare_prompt

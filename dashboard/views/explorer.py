@@ -10,7 +10,7 @@ import streamlit as st
 from core.explain import block as explain_block
 from core.explain import heads as explain_heads
 from core.explain import stream as explain_stream
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from core.model.interventions import NO_INTERVENTIONS, Interventions
 from dashboard import charts, figures, frame, glossary, models, traces, widgets
 from dashboard.navigation import EXPLORER

@@ -2,7 +2,7 @@
 (glossary#entropy) that other pages link to through `dashboard.glossary.link`."""
 import streamlit as st
 
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from dashboard import frame, glossary
 from dashboard.navigation import GLOSSARY
 

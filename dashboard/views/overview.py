@@ -4,7 +4,7 @@ the model's prediction for the next token."""
 import streamlit as st
 
 from core.explain import pipeline as explain_pipeline
-from core.explain.markdown import code, escaped
+from core.text.markdown import code, escaped
 from dashboard import charts, figures, frame, glossary, models, traces
 from dashboard.navigation import ATTENTION_STEPS, BLOCK_STEPS, EXPLORER, OVERVIEW, SAMPLING, tab_query
 from dashboard.prompt import current_prompt

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.explain import block, exercises
 from core.explain import questions as explain_questions
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from dashboard import ablation, charts, frame, glossary, models, traces, widgets
 from dashboard.navigation import PRACTICE
 from dashboard.prompt import current_prompt

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core.explain import sampling_lab
-from core.explain.markdown import code, escaped
+from core.text.markdown import code, escaped
 from core.model.sampling import Sampler, distribution_stages, ranking
 from dashboard import charts, figures, frame, glossary, models, traces, widgets
 from dashboard.navigation import SAMPLING

@@ -10,7 +10,7 @@ saved under a name in the server's models folder or downloaded as a zip.
 import numpy as np
 import streamlit as st
 
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from core.io import models_dir
 from core.train import settings as train_settings
 from core.train.settings import TrainSettings

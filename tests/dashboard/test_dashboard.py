@@ -25,7 +25,7 @@ from helpers.dashboard import (
 )
 from streamlit.testing.v1 import AppTest
 
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from dashboard.navigation import ATTENTION_STEPS, EXPLORER, OVERVIEW, SAMPLING
 
 

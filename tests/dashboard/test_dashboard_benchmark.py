@@ -7,7 +7,7 @@ import json
 from helpers.dashboard import assert_clean, benchmark_json, open_page
 
 from core.bench import attention
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from dashboard import server
 
 

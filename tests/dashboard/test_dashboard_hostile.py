@@ -13,7 +13,7 @@ from helpers.dashboard import TIMEOUT, assert_clean, open_page, open_tab, set_pr
 from helpers.gpt2 import write_gpt2_checkpoint
 from markdown_it import MarkdownIt
 
-from core.explain.markdown import code, escaped
+from core.text.markdown import code, escaped
 from dashboard import models, navigation
 from dashboard.navigation import SAMPLING
 from dashboard.text import public

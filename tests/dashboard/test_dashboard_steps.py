@@ -8,7 +8,7 @@ from helpers.dashboard import assert_clean, infos, open_page
 from helpers.dashboard import open_tab as open_lazy_tab
 from streamlit.testing.v1 import AppTest
 
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from dashboard import charts, models
 from dashboard.navigation import ATTENTION_STEPS, TAB_PARAMETER
 from dashboard.prompt import MAX_PROMPT_CHARS, MAX_WORD_SHOWN, WORD_EXAMPLES, prepare_prompt

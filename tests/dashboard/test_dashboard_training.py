@@ -8,7 +8,7 @@ from helpers.dashboard import APP, TIMEOUT, assert_clean, open_page, rows, title
 from streamlit.testing.v1 import AppTest
 
 from core import load_default
-from core.explain.markdown import escaped
+from core.text.markdown import escaped
 from core.io import models_dir
 from core.train.settings import TrainSettings
 from dashboard import jobs, runs

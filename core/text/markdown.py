@@ -1,7 +1,7 @@
 """Text the explanations write as Markdown (questions, exercises) and the dashboard shows: a string
 from a prompt or a model file (a token, a word) goes into it through `escaped` or `code`, so that
-nothing in it renders as a link, an image, HTML or a formula. The dashboard's helpers
-(dashboard/text.py) are these."""
+nothing in it renders as a link, an image, HTML or a formula. The dashboard imports these too
+(dashboard/text.py adds `public`, for messages built from exceptions)."""
 from __future__ import annotations
 
 import re
